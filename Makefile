@@ -1,0 +1,33 @@
+# Quick start: `make demo` (install + run the daily sync on embedded defaults),
+# `make test` (install + run the test suite). `make dev` opens the Dagster UI.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.shopify_sync/dagster_home
+
+.PHONY: install demo dev test lint bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "is neither a file nor a directory" || true
+	$(BIN)/python -c "import shopify_sync, dagster, polars, fastapi, moto"
+	@mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+
+demo: install
+	$(BIN)/shopify-sync sync
+
+dev: install
+	$(BIN)/dagster dev -w workspace.yaml
+
+test: install
+	$(BIN)/ruff check shopify_sync shopify_sync_tests bench
+	$(BIN)/pytest -q -p no:cacheprovider
+
+lint: install
+	$(BIN)/ruff check shopify_sync shopify_sync_tests bench
+
+bench: install
+	$(BIN)/python bench/ingest.py
