@@ -1,0 +1,94 @@
+"""Shared request dependencies: the warehouse engine, the object store, parameter checks."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from fastapi import Request
+
+from shopify_sync.api.errors import ApiError
+from shopify_sync.config import Settings
+
+if TYPE_CHECKING:
+    from shopify_sync.storage import ObjectStore
+
+
+class Backends:
+    """Lazily opened warehouse engine and object store, shared by all requests.
+
+    Lazy so that ``create_app`` (and the OpenAPI export) never touches a database, and
+    the schema is brought to head on first use as SPEC §4 asks.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._engine: sa.Engine | None = None
+        self._store: ObjectStore | None = None
+
+    def engine(self) -> sa.Engine:
+        with self._lock:
+            if self._engine is None:
+                from shopify_sync.warehouse import ensure_schema, make_engine
+
+                engine = make_engine(self.settings.database_url)
+                ensure_schema(engine)
+                self._engine = engine
+            return self._engine
+
+    def store(self) -> ObjectStore:
+        with self._lock:
+            if self._store is None:
+                from shopify_sync.storage import open_store
+
+                self._store = open_store(self.settings.storage_url, endpoint_url=self.settings.s3_endpoint_url)
+            return self._store
+
+    def close(self) -> None:
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+
+
+def backends(request: Request) -> Backends:
+    return request.app.state.backends
+
+
+def settings_of(request: Request) -> Settings:
+    return request.app.state.backends.settings
+
+
+def check_shop(settings: Settings, shop: str | None) -> str | None:
+    """Unknown shop codes are a 400, not an empty list: a typo must not look like "no data"."""
+    if shop is None:
+        return None
+    if shop not in settings.shop_codes:
+        raise ApiError(400, "unknown_shop",
+                       f"unknown shop {shop!r}; configured shops: {', '.join(settings.shop_codes)}")
+    return shop
+
+
+def check_range(start: date | None, end: date | None) -> None:
+    if start is not None and end is not None and start > end:
+        raise ApiError(400, "invalid_range", f"start ({start}) is after end ({end})")
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def day_end_exclusive(day: date) -> datetime:
+    return day_start(day) + timedelta(days=1)
+
+
+def as_utc(value: Any) -> datetime | None:
+    """Naive datetimes from SQLite/MariaDB are UTC (SPEC §4); make them explicit for JSON."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = datetime.fromisoformat(str(value))
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,51 @@
+"""``GET /api/ingest/runs`` (telemetry) and ``POST /api/performance-metrics/sync`` (launch)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from shopify_sync.api import telemetry_view
+from shopify_sync.api.deps import Backends, backends, check_shop
+from shopify_sync.api.errors import ErrorResponse
+from shopify_sync.api.launcher import DagsterLauncher
+from shopify_sync.api.schemas import IngestRun, IngestRuns, LaunchedRun, SyncLaunch
+
+router = APIRouter(tags=["ingest"])
+
+
+@router.get("/api/ingest/runs", response_model=IngestRuns, summary="Recent sync runs from telemetry, newest first")
+def ingest_runs(
+    b: Annotated[Backends, Depends(backends)],
+    shop: Annotated[str | None, Query(description="restrict to one shop code")] = None,
+    days: Annotated[int, Query(ge=1, le=90, description="look back this many UTC days (by run start)")] = 7,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> IngestRuns:
+    check_shop(b.settings, shop)
+    views = telemetry_view.recent_runs(b.store(), days=days, limit=limit, shop=shop)
+    return IngestRuns(runs=[IngestRun(**v.__dict__) for v in views])
+
+
+@router.post(
+    "/api/performance-metrics/sync",
+    response_model=SyncLaunch,
+    status_code=202,
+    summary="Launch the daily sync (yesterday's partition) for every shop through Dagster",
+    responses={503: {"model": ErrorResponse, "description": "the Dagster webserver is unreachable"}},
+)
+def launch_sync(
+    request: Request,
+    b: Annotated[Backends, Depends(backends)],
+    shop: Annotated[list[str] | None, Query(description="only these shop codes (repeatable); default all")] = None,
+) -> SyncLaunch:
+    shops = list(dict.fromkeys(shop)) if shop else list(b.settings.shop_codes)
+    for code in shops:
+        check_shop(b.settings, code)
+    # The day just ended (UTC), the same partition the 06:00 schedule runs.
+    day = datetime.now(UTC).date() - timedelta(days=1)
+    launcher: DagsterLauncher = request.app.state.launcher
+    launched = launcher.launch_daily(day, shops)
+    return SyncLaunch(date=day, runs=[LaunchedRun(shop=r.shop, partition=r.partition, run_id=r.run_id)
+                                      for r in launched])

@@ -1,0 +1,140 @@
+"""Read-side of the SYNC_TELEMETRY stream for the API (SPEC §6 layout).
+
+Records live at ``telemetry/sync/date=<D>/<run_id>/<seq>-<step>.json``; a run's status
+is its last record. Only the most recent days are listed, so the cost of a request
+does not grow with the age of the deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from shopify_sync.api.deps import as_utc
+from shopify_sync.api.schemas import ErrorInfo
+
+log = logging.getLogger(__name__)
+
+PREFIX = "telemetry/sync/"
+TERMINAL_STEPS = ("completed", "failed")
+
+
+@dataclass(frozen=True)
+class RunView:
+    run_id: str
+    shop: str | None
+    job_type: str | None
+    initiator: str | None
+    status: str
+    last_step: str | None
+    started_at: datetime | None
+    updated_at: datetime | None
+    object_count: int | None
+    error: ErrorInfo | None
+
+
+def parse_error(raw: Any) -> ErrorInfo | None:
+    """``{type, message}`` from a telemetry dict or a ``sync_job.last_error`` text (JSON or plain)."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            typ, sep, msg = raw.partition(": ")
+            if sep and typ.isidentifier():
+                return ErrorInfo(type=typ, message=msg)
+            return ErrorInfo(type=None, message=raw)
+    if isinstance(raw, dict):
+        typ, msg = raw.get("type"), raw.get("message")
+        return ErrorInfo(type=str(typ) if typ is not None else None, message=str(msg) if msg is not None else None)
+    return ErrorInfo(type=None, message=str(raw))
+
+
+def _seq(key: str) -> tuple[int, str]:
+    name = key.rsplit("/", 1)[-1]
+    head = name.split("-", 1)[0]
+    return (int(head) if head.isdigit() else -1, name)
+
+
+def _parse_ts(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def summarise(run_id: str, records: list[dict[str, Any]]) -> RunView:
+    """Fold one run's records (in seq order) into its current state."""
+    first, last = records[0], records[-1]
+
+    def latest(field: str) -> Any:
+        for rec in reversed(records):
+            if rec.get(field) is not None:
+                return rec[field]
+        return None
+
+    last_step = last.get("step")
+    if last_step in TERMINAL_STEPS:
+        status = last_step
+    elif last.get("status") == "failed":
+        status = "failed"
+    else:
+        status = "running"
+    error = None
+    for rec in reversed(records):
+        if rec.get("error"):
+            error = parse_error(rec["error"])
+            break
+    object_count = latest("object_count")
+    return RunView(
+        run_id=run_id,
+        shop=latest("shop"),
+        job_type=latest("job_type"),
+        initiator=latest("initiator"),
+        status=status,
+        last_step=last_step,
+        started_at=_parse_ts(first.get("process_initiated_at")) or _parse_ts(first.get("at")),
+        updated_at=_parse_ts(last.get("at")),
+        object_count=int(object_count) if isinstance(object_count, int | float | str) and str(object_count).isdigit()
+        else None,
+        error=error if status == "failed" else None,
+    )
+
+
+def recent_runs(store: Any, *, days: int = 7, limit: int = 50, shop: str | None = None,
+                today: date | None = None) -> list[RunView]:
+    """Runs created in the last ``days`` UTC days, newest first."""
+    today = today or datetime.now(UTC).date()
+    by_run: dict[str, list[str]] = {}
+    for i in range(days):
+        day = today - timedelta(days=i)
+        for key in store.list_keys(f"{PREFIX}date={day.isoformat()}/"):
+            parts = key[len(PREFIX):].split("/")
+            if len(parts) != 3 or not parts[2].endswith(".json"):
+                continue
+            by_run.setdefault(parts[1], []).append(key)
+    runs = []
+    for run_id, keys in by_run.items():
+        records = []
+        for key in sorted(keys, key=_seq):
+            try:
+                rec = json.loads(store.get_bytes(key))
+            except (ValueError, KeyError, FileNotFoundError) as exc:
+                # A half-written or foreign object must not take the endpoint down.
+                log.warning("skipping unreadable telemetry record %s: %s", key, type(exc).__name__)
+                continue
+            if isinstance(rec, dict):
+                records.append(rec)
+        if records:
+            view = summarise(run_id, records)
+            if shop is None or view.shop == shop:
+                runs.append(view)
+    runs.sort(key=lambda r: (r.started_at or r.updated_at or datetime.min.replace(tzinfo=UTC), r.run_id),
+              reverse=True)
+    return runs[:limit]
