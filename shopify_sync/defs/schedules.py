@@ -1,0 +1,37 @@
+"""Daily schedule: 06:00 UTC, the day just ended, one run per shop (SPEC §3)."""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+
+import dagster as dg
+
+from shopify_sync.defs.partitions import partition_key
+from shopify_sync.sync import TAG_INITIATOR, TAG_MODE, TAG_SHOP, Initiator, Mode
+
+
+def build_daily_schedule(job: dg.UnresolvedAssetJobDefinition, shop_codes: tuple[str, ...]) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name="shopify_sync_daily",
+        job=job,
+        cron_schedule="0 6 * * *",
+        execution_timezone="UTC",
+        description="Every day at 06:00 UTC: the incremental sync for the day just ended, one run per shop "
+        "(runs of different shops go in parallel, at most one per shop at a time).",
+    )
+    def shopify_sync_daily(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+        tick = context.scheduled_execution_time
+        if tick is None:
+            raise ValueError("the daily schedule needs a scheduled execution time")
+        day = (tick.astimezone(UTC) - timedelta(days=1)).date()
+        return [
+            dg.RunRequest(
+                # One run per shop per day: a re-evaluated tick never launches a duplicate.
+                run_key=f"daily:{code}:{day.isoformat()}",
+                partition_key=partition_key(day, code),
+                tags={TAG_MODE: Mode.DAILY_INCREMENTAL.value, TAG_INITIATOR: Initiator.CRON.value, TAG_SHOP: code},
+            )
+            for code in shop_codes
+        ]
+
+    return shopify_sync_daily

@@ -1,0 +1,485 @@
+"""The sync engine the Dagster assets call (SPEC §3): modes, windows, sync_job, resume, watermark.
+
+The assets are thin: every decision about *what* to fetch and *whether* to resume
+lives here, so the CLI, the schedule, backfills and the API all behave alike. State
+between steps goes through the warehouse (``sync_job``) and the object store, never
+through local files or IO managers, so a step can run in another process (or after
+a crash) and pick up where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shopify_sync.shopify.queries import WindowField, orders_query
+
+# Run tags (public for the CLI, the API and sensors).
+TAG_MODE = "shopify_sync/mode"
+TAG_INITIATOR = "shopify_sync/initiator"
+TAG_SHOP = "shopify_sync/shop"
+TAG_REPLAY_OF = "shopify_sync/replay_of"
+TAG_BACKFILL = "dagster/backfill"
+TAG_SCHEDULE = "dagster/schedule_name"
+TAG_RANGE_START = "dagster/asset_partition_range_start"
+TAG_RANGE_END = "dagster/asset_partition_range_end"
+
+
+class Mode(enum.StrEnum):
+    """``job_type`` in telemetry, ``sync_job`` and the raw archive key."""
+
+    DAILY_INCREMENTAL = "DAILY_INCREMENTAL"
+    FULL_BACKFILL_EXECUTE = "FULL_BACKFILL_EXECUTE"
+    REPLAY = "REPLAY"
+
+
+class Initiator(enum.StrEnum):
+    CRON = "cron"
+    USER = "user"
+    BACKFILL = "backfill"
+
+
+def mode_from_tags(tags: Mapping[str, str]) -> Mode:
+    """An explicit ``shopify_sync/mode`` tag wins (CLI, API); a Dagster backfill is a backfill."""
+    raw = tags.get(TAG_MODE)
+    if raw:
+        try:
+            return Mode(raw)
+        except ValueError:
+            raise ValueError(f"run tag {TAG_MODE}={raw!r} is not one of {', '.join(m.value for m in Mode)}") from None
+    if tags.get(TAG_BACKFILL):
+        return Mode.FULL_BACKFILL_EXECUTE
+    return Mode.DAILY_INCREMENTAL
+
+
+def initiator_from_tags(tags: Mapping[str, str]) -> Initiator:
+    raw = tags.get(TAG_INITIATOR)
+    if raw:
+        try:
+            return Initiator(raw)
+        except ValueError:
+            raise ValueError(f"run tag {TAG_INITIATOR}={raw!r} is not one of cron, user, backfill") from None
+    if tags.get(TAG_SCHEDULE):
+        return Initiator.CRON
+    if tags.get(TAG_BACKFILL):
+        return Initiator.BACKFILL
+    return Initiator.USER
+
+
+@dataclass(frozen=True)
+class Window:
+    """Half-open ``[start, end)`` on ``field``; ``end=None`` means "up to now"."""
+
+    field: WindowField
+    start: datetime
+    end: datetime | None = None
+
+    def query(self) -> str:
+        return orders_query(self.field, self.start, self.end)
+
+    def describe(self) -> str:
+        end = self.end.isoformat() if self.end else "now"
+        return f"{self.field} in [{self.start.isoformat()}, {end})"
+
+
+def incremental_window(
+    watermark: datetime | None, *, now: datetime, floor_days: int, lookback_minutes: int
+) -> Window:
+    """SPEC §3: ``updated_at >= max(watermark - lookback, now - floor)``; no watermark → floor.
+
+    Open-ended on purpose: anything updated while the bulk job runs is fetched now or,
+    at worst, again next time thanks to the lookback; the watermark only advances to
+    what was actually fetched.
+    """
+    floor = now - timedelta(days=floor_days)
+    if watermark is None:
+        return Window("updated_at", floor)
+    return Window("updated_at", max(as_utc(watermark) - timedelta(minutes=lookback_minutes), floor))
+
+
+def backfill_window(start: datetime, end: datetime) -> Window:
+    """SPEC §3: ``created_at`` in the selected days, no floor."""
+    return Window("created_at", start, end)
+
+
+def as_utc(ts: datetime) -> datetime:
+    """Databases hand back naive datetimes (SQLite, MariaDB); ours are always UTC."""
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def next_watermark(old: datetime | None, fetched_max: datetime | None) -> datetime | None:
+    """``max(old, MAX(updated_at) fetched)``: never backwards, unchanged when nothing came."""
+    if fetched_max is None:
+        return as_utc(old) if old else None
+    if old is None:
+        return as_utc(fetched_max)
+    return max(as_utc(old), as_utc(fetched_max))
+
+
+def error_summary(exc: BaseException) -> dict[str, str]:
+    """``{type, message}`` for telemetry and ``sync_job.last_error``.
+
+    The typed errors of the client and ``ConfigError`` never carry tokens; the
+    message is cut to one line so a stack trace never lands in a record.
+    """
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return {"type": type(exc).__name__, "message": message[:500]}
+
+
+@contextmanager
+def recorded_failure(telemetry: Any, step: str) -> Iterator[None]:
+    """Record ``failed`` with ``{type, message}`` for a step that raises, then re-raise."""
+    try:
+        yield
+    except BaseException as exc:
+        try:
+            telemetry.record(step, "failed", error=error_summary(exc))
+        finally:
+            raise
+
+
+# --------------------------------------------------------------------------------------
+# The engine: one instance per (run, step); the assets call one method each.
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What every step knows about the run it belongs to (from the Dagster run record)."""
+
+    run_id: str
+    mode: Mode
+    initiator: Initiator
+    created_at: datetime
+    replay_of: str | None = None
+
+    @classmethod
+    def from_tags(cls, run_id: str, tags: Mapping[str, str], created_at: datetime) -> RunInfo:
+        mode = mode_from_tags(tags)
+        replay_of = tags.get(TAG_REPLAY_OF) or None
+        if mode is Mode.REPLAY and not replay_of:
+            raise ValueError(f"a REPLAY run needs the run tag {TAG_REPLAY_OF}=<run id of the archived sync>")
+        return cls(run_id, mode, initiator_from_tags(tags), as_utc(created_at), replay_of)
+
+
+@dataclass
+class FetchOutcome:
+    """What ``shopify_bulk_jsonl`` did for one shop."""
+
+    shop: str
+    job_id: Any
+    partition_key: str
+    window: Window
+    bulk_operation_id: str | None
+    object_count: int | None
+    bytes: int
+    archive_key: str
+    adopted: bool
+    reused_archive: bool
+    watermark_before: datetime | None
+
+
+@dataclass
+class LoadOutcome:
+    shop: str
+    job_id: Any
+    objects: int
+    rows: dict[str, int]
+    max_updated_at: datetime | None
+    start_line: int
+    commerce_events: int
+
+
+@dataclass
+class FinishOutcome:
+    shop: str
+    watermark_before: datetime | None
+    watermark_after: datetime | None
+    job_completed: bool
+
+
+class SyncEngine:
+    """The sync of one run, step by step. Stateless between steps: everything is re-read."""
+
+    def __init__(
+        self,
+        *,
+        run: RunInfo,
+        settings: Any,
+        engine: Any,
+        store: Any,
+        shopify: Any | None = None,
+        chunk_rows: int | None = None,
+        log: Any | None = None,
+    ) -> None:
+        self.run = run
+        self.settings = settings
+        self.engine = engine
+        self.store = store
+        self.shopify = shopify
+        self.chunk_rows = chunk_rows or settings.chunk_rows
+        self.log = log
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _info(self, msg: str) -> None:
+        if self.log is not None:
+            self.log.info(msg)
+
+    def telemetry(self, shop: str, job: Any | None = None) -> Any:
+        from shopify_sync.telemetry import SyncTelemetry
+
+        return SyncTelemetry(
+            self.store,
+            run_id=self.run.run_id,
+            shop=shop,
+            job_type=self.run.mode.value,
+            initiator=self.run.initiator.value,
+            process_initiated_at=self.run.created_at,
+        )
+
+    def current_job(self, shop: str, partition_key: str) -> Any | None:
+        """The unfinished sync_job of this (shop, mode, partition): the hand-off between steps."""
+        from shopify_sync.warehouse import jobs
+
+        return jobs.find_resumable_job(
+            self.engine, shop=shop, job_type=self.run.mode.value, partition_key=partition_key
+        )
+
+    def _require_job(self, shop: str, partition_key: str, step: str) -> Any:
+        job = self.current_job(shop, partition_key)
+        if job is None or not job.archive_key:
+            raise RuntimeError(
+                f"{step}: no fetched raw file for shop {shop}, {self.run.mode.value} {partition_key}; "
+                "materialize shopify_bulk_jsonl for this partition first"
+            )
+        return job
+
+    # -- step 1: shopify_bulk_jsonl ------------------------------------------------
+
+    def fetch(self, shop: str, partition_key: str, first_day: Any, start: datetime, end: datetime) -> FetchOutcome:
+        """Create or adopt the sync_job, then request → poll → download → archive.
+
+        The bulk operation id is stored (``on_submitted``) before the first poll, so a
+        crash anywhere after submission re-polls the same operation instead of paying
+        for a second one; an already archived file is reused as is.
+        """
+        from shopify_sync.warehouse import jobs
+
+        tel = self.telemetry(shop)
+        step = ["initiated"]
+        try:
+            watermark_before = jobs.get_watermark(self.engine, shop)
+            job = self.current_job(shop, partition_key)
+            adopted = job is not None
+            if self.run.mode is Mode.REPLAY:
+                return self._adopt_archive(tel, shop, partition_key, job, watermark_before)
+            if job is None:
+                window = (
+                    incremental_window(
+                        watermark_before,
+                        now=datetime.now(UTC),
+                        floor_days=self.settings.watermark_floor_days,
+                        lookback_minutes=self.settings.lookback_minutes,
+                    )
+                    if self.run.mode is Mode.DAILY_INCREMENTAL
+                    else backfill_window(start, end)
+                )
+                job = jobs.create_job(
+                    self.engine,
+                    run_id=self.run.run_id,
+                    shop=shop,
+                    job_type=self.run.mode.value,
+                    partition_key=partition_key,
+                    window_start=window.start,
+                    window_end=window.end,
+                )
+            else:
+                window = self._job_window(job)
+                jobs.update_job(self.engine, job.job_id, run_id=self.run.run_id, status="running",
+                                attempts=(job.attempts or 0) + 1)
+                self._info(f"{shop}: continuing unfinished sync_job {job.job_id} ({window.describe()})")
+            tel.record("initiated", "started", window_start=window.start, window_end=window.end,
+                       watermark_before=watermark_before)
+
+            if job.archive_key and self.store.exists(job.archive_key):
+                self._info(f"{shop}: raw file already archived at {job.archive_key}; not calling Shopify")
+                size = len(self.store.get_bytes(job.archive_key)) if hasattr(self.store, "get_bytes") else 0
+                return FetchOutcome(shop, job.job_id, partition_key, window, job.bulk_operation_id,
+                                    job.object_count, size, job.archive_key, adopted, True, watermark_before)
+
+            return self._fetch_from_shopify(tel, step, shop, partition_key, first_day, job, window,
+                                            adopted, watermark_before)
+        except BaseException as exc:
+            self._fail(tel, shop, partition_key, step[0], exc)
+            raise
+
+    def _job_window(self, job: Any) -> Window:
+        field: WindowField = "updated_at" if self.run.mode is Mode.DAILY_INCREMENTAL else "created_at"
+        return Window(field, as_utc(job.window_start), as_utc(job.window_end) if job.window_end else None)
+
+    def _fetch_from_shopify(
+        self, tel: Any, step: list[str], shop: str, partition_key: str, first_day: Any, job: Any,
+        window: Window, adopted: bool, watermark_before: datetime | None,
+    ) -> FetchOutcome:
+        import tempfile
+        from pathlib import Path
+
+        from shopify_sync.storage import raw_key
+        from shopify_sync.warehouse import jobs
+
+        if self.shopify is None:
+            raise RuntimeError("the Shopify resource is not configured for this run")
+        client = self.shopify.client_for(shop)
+        job_id = job.job_id
+        seen: set[str] = set()
+
+        def on_submitted(op: Any) -> None:
+            jobs.update_job(self.engine, job_id, bulk_operation_id=op.id, status="polling")
+            seen.add("requested")
+            step[0] = "requested"
+            tel.record("requested", "succeeded", bulk_operation_id=op.id)
+
+        def on_status(op: Any) -> None:
+            status = str(getattr(op, "status", "")).upper()
+            if "polling" not in seen:
+                seen.add("polling")
+                step[0] = "polling"
+                tel.record("polling", "started", bulk_operation_id=op.id)
+            if status.endswith("COMPLETED") and "downloading" not in seen:
+                seen.add("downloading")
+                step[0] = "downloading"
+                tel.record("downloading", "started", bulk_operation_id=op.id,
+                           object_count=getattr(op, "object_count", None))
+
+        step[0] = "requested"
+        if job.bulk_operation_id:
+            self._info(f"{shop}: re-polling bulk operation {job.bulk_operation_id} instead of submitting a new one")
+        with tempfile.TemporaryDirectory(prefix="shopify_sync_") as tmp:
+            dest = Path(tmp) / "bulk.jsonl"
+            result = client.run(window.query(), dest, resume_operation_id=job.bulk_operation_id,
+                                on_submitted=on_submitted, on_status=on_status)
+            op_id = result.operation.id
+            if op_id != job.bulk_operation_id and "requested" not in seen:
+                jobs.update_job(self.engine, job_id, bulk_operation_id=op_id)
+            step[0] = "downloading"
+            key = raw_key(shop, self.run.mode.value, first_day, self.run.run_id)
+            # Archived before any parsing: the audit trail and the replay source.
+            self.store.put_file(key, result.path)
+            size = int(result.bytes)
+        jobs.update_job(self.engine, job_id, archive_key=key, object_count=result.object_count, status="downloaded")
+        self._info(f"{shop}: bulk operation {op_id}: {result.object_count} objects, {size} bytes archived at {key}")
+        return FetchOutcome(shop, job_id, partition_key, window, op_id, result.object_count, size, key,
+                            adopted, False, watermark_before)
+
+    def _adopt_archive(
+        self, tel: Any, shop: str, partition_key: str, job: Any | None, watermark_before: datetime | None
+    ) -> FetchOutcome:
+        """REPLAY: point a new sync_job at the raw file archived by ``replay_of``."""
+        from shopify_sync.warehouse import jobs
+
+        source = jobs.find_archived_job(self.engine, run_id=self.run.replay_of, shop=shop)
+        if source is None or not source.archive_key or not self.store.exists(source.archive_key):
+            raise RuntimeError(f"no archived raw file of run {self.run.replay_of!r} for shop {shop}")
+        window = Window("updated_at" if source.job_type == Mode.DAILY_INCREMENTAL.value else "created_at",
+                        as_utc(source.window_start), as_utc(source.window_end) if source.window_end else None)
+        if job is None:
+            job = jobs.create_job(self.engine, run_id=self.run.run_id, shop=shop, job_type=Mode.REPLAY.value,
+                                  partition_key=partition_key, window_start=window.start, window_end=window.end)
+        jobs.update_job(self.engine, job.job_id, run_id=self.run.run_id, archive_key=source.archive_key,
+                        object_count=source.object_count, bulk_operation_id=source.bulk_operation_id,
+                        status="downloaded")
+        tel.record("initiated", "started", window_start=window.start, window_end=window.end,
+                   bulk_operation_id=source.bulk_operation_id)
+        size = len(self.store.get_bytes(source.archive_key))
+        return FetchOutcome(shop, job.job_id, partition_key, window, source.bulk_operation_id,
+                            source.object_count, size, source.archive_key, job is not None, True, watermark_before)
+
+    # -- step 2: order_header / order_line_item / order_refund ----------------------
+
+    def load(self, shop: str, partition_key: str) -> LoadOutcome:
+        """Upsert the archived JSONL, resuming after the last committed chunk."""
+        import tempfile
+        from pathlib import Path
+
+        from shopify_sync.telemetry import write_commerce_events
+        from shopify_sync.warehouse import ingest_jsonl, jobs
+
+        tel = self.telemetry(shop)
+        try:
+            job = self._require_job(shop, partition_key, "order tables")
+            start_line = int(job.lines_committed or 0)
+            tel.record("upserting", "started", bulk_operation_id=job.bulk_operation_id,
+                       object_count=job.object_count)
+            with tempfile.TemporaryDirectory(prefix="shopify_sync_") as tmp:
+                path = Path(tmp) / Path(job.archive_key).name
+                self.store.download_file(job.archive_key, path)
+                if start_line:
+                    self._info(f"{shop}: resuming the ingest after line {start_line}")
+                result = ingest_jsonl(self.engine, path, shop=shop, job_id=job.job_id,
+                                      chunk_rows=self.chunk_rows, start_line=start_line)
+            events = write_commerce_events(self.store, run_id=self.run.run_id, shop=shop,
+                                           changes=result.changes, at=self.run.created_at)
+            jobs.update_job(self.engine, job.job_id, status="loaded")
+            return LoadOutcome(shop, job.job_id, result.objects, dict(result.rows), result.max_updated_at,
+                               start_line, int(events or 0))
+        except BaseException as exc:
+            self._fail(tel, shop, partition_key, "upserting", exc)
+            raise
+
+    # -- steps 3-5: product, measurement_sales, measurement_performance -------------
+
+    def transforming(self, shop: str, partition_key: str) -> Any:
+        """Telemetry for the metric steps; returns the recorder."""
+        tel = self.telemetry(shop)
+        tel.record("transforming", "started")
+        return tel
+
+    def finish(self, shop: str, partition_key: str, *, rows: Mapping[str, int] | None = None) -> FinishOutcome:
+        """Last step of a run: advance the watermark (daily only), close the job, record ``completed``.
+
+        Runs only when every earlier step succeeded, so a failed run never moves the
+        watermark; ``advance_watermark`` refuses to move it backwards.
+        """
+        from shopify_sync.warehouse import jobs
+
+        tel = self.telemetry(shop)
+        try:
+            before = jobs.get_watermark(self.engine, shop)
+            after = before
+            job = self.current_job(shop, partition_key)
+            if self.run.mode is Mode.DAILY_INCREMENTAL and job is not None:
+                fetched_max = getattr(job, "max_updated_at", None)
+                candidate = next_watermark(before, fetched_max)
+                if candidate is not None and candidate != (as_utc(before) if before else None):
+                    jobs.advance_watermark(self.engine, shop, candidate, run_id=self.run.run_id)
+                after = jobs.get_watermark(self.engine, shop)
+            if job is not None:
+                jobs.update_job(self.engine, job.job_id, status="completed")
+            tel.record("completed", "succeeded", bulk_operation_id=getattr(job, "bulk_operation_id", None),
+                       object_count=getattr(job, "object_count", None), rows=dict(rows or {}),
+                       watermark_before=before, watermark_after=after)
+            return FinishOutcome(shop, before, after, job is not None)
+        except BaseException as exc:
+            self._fail(tel, shop, partition_key, "completed", exc)
+            raise
+
+    def _fail(self, tel: Any, shop: str, partition_key: str, step: str, exc: BaseException) -> None:
+        """Mark the job failed with ``last_error`` and record ``failed``; never masks ``exc``."""
+        err = error_summary(exc)
+        try:
+            from shopify_sync.warehouse import jobs
+
+            job = self.current_job(shop, partition_key)
+            if job is not None:
+                jobs.update_job(self.engine, job.job_id, status="failed", last_error=f"{err['type']}: {err['message']}")
+        except Exception:  # noqa: BLE001 - the original error is what the operator needs
+            pass
+        try:
+            tel.record("failed", "failed", error=err, failed_step=step)
+        except Exception:  # noqa: BLE001
+            pass
