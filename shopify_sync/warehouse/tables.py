@@ -1,0 +1,139 @@
+"""The warehouse tables of SPEC §4 (SQLAlchemy Core), with the indexes the API and metrics need.
+
+Names of tables and SPEC columns are public. No foreign keys: PlanetScale (MySQL
+via Vitess) does not support them, and the ingest keeps parents and children
+consistent itself. Extra columns beyond SPEC are documented inline.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from shopify_sync.warehouse.types import Money, UtcDateTime
+
+metadata = sa.MetaData()
+
+SHOP = sa.String(32)
+
+order_header = sa.Table(
+    "order_header",
+    metadata,
+    sa.Column("shop", SHOP, primary_key=True),
+    sa.Column("order_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("order_name", sa.String(64)),
+    sa.Column("created_at", UtcDateTime()),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("processed_at", UtcDateTime()),
+    sa.Column("cancelled_at", UtcDateTime()),
+    sa.Column("test", sa.Boolean, nullable=False, default=False),
+    sa.Column("currency_code", sa.String(8)),
+    sa.Column("financial_status", sa.String(32)),
+    sa.Column("fulfillment_status", sa.String(32)),
+    sa.Column("total_price", Money()),
+    sa.Column("subtotal_price", Money()),
+    sa.Column("total_discounts", Money()),
+    sa.Column("total_tax", Money()),
+    sa.Column("total_shipping", Money()),
+    sa.Column("total_refunded", Money()),
+    sa.Column("synced_at", UtcDateTime()),
+    # metrics: counted orders of a shop by day; API: orders by date
+    sa.Index("ix_order_header_shop_processed_at", "shop", "processed_at"),
+    sa.Index("ix_order_header_shop_created_at", "shop", "created_at"),
+    sa.Index("ix_order_header_shop_updated_at", "shop", "updated_at"),
+)
+
+order_line_item = sa.Table(
+    "order_line_item",
+    metadata,
+    sa.Column("shop", SHOP, primary_key=True),
+    sa.Column("line_item_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("order_id", sa.BigInteger, nullable=False),
+    sa.Column("product_id", sa.BigInteger),
+    sa.Column("variant_id", sa.BigInteger),
+    sa.Column("sku", sa.String(255)),
+    sa.Column("title", sa.String(1024)),
+    sa.Column("quantity", sa.Integer),
+    sa.Column("current_quantity", sa.Integer),
+    sa.Column("original_unit_price", Money()),
+    sa.Column("discounted_unit_price", Money()),
+    sa.Column("discounted_total", Money()),
+    sa.Column("currency_code", sa.String(8)),
+    # Not in SPEC: the parent order's updatedAt this line was read with. It is the
+    # "never older" guard for lines and lets the ingest delete exactly the lines a
+    # newer version of the order no longer returns.
+    sa.Column("order_updated_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_order_line_item_shop_order", "shop", "order_id"),
+    sa.Index("ix_order_line_item_shop_product", "shop", "product_id"),
+)
+
+order_refund = sa.Table(
+    "order_refund",
+    metadata,
+    sa.Column("shop", SHOP, primary_key=True),
+    sa.Column("refund_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("order_id", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UtcDateTime()),
+    sa.Column("total_refunded", Money()),
+    # Not in SPEC: parent order version, same guard as order_line_item.order_updated_at.
+    sa.Column("order_updated_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_order_refund_shop_order", "shop", "order_id"),
+    sa.Index("ix_order_refund_shop_created_at", "shop", "created_at"),
+)
+
+product = sa.Table(
+    "product",
+    metadata,
+    sa.Column("shop", SHOP, primary_key=True),
+    sa.Column("product_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("title", sa.String(1024)),
+    sa.Column("units_7d", sa.BigInteger, nullable=False, default=0),
+    sa.Column("net_sales_7d", Money(), nullable=False, default=0),
+    sa.Column("orders_7d", sa.BigInteger, nullable=False, default=0),
+    sa.Column("units_30d", sa.BigInteger, nullable=False, default=0),
+    sa.Column("net_sales_30d", Money(), nullable=False, default=0),
+    sa.Column("orders_30d", sa.BigInteger, nullable=False, default=0),
+    sa.Column("metrics_as_of", sa.Date),
+)
+
+sync_watermark = sa.Table(
+    "sync_watermark",
+    metadata,
+    sa.Column("shop", SHOP, primary_key=True),
+    sa.Column("watermark_at", UtcDateTime(), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+sync_job = sa.Table(
+    "sync_job",
+    metadata,
+    # Not in SPEC: our own key; a Dagster run may retry a job, and a resumed job
+    # keeps its job_id while run_id records the latest run that worked on it.
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("shop", SHOP, nullable=False),
+    sa.Column("job_type", sa.String(32), nullable=False),
+    # Not in SPEC: `2026-11-22` or `2026-11-01..2026-11-07`; the resume lookup key.
+    sa.Column("partition_key", sa.String(64), nullable=False),
+    sa.Column("initiator", sa.String(16)),
+    sa.Column("window_start", UtcDateTime()),
+    sa.Column("window_end", UtcDateTime()),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("bulk_operation_id", sa.String(128)),
+    sa.Column("object_count", sa.BigInteger),
+    sa.Column("file_size", sa.BigInteger),
+    sa.Column("archive_key", sa.String(512)),
+    sa.Column("lines_committed", sa.BigInteger, nullable=False, default=0),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text),
+    # Not in SPEC: max order updatedAt ingested (the watermark candidate) and rows per table (JSON text).
+    sa.Column("max_updated_at", UtcDateTime()),
+    sa.Column("rows_json", sa.Text),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_sync_job_resume", "shop", "job_type", "partition_key", "created_at"),
+    sa.Index("ix_sync_job_run_id", "run_id"),
+    sa.Index("ix_sync_job_shop_created_at", "shop", "created_at"),
+)
+
+ORDER_TABLES = ("order_header", "order_line_item", "order_refund")
