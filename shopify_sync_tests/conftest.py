@@ -83,3 +83,17 @@ def db_url(request) -> str:
     """A fresh, empty database on each backend in turn (same code path for all three)."""
     return request.getfixturevalue({"sqlite": "sqlite_url", "mariadb": "mysql_url",
                                     "postgres": "postgres_url"}[request.param])
+
+
+@pytest.fixture
+def emulator_server():
+    """A fresh Shopify emulator on loopback (real HTTP), stopped after the test.
+
+    ``emulator_server.base_url`` / ``.shop_base_url(code)`` / ``.token`` / ``.emulator``
+    (state, ``request_log``, ``faults``, ``orders(shop)``). For a custom config, build
+    ``EmulatorServer(EmulatorConfig(...))`` in the test instead.
+    """
+    from shopify_sync.emulator import EmulatorConfig, EmulatorServer
+
+    with EmulatorServer(EmulatorConfig()) as server:
+        yield server

@@ -1,0 +1,311 @@
+"""Deterministic seeded orders per shop.
+
+Order ``i`` of a shop is derived from ``(seed, shop, i)`` alone, so any order can be
+generated without the others: millions of orders stream in constant memory
+(``iter_orders``) and two processes with the same seed agree byte for byte.
+
+Money is exact (``Decimal``, 2 dp) and consistent inside an order:
+``current_total = current_subtotal + current_tax + current_shipping`` and
+``original_total - total_refunded = current_total`` (refund taxes are computed per
+refund and subtracted, so no cent is lost to rounding).
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
+
+CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
+
+SHOP_CURRENCY = {"DA": "DKK", "DE": "EUR", "NL": "EUR", "INT": "USD", "CHF": "CHF", "DEMO": "EUR"}
+DEFAULT_CURRENCY = "EUR"
+# VAT-like rate per currency: taxes are added on top (taxesIncluded = false).
+_TAX_RATE = {"DKK": Decimal("0.25"), "EUR": Decimal("0.21"), "USD": Decimal("0.08"), "CHF": Decimal("0.081")}
+# Price scale per currency so that a DKK order looks like a DKK order.
+_PRICE_SCALE = {"DKK": Decimal("7.5"), "EUR": Decimal("1"), "USD": Decimal("1.1"), "CHF": Decimal("0.95")}
+
+CATALOG_PRODUCTS = 40
+_ADJECTIVES = ("Classic", "Organic", "Vintage", "Urban", "Nordic", "Alpine", "Coastal", "Studio")
+_NOUNS = ("Tee", "Hoodie", "Mug", "Tote Bag", "Beanie", "Notebook", "Candle", "Poster", "Socks", "Cap")
+_VARIANT_NAMES = (("S", "M", "L"), ("Black", "White"), ("Default Title",), ("250 ml", "500 ml"))
+_CUSTOM_TITLES = ("Gift wrapping", "Custom engraving", "Shipping protection")
+
+
+def q2(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def shop_currency(shop: str) -> str:
+    return SHOP_CURRENCY.get(shop, DEFAULT_CURRENCY)
+
+
+def shop_number(shop: str) -> int:
+    """A stable small number per shop, used to keep ids distinct across shops."""
+    return zlib.crc32(shop.encode()) % 997
+
+
+@dataclass(frozen=True)
+class Variant:
+    id: int
+    product_id: int
+    title: str
+    sku: str
+    price: Decimal
+
+
+@dataclass(frozen=True)
+class Product:
+    id: int
+    title: str
+    variants: tuple[Variant, ...]
+
+
+@dataclass(frozen=True)
+class LineItem:
+    id: int
+    title: str
+    sku: str | None
+    product_id: int | None
+    variant_id: int | None
+    quantity: int
+    current_quantity: int
+    original_unit_price: Decimal
+    discounted_unit_price: Decimal  # discountedUnitPriceAfterAllDiscountsSet
+
+    @property
+    def discounted_total(self) -> Decimal:
+        """discountedTotalSet: includes refunded/removed units (Shopify's definition)."""
+        return q2(self.discounted_unit_price * self.quantity)
+
+    @property
+    def original_total(self) -> Decimal:
+        return q2(self.original_unit_price * self.quantity)
+
+
+@dataclass(frozen=True)
+class Refund:
+    id: int
+    created_at: datetime
+    subtotal: Decimal
+    tax: Decimal
+    lines: tuple[tuple[int, int], ...] = ()  # (line_item_id, units)
+
+    @property
+    def total_refunded(self) -> Decimal:
+        return self.subtotal + self.tax
+
+
+@dataclass(frozen=True)
+class Order:
+    id: int
+    shop: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    processed_at: datetime
+    cancelled_at: datetime | None
+    test: bool
+    currency_code: str
+    display_financial_status: str
+    display_fulfillment_status: str
+    tax_rate: Decimal
+    shipping: Decimal  # shipping charged at creation
+    line_items: tuple[LineItem, ...]
+    refunds: tuple[Refund, ...] = field(default=())
+
+    # -- totals (after returns), as Shopify's current*Set --
+    @property
+    def original_subtotal(self) -> Decimal:
+        return sum((q2(li.discounted_unit_price * li.quantity) for li in self.line_items), ZERO)
+
+    @property
+    def original_tax(self) -> Decimal:
+        return q2(self.original_subtotal * self.tax_rate)
+
+    @property
+    def original_total(self) -> Decimal:
+        return self.original_subtotal + self.original_tax + self.shipping
+
+    @property
+    def current_subtotal(self) -> Decimal:
+        return sum((q2(li.discounted_unit_price * li.current_quantity) for li in self.line_items), ZERO)
+
+    @property
+    def current_total_discounts(self) -> Decimal:
+        return sum(
+            (q2((li.original_unit_price - li.discounted_unit_price) * li.current_quantity) for li in self.line_items),
+            ZERO,
+        )
+
+    @property
+    def total_refunded(self) -> Decimal:
+        return sum((r.total_refunded for r in self.refunds), ZERO)
+
+    @property
+    def current_shipping(self) -> Decimal:
+        # Refunds here return goods (+ their tax) only; a cancellation zeroes the order.
+        return ZERO if self.cancelled_at is not None else self.shipping
+
+    @property
+    def current_total_tax(self) -> Decimal:
+        if self.cancelled_at is not None:
+            return ZERO
+        return self.original_tax - sum((r.tax for r in self.refunds), ZERO)
+
+    @property
+    def current_total(self) -> Decimal:
+        return self.current_subtotal + self.current_total_tax + self.current_shipping
+
+
+def fmt_ts(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def default_anchor(now: datetime | None = None) -> datetime:
+    """Start of the next UTC hour: stable for an hour, so repeated starts agree."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    return now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+
+
+@lru_cache(maxsize=64)
+def catalog(seed: int, shop: str) -> tuple[Product, ...]:
+    """The shop's products and variants (stable per seed and shop)."""
+    rng = random.Random(f"catalog:{seed}:{shop}")
+    currency = shop_currency(shop)
+    scale = _PRICE_SCALE.get(currency, Decimal(1))
+    base = 8_000_000_000_000 + shop_number(shop) * 1_000_000
+    products = []
+    for p in range(CATALOG_PRODUCTS):
+        pid = base + p * 10
+        title = f"{rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)} {p + 1}"
+        price = q2(Decimal(rng.randrange(500, 9000)) / 100 * scale)
+        names = _VARIANT_NAMES[rng.randrange(len(_VARIANT_NAMES))]
+        variants = tuple(
+            Variant(
+                id=44_000_000_000_000 + shop_number(shop) * 1_000_000 + p * 10 + v,
+                product_id=pid,
+                title=name,
+                sku=f"{shop}-{p + 1:03d}-{v + 1}",
+                price=price if v == 0 else q2(price * (1 + Decimal(v) / 10)),
+            )
+            for v, name in enumerate(names)
+        )
+        products.append(Product(id=pid, title=title, variants=variants))
+    return tuple(products)
+
+
+@dataclass(frozen=True)
+class DatasetParams:
+    seed: int
+    shop: str
+    orders: int
+    days: int
+    anchor: datetime
+
+
+def order_id(shop: str, i: int) -> int:
+    return 5_000_000_000_000 + shop_number(shop) * 1_000_000_000 + i
+
+
+def generate_order(p: DatasetParams, i: int) -> Order:
+    """Order ``i`` (0-based; ``created_at`` increases with ``i``)."""
+    rng = random.Random(f"{p.seed}:{p.shop}:{i}")
+    span = p.days * 86400
+    start = p.anchor - timedelta(seconds=span)
+    # Creation times increase with i (Shopify ids grow over time) with jitter inside the slot.
+    created = start + timedelta(seconds=int((i + rng.random()) * span / max(p.orders, 1)))
+    oid = order_id(p.shop, i)
+    currency = shop_currency(p.shop)
+    products = catalog(p.seed, p.shop)
+    rate = _TAX_RATE.get(currency, Decimal("0.2"))
+    li_base = 13_000_000_000_000 + shop_number(p.shop) * 10_000_000_000 + i * 8
+
+    lines: list[LineItem] = []
+    for k in range(rng.choice((1, 1, 1, 2, 2, 2, 3, 3, 4, 5))):
+        qty = rng.choice((1, 1, 1, 1, 2, 2, 3, 4))
+        if rng.random() < 0.05:
+            unit = q2(Decimal(rng.randrange(100, 1500)) / 100)
+            lines.append(LineItem(li_base + k, rng.choice(_CUSTOM_TITLES), None, None, None, qty, qty, unit, unit))
+            continue
+        prod = products[min(int(rng.paretovariate(1.2)) - 1, len(products) - 1) if rng.random() < 0.6
+                        else rng.randrange(len(products))]
+        var = prod.variants[rng.randrange(len(prod.variants))]
+        disc = var.price
+        if rng.random() < 0.25:
+            disc = q2(var.price * (1 - Decimal(rng.choice((10, 15, 20, 30))) / 100))
+        lines.append(LineItem(li_base + k, prod.title, var.sku, prod.id, var.id, qty, qty, var.price, disc))
+
+    test = rng.random() < 0.03
+    processed = created
+    if rng.random() < 0.08:  # imported / POS orders: processed before they were created in Shopify
+        processed = created - timedelta(minutes=rng.randrange(5, 3 * 24 * 60))
+    age = (p.anchor - created).total_seconds()
+    updated = created + timedelta(seconds=rng.randrange(0, 120))
+
+    def later(max_seconds: float) -> datetime:
+        nonlocal updated
+        at = created + timedelta(seconds=rng.randrange(60, int(max(61, max_seconds))))
+        updated = max(updated, at)
+        return at
+
+    subtotal = sum((q2(li.discounted_unit_price * li.quantity) for li in lines), ZERO)
+    shipping = ZERO if subtotal >= q2(Decimal(75) * _PRICE_SCALE.get(currency, Decimal(1))) else q2(
+        Decimal("4.95") * _PRICE_SCALE.get(currency, Decimal(1)))
+    fulfilment = "FULFILLED" if age > 3 * 86400 else rng.choice(("UNFULFILLED", "UNFULFILLED", "PARTIALLY_FULFILLED"))
+    if fulfilment == "FULFILLED":
+        later(min(age, 3 * 86400))
+    financial = "PAID" if rng.random() > 0.04 else rng.choice(("PENDING", "AUTHORIZED"))
+    cancelled_at = None
+    refunds: list[Refund] = []
+    roll = rng.random()
+    window = min(age, 20 * 86400)
+    if roll < 0.04:
+        cancelled_at = later(min(age, 2 * 86400))
+        lines = [replace(li, current_quantity=0) for li in lines]
+        fulfilment = "UNFULFILLED"
+        if financial == "PAID" and rng.random() < 0.6:
+            financial = "REFUNDED"
+            total = subtotal + q2(subtotal * rate) + shipping
+            refunds.append(Refund(li_base + 6, cancelled_at, total - q2(subtotal * rate), q2(subtotal * rate),
+                                  tuple((li.id, li.quantity) for li in lines)))
+        else:
+            financial = "VOIDED"
+    elif roll < 0.19 and financial == "PAID" and age > 3600:
+        victims = list(range(len(lines)))
+        rng.shuffle(victims)
+        chosen = victims[: max(1, len(victims) // 2)]
+        refund_lines = []
+        sub = ZERO
+        for j in chosen:
+            li = lines[j]
+            units = rng.randint(1, li.quantity) if li.quantity > 1 else 1
+            if len(lines) == 1 and units == li.quantity and li.quantity > 1:
+                units -= 1
+            lines[j] = replace(li, current_quantity=li.quantity - units)
+            refund_lines.append((li.id, units))
+            sub += q2(li.discounted_unit_price * units)
+        at = later(window)
+        refunds.append(Refund(li_base + 6, at, sub, q2(sub * rate), tuple(refund_lines)))
+        fully = all(li.current_quantity == 0 for li in lines)
+        financial = "REFUNDED" if fully else "PARTIALLY_REFUNDED"
+    if rng.random() < 0.3:  # tags, notes, address edits: updates without money changes
+        later(window)
+    updated = min(updated, p.anchor)
+
+    return Order(
+        id=oid, shop=p.shop, name=f"#{1001 + i}", created_at=created, updated_at=updated, processed_at=processed,
+        cancelled_at=cancelled_at, test=test, currency_code=currency, display_financial_status=financial,
+        display_fulfillment_status=fulfilment, tax_rate=rate, shipping=shipping,
+        line_items=tuple(lines), refunds=tuple(refunds),
+    )
+
+
+def iter_orders(p: DatasetParams) -> Iterator[Order]:
+    for i in range(p.orders):
+        yield generate_order(p, i)

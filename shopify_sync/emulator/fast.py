@@ -1,0 +1,144 @@
+"""Fast JSONL writer for the full orders query, without HTTP.
+
+``write_jsonl`` produces byte for byte what the emulator serves for
+``queries.orders_query`` over the whole dataset sorted by ``CREATED_AT`` (orders are
+generated in creation order), but with string templates instead of the generic
+projector, so the warehouse benchmark can make files with millions of lines quickly.
+Generation is lazy: order ``i`` comes from ``(seed, shop, i)``, memory stays constant.
+A test checks that both paths agree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+from shopify_sync.emulator.dataset import DatasetParams, Order, default_anchor, fmt_ts, generate_order
+from shopify_sync.emulator.jsonl import UNGROUPED_PAGE, amount
+
+
+def _money(value: Decimal, currency: str) -> str:
+    return '{"shopMoney":{"amount":"' + amount(value) + '","currencyCode":"' + currency + '"}}'
+
+
+def _s(value: str | None) -> str:
+    if value is None:
+        return "null"
+    return json.dumps(value, ensure_ascii=False).replace("/", "\\/")
+
+
+def _ts(value: datetime | None) -> str:
+    return "null" if value is None else '"' + fmt_ts(value) + '"'
+
+
+def order_line(o: Order) -> str:
+    c = o.currency_code
+    refunds = ",".join(
+        '{"id":"gid:\\/\\/shopify\\/Refund\\/' + str(r.id) + '","createdAt":' + _ts(r.created_at)
+        + ',"totalRefundedSet":' + _money(r.total_refunded, c) + "}"
+        for r in o.refunds
+    )
+    return (
+        '{"id":"gid:\\/\\/shopify\\/Order\\/' + str(o.id) + '","name":' + _s(o.name)
+        + ',"createdAt":' + _ts(o.created_at) + ',"updatedAt":' + _ts(o.updated_at)
+        + ',"processedAt":' + _ts(o.processed_at) + ',"cancelledAt":' + _ts(o.cancelled_at)
+        + ',"test":' + ("true" if o.test else "false") + ',"currencyCode":"' + c + '"'
+        + ',"displayFinancialStatus":"' + o.display_financial_status + '"'
+        + ',"displayFulfillmentStatus":"' + o.display_fulfillment_status + '"'
+        + ',"currentTotalPriceSet":' + _money(o.current_total, c)
+        + ',"currentSubtotalPriceSet":' + _money(o.current_subtotal, c)
+        + ',"currentTotalDiscountsSet":' + _money(o.current_total_discounts, c)
+        + ',"currentTotalTaxSet":' + _money(o.current_total_tax, c)
+        + ',"currentShippingPriceSet":' + _money(o.current_shipping, c)
+        + ',"totalRefundedSet":' + _money(o.total_refunded, c)
+        + ',"refunds":[' + refunds + "]}\n"
+    )
+
+
+def line_item_lines(o: Order) -> list[str]:
+    c = o.currency_code
+    parent = '"__parentId":"gid:\\/\\/shopify\\/Order\\/' + str(o.id) + '"}\n'
+    out = []
+    for li in o.line_items:
+        out.append(
+            '{"id":"gid:\\/\\/shopify\\/LineItem\\/' + str(li.id) + '","sku":' + _s(li.sku)
+            + ',"title":' + _s(li.title) + ',"quantity":' + str(li.quantity)
+            + ',"currentQuantity":' + str(li.current_quantity)
+            + ',"originalUnitPriceSet":' + _money(li.original_unit_price, c)
+            + ',"discountedUnitPriceAfterAllDiscountsSet":' + _money(li.discounted_unit_price, c)
+            + ',"discountedTotalSet":' + _money(li.discounted_total, c)
+            + ',"variant":' + ("null" if li.variant_id is None
+                               else '{"id":"gid:\\/\\/shopify\\/ProductVariant\\/' + str(li.variant_id) + '"}')
+            + ',"product":' + ("null" if li.product_id is None
+                               else '{"id":"gid:\\/\\/shopify\\/Product\\/' + str(li.product_id) + '"}')
+            + "," + parent
+        )
+    return out
+
+
+def iter_lines(p: DatasetParams, grouped: bool = False, page: int = UNGROUPED_PAGE,
+               orders: Iterator[Order] | None = None) -> Iterator[bytes]:
+    """Lines (bytes, newline-terminated) of the full orders query, in Shopify's order."""
+    source = orders if orders is not None else (generate_order(p, i) for i in range(p.orders))
+    if grouped:
+        for o in source:
+            yield order_line(o).encode()
+            for line in line_item_lines(o):
+                yield line.encode()
+        return
+    batch: list[Order] = []
+
+    def emit(batch: list[Order]) -> Iterator[bytes]:
+        children = []
+        for o in batch:
+            yield order_line(o).encode()
+            children.append(line_item_lines(o))
+        longest = max((len(c) for c in children), default=0)
+        for k in range(longest):
+            for c in children:
+                if k < len(c):
+                    yield c[k].encode()
+
+    for o in source:
+        batch.append(o)
+        if len(batch) >= page:
+            yield from emit(batch)
+            batch = []
+    yield from emit(batch)
+
+
+@dataclass(frozen=True)
+class JsonlStats:
+    path: Path
+    objects: int
+    roots: int
+    size: int
+
+
+def write_jsonl(path: str | Path, shop: str, orders: int = 200, seed: int = 7, grouped: bool = False,
+                days: int = 60, anchor: datetime | None = None) -> JsonlStats:
+    """Write the JSONL the emulator would serve for the full orders query (see module doc)."""
+    if orders < 0:
+        raise ValueError("write_jsonl: orders must be >= 0")
+    p = DatasetParams(seed, shop, orders, days, anchor or default_anchor())
+    path = Path(path)
+    objects = roots = size = 0
+    with open(path, "wb") as fh:
+        buf: list[bytes] = []
+        for line in iter_lines(p, grouped=grouped):
+            buf.append(line)
+            objects += 1
+            if len(buf) >= 4096:
+                data = b"".join(buf)
+                size += len(data)
+                fh.write(data)
+                buf.clear()
+        data = b"".join(buf)
+        size += len(data)
+        fh.write(data)
+    roots = orders  # one root line per order
+    return JsonlStats(path, objects, roots, size)

@@ -1,0 +1,256 @@
+"""Shopify-shaped bulk JSONL: projection of the selection set, connection splitting.
+
+What Shopify does and we reproduce:
+- one JSON object per line, ``\\n``-terminated, compact, ``/`` escaped as ``\\/`` (Ruby's
+  encoder; the captured files show ``gid:\\/\\/shopify\\/...``), non-ASCII unescaped;
+- every node of a connection is its own line; a nested connection's nodes get
+  ``__parentId`` (the parent's ``id``), appended last; objects and lists (``refunds``,
+  ``variant { id }``) stay inline on their owner's line;
+- only the selected fields appear, under their aliases, in selection order;
+- amounts are decimal strings without padding (``"25.0"``, ``"19.9"``, ``"12.34"``);
+- ``groupObjects: true`` puts each node's children directly under it; ungrouped
+  (the default since 2026-01) only guarantees that children come after their parent,
+  so we emit roots in pages and interleave the page's children round-robin after them:
+  a child is almost never adjacent to its parent, which catches clients that rely on
+  line order.
+
+Fields that exist in the schema but that the emulator does not model resolve to null
+(connections to no nodes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    SelectionSetNode,
+)
+
+from shopify_sync.emulator.dataset import Order, Product, Variant, fmt_ts
+
+UNGROUPED_PAGE = 10
+
+
+class Connection:
+    """A connection value in the raw object graph (its nodes become JSONL lines)."""
+
+    __slots__ = ("nodes",)
+
+    def __init__(self, nodes: Iterable[dict[str, Any]]) -> None:
+        self.nodes = list(nodes)
+
+
+def amount(value: Decimal) -> str:
+    """Shopify's Decimal rendering: ``25.00`` → ``"25.0"``, ``19.90`` → ``"19.9"``."""
+    text = format(value.normalize(), "f")
+    return text if "." in text else text + ".0"
+
+
+def gid(kind: str, n: int) -> str:
+    return f"gid://shopify/{kind}/{n}"
+
+
+def money_bag(value: Decimal, currency: str) -> dict[str, Any]:
+    money = {"__typename": "MoneyV2", "amount": amount(value), "currencyCode": currency}
+    return {"__typename": "MoneyBag", "shopMoney": money, "presentmentMoney": dict(money)}
+
+
+def raw_variant(v: Variant, product: Product | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "__typename": "ProductVariant", "id": gid("ProductVariant", v.id), "legacyResourceId": str(v.id),
+        "sku": v.sku, "title": v.title, "price": amount(v.price),
+        "displayName": f"{product.title} - {v.title}" if product else v.title,
+    }
+    if product is not None:
+        out["product"] = {"__typename": "Product", "id": gid("Product", product.id), "title": product.title}
+    return out
+
+
+def raw_product(p: Product) -> dict[str, Any]:
+    return {
+        "__typename": "Product", "id": gid("Product", p.id), "legacyResourceId": str(p.id), "title": p.title,
+        "handle": p.title.lower().replace(" ", "-"), "status": "ACTIVE",
+        "variants": Connection(raw_variant(v, p) for v in p.variants),
+    }
+
+
+def raw_order(o: Order, titles: dict[int, str] | None = None) -> dict[str, Any]:
+    """The order as a GraphQL object graph (only what the emulator models)."""
+    c = o.currency_code
+    lines = []
+    for li in o.line_items:
+        lines.append({
+            "__typename": "LineItem", "id": gid("LineItem", li.id), "name": li.title, "title": li.title,
+            "sku": li.sku, "quantity": li.quantity, "currentQuantity": li.current_quantity,
+            "refundableQuantity": li.current_quantity, "isGiftCard": False,
+            "originalUnitPriceSet": money_bag(li.original_unit_price, c),
+            "originalTotalSet": money_bag(li.original_total, c),
+            "discountedUnitPriceSet": money_bag(li.discounted_unit_price, c),
+            "discountedUnitPriceAfterAllDiscountsSet": money_bag(li.discounted_unit_price, c),
+            "discountedTotalSet": money_bag(li.discounted_total, c),
+            "totalDiscountSet": money_bag(li.original_total - li.discounted_total, c),
+            "variant": None if li.variant_id is None else {
+                "__typename": "ProductVariant", "id": gid("ProductVariant", li.variant_id), "sku": li.sku},
+            "product": None if li.product_id is None else {
+                "__typename": "Product", "id": gid("Product", li.product_id),
+                "title": (titles or {}).get(li.product_id, li.title)},
+        })
+    refunds = [
+        {"__typename": "Refund", "id": gid("Refund", r.id), "createdAt": fmt_ts(r.created_at),
+         "updatedAt": fmt_ts(r.created_at), "note": None, "totalRefundedSet": money_bag(r.total_refunded, c),
+         "refundLineItems": Connection([])}
+        for r in o.refunds
+    ]
+    return {
+        "__typename": "Order", "id": gid("Order", o.id), "legacyResourceId": str(o.id), "name": o.name,
+        "createdAt": fmt_ts(o.created_at), "updatedAt": fmt_ts(o.updated_at),
+        "processedAt": fmt_ts(o.processed_at),
+        "cancelledAt": fmt_ts(o.cancelled_at) if o.cancelled_at else None,
+        "cancelReason": "CUSTOMER" if o.cancelled_at else None,
+        "test": o.test, "currencyCode": c, "presentmentCurrencyCode": c, "taxesIncluded": False,
+        "sourceName": "web",
+        "displayFinancialStatus": o.display_financial_status,
+        "displayFulfillmentStatus": o.display_fulfillment_status,
+        "currentTotalPriceSet": money_bag(o.current_total, c),
+        "totalPriceSet": money_bag(o.original_total, c),
+        "currentSubtotalPriceSet": money_bag(o.current_subtotal, c),
+        "subtotalPriceSet": money_bag(o.original_subtotal, c),
+        "currentTotalDiscountsSet": money_bag(o.current_total_discounts, c),
+        "totalDiscountsSet": money_bag(
+            sum((li.original_total - li.discounted_total for li in o.line_items), Decimal("0.00")), c),
+        "currentTotalTaxSet": money_bag(o.current_total_tax, c),
+        "totalTaxSet": money_bag(o.original_tax, c),
+        "currentShippingPriceSet": money_bag(o.current_shipping, c),
+        "totalShippingPriceSet": money_bag(o.shipping, c),
+        "totalRefundedSet": money_bag(o.total_refunded, c),
+        "netPaymentSet": money_bag(o.original_total - o.total_refunded
+                                   if o.display_financial_status not in {"VOIDED", "PENDING", "AUTHORIZED"}
+                                   else Decimal("0.00"), c),
+        "subtotalLineItemsQuantity": sum(li.quantity for li in o.line_items),
+        "currentSubtotalLineItemsQuantity": sum(li.current_quantity for li in o.line_items),
+        "refunds": refunds,
+        "lineItems": Connection(lines),
+    }
+
+
+# --- projection -----------------------------------------------------------------------
+
+@dataclass
+class Tree:
+    """One JSONL line and the connections below it."""
+
+    line: dict[str, Any]
+    children: list[Tree]
+
+
+class Projector:
+    """Projects raw objects on a selection set (aliases, fragments, __typename)."""
+
+    def __init__(self, fragments: dict[str, FragmentDefinitionNode] | None = None) -> None:
+        self.fragments = fragments or {}
+
+    def _fields(self, sel: SelectionSetNode, typename: str | None) -> Iterator[FieldNode]:
+        for s in sel.selections:
+            if isinstance(s, FieldNode):
+                yield s
+            elif isinstance(s, InlineFragmentNode):
+                if s.type_condition is None or typename is None or s.type_condition.name.value == typename:
+                    yield from self._fields(s.selection_set, typename)
+            elif isinstance(s, FragmentSpreadNode):
+                frag = self.fragments.get(s.name.value)
+                if frag and (typename is None or frag.type_condition.name.value == typename):
+                    yield from self._fields(frag.selection_set, typename)
+
+    def value(self, raw: Any, sel: SelectionSetNode | None) -> Any:
+        if raw is None or sel is None:
+            return raw
+        if isinstance(raw, list):
+            return [self.value(r, sel) for r in raw]
+        if isinstance(raw, dict):
+            out: dict[str, Any] = {}
+            for f in self._fields(sel, raw.get("__typename")):
+                name = f.name.value
+                key = f.alias.value if f.alias else name
+                v = raw.get(name)
+                if isinstance(v, Connection):
+                    continue  # split into lines by `tree`, never inlined
+                out[key] = raw.get("__typename") if name == "__typename" else self.value(v, f.selection_set)
+            return out
+        return raw
+
+    def node_selection(self, conn_field: FieldNode, typename: str | None = None) -> SelectionSetNode | None:
+        """The ``edges { node { … } }`` selection of a connection field."""
+        if conn_field.selection_set is None:
+            return None
+        for edges in self._fields(conn_field.selection_set, None):
+            if edges.name.value == "edges" and edges.selection_set:
+                for node in self._fields(edges.selection_set, None):
+                    if node.name.value == "node":
+                        return node.selection_set
+        return None
+
+    def tree(self, raw: dict[str, Any], sel: SelectionSetNode, parent_id: str | None) -> Tree:
+        line = self.value(raw, sel)
+        if parent_id is not None:
+            line["__parentId"] = parent_id
+        children: list[Tree] = []
+        for f in self._fields(sel, raw.get("__typename")):
+            v = raw.get(f.name.value)
+            if isinstance(v, Connection):
+                node_sel = self.node_selection(f)
+                if node_sel is None:
+                    continue
+                for child in v.nodes:
+                    children.append(self.tree(child, node_sel, raw.get("id")))
+        return Tree(line, children)
+
+
+def _flatten_grouped(tree: Tree) -> Iterator[dict[str, Any]]:
+    yield tree.line
+    for c in tree.children:
+        yield from _flatten_grouped(c)
+
+
+def _round_robin(groups: list[list[Tree]]) -> list[Tree]:
+    out: list[Tree] = []
+    longest = max((len(g) for g in groups), default=0)
+    for k in range(longest):
+        for g in groups:
+            if k < len(g):
+                out.append(g[k])
+    return out
+
+
+def flatten(trees: Iterable[Tree], grouped: bool, page: int = UNGROUPED_PAGE) -> Iterator[dict[str, Any]]:
+    """Lines in Shopify's order (see module docstring)."""
+    if grouped:
+        for t in trees:
+            yield from _flatten_grouped(t)
+        return
+    batch: list[Tree] = []
+
+    def emit(level: list[Tree]) -> Iterator[dict[str, Any]]:
+        while level:
+            for t in level:
+                yield t.line
+            level = _round_robin([t.children for t in level])
+
+    for t in trees:
+        batch.append(t)
+        if len(batch) >= page:
+            yield from emit(batch)
+            batch = []
+    yield from emit(batch)
+
+
+def dumps(line: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(line, ensure_ascii=False, separators=(",", ":")).replace("/", "\\/") + "\n"
