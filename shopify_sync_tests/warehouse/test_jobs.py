@@ -1,0 +1,64 @@
+"""sync_job / sync_watermark accessors on the three real backends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shopify_sync.warehouse import jobs, make_engine
+
+
+def test_job_lifecycle_and_resume_lookup(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        start = datetime(2026, 11, 22, tzinfo=UTC)
+        job = jobs.create_job(engine, shop="DEMO", job_type="DAILY_INCREMENTAL", partition_key="2026-11-22",
+                              run_id="run-1", initiator="cron", window_start=start,
+                              window_end=start + timedelta(days=1))
+        assert job.status == "created" and job.lines_committed == 0 and job.attempts == 1
+        assert job.window_start == datetime(2026, 11, 22)  # stored naive UTC
+
+        found = jobs.find_resumable_job(engine, "DEMO", "DAILY_INCREMENTAL", "2026-11-22")
+        assert found is not None and found.job_id == job.job_id
+        assert jobs.find_resumable_job(engine, "DEMO", "FULL_BACKFILL_EXECUTE", "2026-11-22") is None
+        assert jobs.find_resumable_job(engine, "OTHER", "DAILY_INCREMENTAL", "2026-11-22") is None
+
+        jobs.update_job(engine, job.job_id, bulk_operation_id="gid://shopify/BulkOperation/1", status="polling",
+                        rows={"order_header": 2, "order_line_item": 5})
+        got = jobs.get_job(engine, job.job_id)
+        assert got is not None and got.status == "polling"
+        assert got.bulk_operation_id == "gid://shopify/BulkOperation/1"
+        assert jobs.job_rows(got) == {"order_header": 2, "order_line_item": 5}
+        assert got.updated_at >= job.updated_at
+
+        jobs.update_job(engine, job.job_id, status="completed")
+        assert jobs.find_resumable_job(engine, "DEMO", "DAILY_INCREMENTAL", "2026-11-22") is None
+
+        with pytest.raises(ValueError, match="no updatable column 'nope'"):
+            jobs.update_job(engine, job.job_id, nope=1)
+        with pytest.raises(LookupError, match="no sync_job"):
+            jobs.update_job(engine, "missing", status="failed")
+    finally:
+        engine.dispose()
+
+
+def test_watermark_never_moves_backwards(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        assert jobs.get_watermark(engine, "DEMO") is None
+        t1 = datetime(2026, 11, 22, 10, 0, 0, 500000, tzinfo=UTC)
+        assert jobs.advance_watermark(engine, "DEMO", t1, run_id="a") == t1.replace(tzinfo=None)
+        assert jobs.get_watermark(engine, "DEMO") == t1.replace(tzinfo=None)
+        # older candidate: unchanged
+        assert jobs.advance_watermark(engine, "DEMO", t1 - timedelta(hours=1), run_id="b") == t1.replace(tzinfo=None)
+        assert jobs.get_watermark(engine, "DEMO") == t1.replace(tzinfo=None)
+        t2 = t1 + timedelta(minutes=5)
+        jobs.advance_watermark(engine, "DEMO", t2, run_id="c")
+        assert jobs.get_watermark(engine, "DEMO") == t2.replace(tzinfo=None)
+        # shops are independent
+        assert jobs.get_watermark(engine, "OTHER") is None
+        with pytest.raises(TypeError, match="must be a datetime"):
+            jobs.advance_watermark(engine, "DEMO", "2026-11-22", run_id="d")  # type: ignore[arg-type]
+    finally:
+        engine.dispose()
