@@ -18,6 +18,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shopify_sync.storage import ObjectStoreError
+
 log = logging.getLogger(__name__)
 
 
@@ -84,6 +86,11 @@ def install_error_handlers(app: FastAPI) -> None:
         # The driver message can contain the connection URL; only the class name is logged.
         log.warning("warehouse query failed: %s", type(exc.orig).__name__ if exc.orig else type(exc).__name__)
         return error_response(503, "warehouse_unavailable", "the warehouse database is unavailable; retry later")
+
+    @app.exception_handler(ObjectStoreError)
+    async def _store_unavailable(_: Request, exc: ObjectStoreError) -> JSONResponse:
+        log.warning("object store request failed: %s", type(exc).__name__)
+        return error_response(503, "object_store_unavailable", "the object store is unavailable; retry later")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

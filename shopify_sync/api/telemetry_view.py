@@ -18,7 +18,6 @@ from shopify_sync.api.schemas import ErrorInfo
 
 log = logging.getLogger(__name__)
 
-PREFIX = "telemetry/sync/"
 TERMINAL_STEPS = ("completed", "failed")
 
 
@@ -52,12 +51,6 @@ def parse_error(raw: Any) -> ErrorInfo | None:
         typ, msg = raw.get("type"), raw.get("message")
         return ErrorInfo(type=str(typ) if typ is not None else None, message=str(msg) if msg is not None else None)
     return ErrorInfo(type=None, message=str(raw))
-
-
-def _seq(key: str) -> tuple[int, str]:
-    name = key.rsplit("/", 1)[-1]
-    head = name.split("-", 1)[0]
-    return (int(head) if head.isdigit() else -1, name)
 
 
 def _parse_ts(value: Any) -> datetime | None:
@@ -109,20 +102,24 @@ def summarise(run_id: str, records: list[dict[str, Any]]) -> RunView:
 
 def recent_runs(store: Any, *, days: int = 7, limit: int = 50, shop: str | None = None,
                 today: date | None = None) -> list[RunView]:
-    """Runs created in the last ``days`` UTC days, newest first."""
+    """Runs created in the last ``days`` UTC days, one entry per (run, shop), newest first.
+
+    A ranged run may cover several shops; each shop's records are its own sequence
+    of steps, so each gets its own status.
+    """
+    from shopify_sync.storage import parse_sync_telemetry_key, sync_telemetry_prefix
+
     today = today or datetime.now(UTC).date()
-    by_run: dict[str, list[str]] = {}
+    by_run: dict[str, list[tuple[int, str]]] = {}
     for i in range(days):
-        day = today - timedelta(days=i)
-        for key in store.list_keys(f"{PREFIX}date={day.isoformat()}/"):
-            parts = key[len(PREFIX):].split("/")
-            if len(parts) != 3 or not parts[2].endswith(".json"):
-                continue
-            by_run.setdefault(parts[1], []).append(key)
+        for key in store.list_keys(sync_telemetry_prefix(today - timedelta(days=i))):
+            parsed = parse_sync_telemetry_key(key)
+            if parsed is not None:
+                by_run.setdefault(parsed[1], []).append((parsed[2], key))
     runs = []
     for run_id, keys in by_run.items():
-        records = []
-        for key in sorted(keys, key=_seq):
+        by_shop: dict[str | None, list[dict[str, Any]]] = {}
+        for _, key in sorted(keys):
             try:
                 rec = json.loads(store.get_bytes(key))
             except (ValueError, KeyError, FileNotFoundError) as exc:
@@ -130,11 +127,10 @@ def recent_runs(store: Any, *, days: int = 7, limit: int = 50, shop: str | None 
                 log.warning("skipping unreadable telemetry record %s: %s", key, type(exc).__name__)
                 continue
             if isinstance(rec, dict):
-                records.append(rec)
-        if records:
-            view = summarise(run_id, records)
-            if shop is None or view.shop == shop:
-                runs.append(view)
+                by_shop.setdefault(rec.get("shop"), []).append(rec)
+        for rec_shop, records in by_shop.items():
+            if shop is None or rec_shop == shop:
+                runs.append(summarise(run_id, records))
     runs.sort(key=lambda r: (r.started_at or r.updated_at or datetime.min.replace(tzinfo=UTC), r.run_id),
               reverse=True)
     return runs[:limit]
