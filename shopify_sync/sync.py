@@ -176,7 +176,7 @@ class FetchOutcome:
     window: Window
     bulk_operation_id: str | None
     object_count: int | None
-    bytes: int
+    bytes: int | None  # None when an archived file was reused (not re-downloaded)
     archive_key: str
     adopted: bool
     reused_archive: bool
@@ -295,6 +295,7 @@ class SyncEngine:
                     shop=shop,
                     job_type=self.run.mode.value,
                     partition_key=partition_key,
+                    initiator=self.run.initiator.value,
                     window_start=window.start,
                     window_end=window.end,
                 )
@@ -308,9 +309,8 @@ class SyncEngine:
 
             if job.archive_key and self.store.exists(job.archive_key):
                 self._info(f"{shop}: raw file already archived at {job.archive_key}; not calling Shopify")
-                size = len(self.store.get_bytes(job.archive_key)) if hasattr(self.store, "get_bytes") else 0
                 return FetchOutcome(shop, job.job_id, partition_key, window, job.bulk_operation_id,
-                                    job.object_count, size, job.archive_key, adopted, True, watermark_before)
+                                    job.object_count, None, job.archive_key, adopted, True, watermark_before)
 
             return self._fetch_from_shopify(tel, step, shop, partition_key, first_day, job, window,
                                             adopted, watermark_before)
@@ -334,7 +334,6 @@ class SyncEngine:
 
         if self.shopify is None:
             raise RuntimeError("the Shopify resource is not configured for this run")
-        client = self.shopify.client_for(shop)
         job_id = job.job_id
         seen: set[str] = set()
 
@@ -359,7 +358,8 @@ class SyncEngine:
         step[0] = "requested"
         if job.bulk_operation_id:
             self._info(f"{shop}: re-polling bulk operation {job.bulk_operation_id} instead of submitting a new one")
-        with tempfile.TemporaryDirectory(prefix="shopify_sync_") as tmp:
+        with tempfile.TemporaryDirectory(prefix="shopify_sync_") as tmp, \
+                self.shopify.client_for(shop, log=self.log) as client:
             dest = Path(tmp) / "bulk.jsonl"
             result = client.run(window.query(), dest, resume_operation_id=job.bulk_operation_id,
                                 on_submitted=on_submitted, on_status=on_status)
@@ -382,22 +382,22 @@ class SyncEngine:
         """REPLAY: point a new sync_job at the raw file archived by ``replay_of``."""
         from shopify_sync.warehouse import jobs
 
-        source = jobs.find_archived_job(self.engine, run_id=self.run.replay_of, shop=shop)
+        source = next((j for j in archived_jobs(self.engine, str(self.run.replay_of)) if j.shop == shop), None)
         if source is None or not source.archive_key or not self.store.exists(source.archive_key):
             raise RuntimeError(f"no archived raw file of run {self.run.replay_of!r} for shop {shop}")
         window = Window("updated_at" if source.job_type == Mode.DAILY_INCREMENTAL.value else "created_at",
                         as_utc(source.window_start), as_utc(source.window_end) if source.window_end else None)
         if job is None:
             job = jobs.create_job(self.engine, run_id=self.run.run_id, shop=shop, job_type=Mode.REPLAY.value,
-                                  partition_key=partition_key, window_start=window.start, window_end=window.end)
+                                  partition_key=partition_key, initiator=self.run.initiator.value,
+                                  window_start=window.start, window_end=window.end)
         jobs.update_job(self.engine, job.job_id, run_id=self.run.run_id, archive_key=source.archive_key,
                         object_count=source.object_count, bulk_operation_id=source.bulk_operation_id,
                         status="downloaded")
         tel.record("initiated", "started", window_start=window.start, window_end=window.end,
                    bulk_operation_id=source.bulk_operation_id)
-        size = len(self.store.get_bytes(source.archive_key))
         return FetchOutcome(shop, job.job_id, partition_key, window, source.bulk_operation_id,
-                            source.object_count, size, source.archive_key, job is not None, True, watermark_before)
+                            source.object_count, None, source.archive_key, job is not None, True, watermark_before)
 
     # -- step 2: order_header / order_line_item / order_refund ----------------------
 
@@ -476,10 +476,110 @@ class SyncEngine:
 
             job = self.current_job(shop, partition_key)
             if job is not None:
-                jobs.update_job(self.engine, job.job_id, status="failed", last_error=f"{err['type']}: {err['message']}")
+                fields: dict[str, Any] = {"status": "failed", "last_error": f"{err['type']}: {err['message']}"}
+                if _operation_is_dead(exc):
+                    # Re-polling an operation that ended FAILED/CANCELED would only
+                    # re-raise; the next attempt must submit a new one.
+                    fields["bulk_operation_id"] = None
+                jobs.update_job(self.engine, job.job_id, **fields)
         except Exception:  # noqa: BLE001 - the original error is what the operator needs
             pass
         try:
             tel.record("failed", "failed", error=err, failed_step=step)
         except Exception:  # noqa: BLE001
             pass
+
+
+def _operation_is_dead(exc: BaseException) -> bool:
+    """The stored bulk operation ended for good (FAILED, CANCELED, budget-cancelled).
+
+    Download errors are excluded: their operation COMPLETED and its file can be fetched
+    again (the client resubmits by itself if the URL has expired).
+    """
+    try:
+        from shopify_sync.shopify.errors import DownloadError, ShopifyError
+    except ImportError:
+        return False
+    return (isinstance(exc, ShopifyError) and not isinstance(exc, DownloadError)
+            and bool(getattr(exc, "operation_id", None)))
+
+
+# --------------------------------------------------------------------------------------
+# Read-only lookups over sync_job / sync_watermark for checks, replay and `status`.
+# --------------------------------------------------------------------------------------
+
+
+def latest_job(engine: Any, *, shop: str, job_type: str, partition_key: str) -> Any | None:
+    """The newest sync_job of (shop, job_type, partition_key), finished or not."""
+    import sqlalchemy as sa
+
+    from shopify_sync.warehouse.tables import sync_job as t
+
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(t)
+            .where(t.c.shop == shop, t.c.job_type == job_type, t.c.partition_key == partition_key)
+            .order_by(t.c.created_at.desc(), t.c.job_id.desc())
+            .limit(1)
+        ).first()
+
+
+def archived_jobs(engine: Any, run_id: str) -> list[Any]:
+    """Jobs whose raw file was archived by run ``run_id`` (one per shop), for replay.
+
+    A resumed job records the latest run that worked on it, but its raw file keeps the
+    run id of the run that downloaded it; both identify it here.
+    """
+    import sqlalchemy as sa
+
+    from shopify_sync.warehouse.tables import sync_job as t
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(t)
+            .where(t.c.archive_key.is_not(None), t.c.job_type != Mode.REPLAY.value,
+                   sa.or_(t.c.run_id == run_id, t.c.archive_key.like(f"%/{run_id}.jsonl%")))
+            .order_by(t.c.shop, t.c.created_at.desc())
+        ).all()
+    newest: dict[str, Any] = {}
+    for row in rows:
+        newest.setdefault(row.shop, row)
+    return list(newest.values())
+
+
+def last_success_at(engine: Any, shop: str, job_type: str) -> datetime | None:
+    import sqlalchemy as sa
+
+    from shopify_sync.warehouse.tables import sync_job as t
+
+    with engine.connect() as conn:
+        value = conn.execute(
+            sa.select(sa.func.max(t.c.updated_at)).where(
+                t.c.shop == shop, t.c.job_type == job_type, t.c.status == "completed")
+        ).scalar()
+    return as_utc(value) if value is not None else None
+
+
+def shop_status(engine: Any, shop: str) -> dict[str, str]:
+    """One line of ``shopify-sync status``."""
+    import sqlalchemy as sa
+
+    from shopify_sync.warehouse.tables import sync_job as t
+    from shopify_sync.warehouse.tables import sync_watermark as w
+
+    with engine.connect() as conn:
+        wm = conn.execute(sa.select(w.c.watermark_at).where(w.c.shop == shop)).scalar()
+        job = conn.execute(
+            sa.select(t).where(t.c.shop == shop).order_by(t.c.created_at.desc(), t.c.job_id.desc()).limit(1)
+        ).first()
+
+    def fmt(ts: datetime | None) -> str:
+        return as_utc(ts).strftime("%Y-%m-%d %H:%M:%SZ") if ts else "—"
+
+    if job is None:
+        return {"shop": shop, "watermark": fmt(wm), "job": "never synced", "status": "—", "window": "—",
+                "run_id": "—", "updated": "—"}
+    window = f"{fmt(job.window_start)} .. {fmt(job.window_end) if job.window_end else 'now'}"
+    status = job.status + (f" ({job.last_error[:60]})" if job.status == "failed" and job.last_error else "")
+    return {"shop": shop, "watermark": fmt(wm), "job": f"{job.job_type} {job.partition_key}", "status": status,
+            "window": window, "run_id": job.run_id or "—", "updated": fmt(job.updated_at)}

@@ -1,0 +1,42 @@
+"""Resource wiring: one Shopify, one warehouse, one object store for every asset.
+
+Each field comes from a ``dg.EnvVar`` when its variable is set (resolved at launch,
+so it never lands in the job snapshot) and otherwise from the SPEC default computed
+by ``shopify_sync.config`` (no environment needed to load the definitions). Building
+these does no I/O: engines, clients and the embedded emulator start on first use.
+Shop tokens are never resource config: ``ShopifyBulkResource`` reads them from the
+environment when it builds a client.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dagster as dg
+
+from shopify_sync.config import Settings
+from shopify_sync.shopify.resource import ShopifyBulkResource
+from shopify_sync.storage.resource import ObjectStoreResource
+from shopify_sync.warehouse.resource import WarehouseResource
+
+__all__ = ["ObjectStoreResource", "ShopifyBulkResource", "WarehouseResource", "build_resources"]
+
+
+def _env_or(name: str, default: Any, environ: dict[str, str] | None = None) -> Any:
+    env = os.environ if environ is None else environ
+    return dg.EnvVar(name) if env.get(name, "").strip() else default
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    return {
+        "shopify": ShopifyBulkResource(),
+        "warehouse": WarehouseResource(
+            database_url=_env_or("SHOPIFY_SYNC_DATABASE_URL", settings.database_url),
+            chunk_rows=settings.chunk_rows,
+        ),
+        "object_store": ObjectStoreResource(
+            url=_env_or("SHOPIFY_SYNC_STORAGE_URL", settings.storage_url),
+            s3_endpoint_url=_env_or("SHOPIFY_SYNC_S3_ENDPOINT_URL", settings.s3_endpoint_url),
+        ),
+    }

@@ -1,0 +1,70 @@
+"""The code location loads with no environment at all, fast and without I/O, and bad
+configuration is one clear line (SPEC §2)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(tmp_path: Path, extra_env: dict[str, str], code: str) -> subprocess.CompletedProcess[str]:
+    # A clean interpreter with an empty environment: nothing leaks in from the test run.
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), **extra_env}
+    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_definitions_load_with_an_empty_environment(tmp_path: Path) -> None:
+    code = (
+        "import shopify_sync.definitions as m\n"
+        "d = m.defs\n"
+        "g = d.resolve_asset_graph()\n"
+        "print(sorted(k.to_user_string() for k in g.get_all_asset_keys()))\n"
+        "print(sorted(k.name for k in g.asset_check_keys))\n"
+        "print(d.resolve_job_def('shopify_sync_job').name)\n"
+        "print([s.name for s in d.schedules])\n"
+    )
+    proc = _load(tmp_path, {}, code)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == str(sorted(["measurement_performance", "measurement_sales", "order_header",
+                                   "order_line_item", "order_refund", "product", "shopify_bulk_jsonl"]))
+    assert lines[1] == str(sorted(["no_duplicate_sales_keys", "product_figures_match_line_items",
+                                   "rows_match_object_count", "shop_freshness", "telemetry_completed",
+                                   "watermark_not_regressed"]))
+    assert lines[2:] == ["shopify_sync_job", "['shopify_sync_daily']"]
+    # Loading created nothing: no database, no object folder, no Dagster home.
+    assert not (tmp_path / ".shopify_sync").exists()
+    assert "Warning" not in proc.stderr
+
+
+def test_bad_shop_list_is_one_clear_line(tmp_path: Path) -> None:
+    proc = _load(tmp_path, {"SHOPIFY_SHOPS": "DA,bad-code"}, "import shopify_sync.definitions")
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == "shopify_sync.config.ConfigError: SHOPIFY_SHOPS: shop code 'bad-code' must match [A-Z0-9_]+"
+    # Raised "from None": no chained "During handling of the above exception" noise.
+    assert "During handling" not in proc.stderr
+
+
+def test_assets_document_themselves() -> None:
+    from shopify_sync.config import load_settings
+    from shopify_sync.defs import build_definitions
+
+    defs = build_definitions(load_settings({}))
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.description and len(node.description) > 40, key
+        assert node.group_name in {"shopify_ingest", "shopify_metrics"}, key
+        assert node.kinds, key
+        assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run is None, key
+    # Only the Shopify step retries (the client already retries requests).
+    job = defs.resolve_job_def("shopify_sync_job")
+    policies = {node.name: node.definition.retry_policy for node in job.graph.nodes}
+    assert policies.pop("shopify_bulk_jsonl") is not None
+    assert set(policies.values()) == {None}
