@@ -122,7 +122,7 @@ class Order:
     # -- totals (after returns), as Shopify's current*Set --
     @property
     def original_subtotal(self) -> Decimal:
-        return sum((q2(li.discounted_unit_price * li.quantity) for li in self.line_items), ZERO)
+        return sum((li.discounted_unit_price * li.quantity for li in self.line_items), ZERO)
 
     @property
     def original_tax(self) -> Decimal:
@@ -134,12 +134,12 @@ class Order:
 
     @property
     def current_subtotal(self) -> Decimal:
-        return sum((q2(li.discounted_unit_price * li.current_quantity) for li in self.line_items), ZERO)
+        return sum((li.discounted_unit_price * li.current_quantity for li in self.line_items), ZERO)
 
     @property
     def current_total_discounts(self) -> Decimal:
         return sum(
-            (q2((li.original_unit_price - li.discounted_unit_price) * li.current_quantity) for li in self.line_items),
+            ((li.original_unit_price - li.discounted_unit_price) * li.current_quantity for li in self.line_items),
             ZERO,
         )
 
@@ -163,8 +163,21 @@ class Order:
         return self.current_subtotal + self.current_total_tax + self.current_shipping
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@lru_cache(maxsize=4096)
+def _day_prefix(day: int) -> str:
+    return (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")
+
+
 def fmt_ts(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``2026-07-02T23:39:19Z`` (second precision, UTC), the hot path of JSONL rendering."""
+    secs = int((ts - _EPOCH).total_seconds())
+    day, rest = divmod(secs, 86400)
+    h, rest = divmod(rest, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{_day_prefix(day)}{h:02d}:{m:02d}:{sec:02d}Z"
 
 
 def default_anchor(now: datetime | None = None) -> datetime:
@@ -213,96 +226,138 @@ def order_id(shop: str, i: int) -> int:
     return 5_000_000_000_000 + shop_number(shop) * 1_000_000_000 + i
 
 
+@dataclass(frozen=True)
+class _ShopConstants:
+    rng_base: int
+    currency: str
+    rate: Decimal
+    products: tuple[Product, ...]
+    # (product, variant, {discount_pct: discounted price}) flattened for cheap picks
+    discounted: dict[tuple[int, int], Decimal]
+    free_shipping_from: Decimal
+    shipping: Decimal
+    order_base: int
+    line_base: int
+
+
+@lru_cache(maxsize=64)
+def _constants(seed: int, shop: str) -> _ShopConstants:
+    currency = shop_currency(shop)
+    scale = _PRICE_SCALE.get(currency, Decimal(1))
+    products = catalog(seed, shop)
+    discounted = {(v.id, pct): q2(v.price * (1 - Decimal(pct) / 100))
+                  for prod in products for v in prod.variants for pct in _DISCOUNTS}
+    return _ShopConstants(
+        rng_base=(seed * 1_000_003 + zlib.crc32(shop.encode())) << 32, currency=currency,
+        rate=_TAX_RATE.get(currency, Decimal("0.2")), products=products, discounted=discounted,
+        free_shipping_from=q2(Decimal(75) * scale), shipping=q2(Decimal("4.95") * scale),
+        order_base=5_000_000_000_000 + shop_number(shop) * 1_000_000_000,
+        line_base=13_000_000_000_000 + shop_number(shop) * 10_000_000_000,
+    )
+
+
+_DISCOUNTS = (10, 15, 20, 30)
+_LINE_COUNTS = (1, 1, 1, 2, 2, 2, 3, 3, 4, 5)
+_QUANTITIES = (1, 1, 1, 1, 2, 2, 3, 4)
+_CENTS = [Decimal(n).scaleb(-2) for n in range(100, 1500)]
+
+
 def generate_order(p: DatasetParams, i: int) -> Order:
-    """Order ``i`` (0-based; ``created_at`` increases with ``i``)."""
-    rng = random.Random(f"{p.seed}:{p.shop}:{i}")
+    """Order ``i`` (0-based; ``created_at`` increases with ``i``).
+
+    Hot path of ``write_jsonl``: it draws with ``rng.random()`` only (``randrange`` and
+    ``choice`` are several times slower in CPython) and precomputes per-shop prices.
+    """
+    k = _constants(p.seed, p.shop)
+    # an int seed: hashing a str seed (sha512) would dominate the generation time
+    r = random.Random(k.rng_base + i).random
     span = p.days * 86400
-    start = p.anchor - timedelta(seconds=span)
     # Creation times increase with i (Shopify ids grow over time) with jitter inside the slot.
-    created = start + timedelta(seconds=int((i + rng.random()) * span / max(p.orders, 1)))
-    oid = order_id(p.shop, i)
-    currency = shop_currency(p.shop)
-    products = catalog(p.seed, p.shop)
-    rate = _TAX_RATE.get(currency, Decimal("0.2"))
-    li_base = 13_000_000_000_000 + shop_number(p.shop) * 10_000_000_000 + i * 8
+    created_off = int((i + r()) * span / max(p.orders, 1))
+    created = p.anchor - timedelta(seconds=span - created_off)
+    age = span - created_off
+    products = k.products
+    n_products = len(products)
+    li_base = k.line_base + i * 8
 
     lines: list[LineItem] = []
-    for k in range(rng.choice((1, 1, 1, 2, 2, 2, 3, 3, 4, 5))):
-        qty = rng.choice((1, 1, 1, 1, 2, 2, 3, 4))
-        if rng.random() < 0.05:
-            unit = q2(Decimal(rng.randrange(100, 1500)) / 100)
-            lines.append(LineItem(li_base + k, rng.choice(_CUSTOM_TITLES), None, None, None, qty, qty, unit, unit))
+    for j in range(_LINE_COUNTS[int(r() * 10)]):
+        qty = _QUANTITIES[int(r() * 8)]
+        if r() < 0.05:
+            unit = _CENTS[int(r() * 1400)]
+            lines.append(LineItem(li_base + j, _CUSTOM_TITLES[int(r() * 3)], None, None, None, qty, qty, unit, unit))
             continue
-        prod = products[min(int(rng.paretovariate(1.2)) - 1, len(products) - 1) if rng.random() < 0.6
-                        else rng.randrange(len(products))]
-        var = prod.variants[rng.randrange(len(prod.variants))]
+        if r() < 0.6:  # a few best sellers, a long tail
+            prod = products[min(int(1.0 / (1.0 - r()) ** (1 / 1.2)) - 1, n_products - 1)]
+        else:
+            prod = products[int(r() * n_products)]
+        var = prod.variants[int(r() * len(prod.variants))]
         disc = var.price
-        if rng.random() < 0.25:
-            disc = q2(var.price * (1 - Decimal(rng.choice((10, 15, 20, 30))) / 100))
-        lines.append(LineItem(li_base + k, prod.title, var.sku, prod.id, var.id, qty, qty, var.price, disc))
+        if r() < 0.25:
+            disc = k.discounted[(var.id, _DISCOUNTS[int(r() * 4)])]
+        lines.append(LineItem(li_base + j, prod.title, var.sku, prod.id, var.id, qty, qty, var.price, disc))
 
-    test = rng.random() < 0.03
+    test = r() < 0.03
     processed = created
-    if rng.random() < 0.08:  # imported / POS orders: processed before they were created in Shopify
-        processed = created - timedelta(minutes=rng.randrange(5, 3 * 24 * 60))
-    age = (p.anchor - created).total_seconds()
-    updated = created + timedelta(seconds=rng.randrange(0, 120))
+    if r() < 0.08:  # imported / POS orders: processed before they were created in Shopify
+        processed = created - timedelta(minutes=5 + int(r() * (3 * 24 * 60 - 5)))
+    upd = int(r() * 120)  # seconds after creation
 
     def later(max_seconds: float) -> datetime:
-        nonlocal updated
-        at = created + timedelta(seconds=rng.randrange(60, int(max(61, max_seconds))))
-        updated = max(updated, at)
-        return at
+        nonlocal upd
+        off = 60 + int(r() * (max(61, int(max_seconds)) - 60))
+        upd = max(upd, off)
+        return created + timedelta(seconds=off)
 
-    subtotal = sum((q2(li.discounted_unit_price * li.quantity) for li in lines), ZERO)
-    shipping = ZERO if subtotal >= q2(Decimal(75) * _PRICE_SCALE.get(currency, Decimal(1))) else q2(
-        Decimal("4.95") * _PRICE_SCALE.get(currency, Decimal(1)))
-    fulfilment = "FULFILLED" if age > 3 * 86400 else rng.choice(("UNFULFILLED", "UNFULFILLED", "PARTIALLY_FULFILLED"))
-    if fulfilment == "FULFILLED":
+    subtotal = sum((li.discounted_unit_price * li.quantity for li in lines), ZERO)
+    shipping = ZERO if subtotal >= k.free_shipping_from else k.shipping
+    if age > 3 * 86400:
+        fulfilment = "FULFILLED"
         later(min(age, 3 * 86400))
-    financial = "PAID" if rng.random() > 0.04 else rng.choice(("PENDING", "AUTHORIZED"))
+    else:
+        fulfilment = ("UNFULFILLED", "UNFULFILLED", "PARTIALLY_FULFILLED")[int(r() * 3)]
+    financial = "PAID" if r() > 0.04 else ("PENDING", "AUTHORIZED")[int(r() * 2)]
     cancelled_at = None
     refunds: list[Refund] = []
-    roll = rng.random()
+    roll = r()
     window = min(age, 20 * 86400)
+    rate = k.rate
     if roll < 0.04:
         cancelled_at = later(min(age, 2 * 86400))
         lines = [replace(li, current_quantity=0) for li in lines]
         fulfilment = "UNFULFILLED"
-        if financial == "PAID" and rng.random() < 0.6:
+        if financial == "PAID" and r() < 0.6:
             financial = "REFUNDED"
-            total = subtotal + q2(subtotal * rate) + shipping
-            refunds.append(Refund(li_base + 6, cancelled_at, total - q2(subtotal * rate), q2(subtotal * rate),
+            tax = q2(subtotal * rate)
+            refunds.append(Refund(li_base + 6, cancelled_at, subtotal + shipping, tax,
                                   tuple((li.id, li.quantity) for li in lines)))
         else:
             financial = "VOIDED"
     elif roll < 0.19 and financial == "PAID" and age > 3600:
         victims = list(range(len(lines)))
-        rng.shuffle(victims)
-        chosen = victims[: max(1, len(victims) // 2)]
+        random.Random(k.rng_base + i).shuffle(victims)
         refund_lines = []
         sub = ZERO
-        for j in chosen:
+        for j in victims[: max(1, len(victims) // 2)]:
             li = lines[j]
-            units = rng.randint(1, li.quantity) if li.quantity > 1 else 1
+            units = 1 + int(r() * li.quantity) if li.quantity > 1 else 1
             if len(lines) == 1 and units == li.quantity and li.quantity > 1:
-                units -= 1
+                units -= 1  # keep single-line orders partially (not fully) refunded
             lines[j] = replace(li, current_quantity=li.quantity - units)
             refund_lines.append((li.id, units))
-            sub += q2(li.discounted_unit_price * units)
+            sub += li.discounted_unit_price * units
         at = later(window)
         refunds.append(Refund(li_base + 6, at, sub, q2(sub * rate), tuple(refund_lines)))
-        fully = all(li.current_quantity == 0 for li in lines)
-        financial = "REFUNDED" if fully else "PARTIALLY_REFUNDED"
-    if rng.random() < 0.3:  # tags, notes, address edits: updates without money changes
+        financial = "REFUNDED" if all(li.current_quantity == 0 for li in lines) else "PARTIALLY_REFUNDED"
+    if r() < 0.3:  # tags, notes, address edits: updates without money changes
         later(window)
-    updated = min(updated, p.anchor)
+    updated = min(created + timedelta(seconds=upd), p.anchor)
 
     return Order(
-        id=oid, shop=p.shop, name=f"#{1001 + i}", created_at=created, updated_at=updated, processed_at=processed,
-        cancelled_at=cancelled_at, test=test, currency_code=currency, display_financial_status=financial,
-        display_fulfillment_status=fulfilment, tax_rate=rate, shipping=shipping,
-        line_items=tuple(lines), refunds=tuple(refunds),
+        id=k.order_base + i, shop=p.shop, name=f"#{1001 + i}", created_at=created, updated_at=updated,
+        processed_at=processed, cancelled_at=cancelled_at, test=test, currency_code=k.currency,
+        display_financial_status=financial, display_fulfillment_status=fulfilment, tax_rate=rate,
+        shipping=shipping, line_items=tuple(lines), refunds=tuple(refunds),
     )
 
 

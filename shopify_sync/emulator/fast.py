@@ -15,16 +15,32 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 
-from shopify_sync.emulator.dataset import DatasetParams, Order, default_anchor, fmt_ts, generate_order
+from shopify_sync.emulator.dataset import (
+    ZERO,
+    DatasetParams,
+    LineItem,
+    Order,
+    default_anchor,
+    fmt_ts,
+    generate_order,
+    q2,
+)
 from shopify_sync.emulator.jsonl import UNGROUPED_PAGE, amount
 
 
 def _money(value: Decimal, currency: str) -> str:
-    return '{"shopMoney":{"amount":"' + amount(value) + '","currencyCode":"' + currency + '"}}'
+    text = str(value)  # money is always 2 dp here: "25.00" -> "25.0", "19.90" -> "19.9"
+    if len(text) - text.find(".") != 3 or "E" in text:
+        text = amount(value)
+    elif text[-1] == "0":
+        text = text[:-1]
+    return '{"shopMoney":{"amount":"' + text + '","currencyCode":"' + currency + '"}}'
 
 
+@lru_cache(maxsize=65536)
 def _s(value: str | None) -> str:
     if value is None:
         return "null"
@@ -37,47 +53,74 @@ def _ts(value: datetime | None) -> str:
 
 def order_line(o: Order) -> str:
     c = o.currency_code
-    refunds = ",".join(
-        '{"id":"gid:\\/\\/shopify\\/Refund\\/' + str(r.id) + '","createdAt":' + _ts(r.created_at)
-        + ',"totalRefundedSet":' + _money(r.total_refunded, c) + "}"
-        for r in o.refunds
-    )
+    # totals computed once here (the Order properties recompute on each access)
+    orig_sub = cur_sub = cur_disc = ZERO
+    for li in o.line_items:
+        orig_sub += li.discounted_unit_price * li.quantity
+        cur_sub += li.discounted_unit_price * li.current_quantity
+        cur_disc += (li.original_unit_price - li.discounted_unit_price) * li.current_quantity
+    refunded = refunded_tax = ZERO
+    parts = []
+    for r in o.refunds:
+        total = r.subtotal + r.tax
+        refunded += total
+        refunded_tax += r.tax
+        parts.append('{"id":"gid:\\/\\/shopify\\/Refund\\/' + str(r.id) + '","createdAt":' + _ts(r.created_at)
+                     + ',"totalRefundedSet":' + _money(total, c) + "}")
+    if o.cancelled_at is None:
+        cur_tax = q2(orig_sub * o.tax_rate) - refunded_tax
+        cur_ship = o.shipping
+    else:
+        cur_tax = cur_ship = ZERO
     return (
-        '{"id":"gid:\\/\\/shopify\\/Order\\/' + str(o.id) + '","name":' + _s(o.name)
-        + ',"createdAt":' + _ts(o.created_at) + ',"updatedAt":' + _ts(o.updated_at)
+        '{"id":"gid:\\/\\/shopify\\/Order\\/' + str(o.id) + '","name":"' + o.name
+        + '","createdAt":' + _ts(o.created_at) + ',"updatedAt":' + _ts(o.updated_at)
         + ',"processedAt":' + _ts(o.processed_at) + ',"cancelledAt":' + _ts(o.cancelled_at)
         + ',"test":' + ("true" if o.test else "false") + ',"currencyCode":"' + c + '"'
         + ',"displayFinancialStatus":"' + o.display_financial_status + '"'
         + ',"displayFulfillmentStatus":"' + o.display_fulfillment_status + '"'
-        + ',"currentTotalPriceSet":' + _money(o.current_total, c)
-        + ',"currentSubtotalPriceSet":' + _money(o.current_subtotal, c)
-        + ',"currentTotalDiscountsSet":' + _money(o.current_total_discounts, c)
-        + ',"currentTotalTaxSet":' + _money(o.current_total_tax, c)
-        + ',"currentShippingPriceSet":' + _money(o.current_shipping, c)
-        + ',"totalRefundedSet":' + _money(o.total_refunded, c)
-        + ',"refunds":[' + refunds + "]}\n"
+        + ',"currentTotalPriceSet":' + _money(cur_sub + cur_tax + cur_ship, c)
+        + ',"currentSubtotalPriceSet":' + _money(cur_sub, c)
+        + ',"currentTotalDiscountsSet":' + _money(cur_disc, c)
+        + ',"currentTotalTaxSet":' + _money(cur_tax, c)
+        + ',"currentShippingPriceSet":' + _money(cur_ship, c)
+        + ',"totalRefundedSet":' + _money(refunded, c)
+        + ',"refunds":[' + ",".join(parts) + "]}\n"
     )
 
 
-def line_item_lines(o: Order) -> list[str]:
-    c = o.currency_code
-    parent = '"__parentId":"gid:\\/\\/shopify\\/Order\\/' + str(o.id) + '"}\n'
-    out = []
-    for li in o.line_items:
-        out.append(
-            '{"id":"gid:\\/\\/shopify\\/LineItem\\/' + str(li.id) + '","sku":' + _s(li.sku)
-            + ',"title":' + _s(li.title) + ',"quantity":' + str(li.quantity)
+_LINE_BODY: dict[tuple, str] = {}
+
+
+def _line_body(li: LineItem, c: str) -> str:
+    """Everything of a line item's JSON between its id and __parentId (highly repetitive: cached)."""
+    key = (li.title, li.sku, li.quantity, li.current_quantity, li.original_unit_price, li.discounted_unit_price,
+           li.variant_id, li.product_id, c)
+    body = _LINE_BODY.get(key)
+    if body is None:
+        body = (
+            '","sku":' + _s(li.sku) + ',"title":' + _s(li.title) + ',"quantity":' + str(li.quantity)
             + ',"currentQuantity":' + str(li.current_quantity)
             + ',"originalUnitPriceSet":' + _money(li.original_unit_price, c)
             + ',"discountedUnitPriceAfterAllDiscountsSet":' + _money(li.discounted_unit_price, c)
-            + ',"discountedTotalSet":' + _money(li.discounted_total, c)
+            + ',"discountedTotalSet":' + _money(li.discounted_unit_price * li.quantity, c)
             + ',"variant":' + ("null" if li.variant_id is None
                                else '{"id":"gid:\\/\\/shopify\\/ProductVariant\\/' + str(li.variant_id) + '"}')
             + ',"product":' + ("null" if li.product_id is None
                                else '{"id":"gid:\\/\\/shopify\\/Product\\/' + str(li.product_id) + '"}')
-            + "," + parent
+            + ',"__parentId":"gid:\\/\\/shopify\\/Order\\/'
         )
-    return out
+        if len(_LINE_BODY) > 200_000:  # bounded memory for any dataset size
+            _LINE_BODY.clear()
+        _LINE_BODY[key] = body
+    return body
+
+
+def line_item_lines(o: Order) -> list[str]:
+    c = o.currency_code
+    tail = str(o.id) + '"}\n'
+    return ['{"id":"gid:\\/\\/shopify\\/LineItem\\/' + str(li.id) + _line_body(li, c) + tail
+            for li in o.line_items]
 
 
 def iter_lines(p: DatasetParams, grouped: bool = False, page: int = UNGROUPED_PAGE,

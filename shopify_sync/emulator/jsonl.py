@@ -20,6 +20,7 @@ Fields that exist in the schema but that the emulator does not model resolve to 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -49,6 +50,10 @@ class Connection:
 
 def amount(value: Decimal) -> str:
     """Shopify's Decimal rendering: ``25.00`` → ``"25.0"``, ``19.90`` → ``"19.9"``."""
+    text = str(value)
+    dot = text.find(".")
+    if dot >= 0 and len(text) - dot == 3 and "E" not in text:  # the usual 2-dp case, fast
+        return text[:-1] if text[-1] == "0" else text
     text = format(value.normalize(), "f")
     return text if "." in text else text + ".0"
 
@@ -251,6 +256,4 @@ def flatten(trees: Iterable[Tree], grouped: bool, page: int = UNGROUPED_PAGE) ->
 
 
 def dumps(line: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(line, ensure_ascii=False, separators=(",", ":")).replace("/", "\\/") + "\n"
