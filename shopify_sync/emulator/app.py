@@ -92,7 +92,7 @@ class Response:
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
-        return cls(status, json.dumps(payload).encode(), {"Content-Type": "application/json; charset=utf-8",
+        return cls(status, json.dumps(payload, separators=(",", ":")).encode(), {"Content-Type": "application/json; charset=utf-8",
                                                           **(headers or {})})
 
 
@@ -563,7 +563,9 @@ class Emulator:
             tail += (pad_template % ("x" * (rest - len(tail) - minimum))).encode()
             tail_lines += 1
         count = full * len(block_lines) + tail_lines
-        return ResultFile(None, size, count, count, synthetic=(bytes(block), full, bytes(tail)))
+        roots_in_block = sum(1 for raw in block_lines if b'"__parentId"' not in raw)
+        roots = full * roots_in_block + sum(1 for raw in bytes(tail).splitlines() if b'"__parentId"' not in raw)
+        return ResultFile(None, size, count, roots, synthetic=(bytes(block), full, bytes(tail)))
 
     def run_query(self, shop: str, version: str, query: str, grouped: bool) -> tuple[BulkOp | None, list[dict]]:
         errors = bulk_query_errors(query, load_schema(version))

@@ -97,6 +97,7 @@ class EmulatorServer:
 
     def __init__(self, config_or_emulator: EmulatorConfig | Emulator | None = None, *, host: str | None = None,
                  port: int = 0) -> None:
+        self._owns_emulator = not isinstance(config_or_emulator, Emulator)
         if isinstance(config_or_emulator, Emulator):
             self.emulator = config_or_emulator
         else:
@@ -112,7 +113,7 @@ class EmulatorServer:
         for handler, port in ((_ApiHandler, self._port), (_FilesHandler, 0)):
             srv = _Server((self.host, port), handler)
             srv.emulator = self.emulator
-            t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
+            t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
                                  name=f"shopify-emulator-{srv.server_address[1]}", daemon=True)
             t.start()
             self._servers.append(srv)
@@ -146,6 +147,8 @@ class EmulatorServer:
             srv.server_close()
         self._servers.clear()
         self._threads.clear()
+        if self._owns_emulator:
+            self.emulator.close()  # result files live in a temp dir
 
     def __enter__(self) -> EmulatorServer:
         return self.start()
