@@ -7,6 +7,7 @@ the UI with their logs, materializations and checks.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -88,11 +89,42 @@ def _job(settings: Settings) -> dg.JobDefinition:
     return build_definitions(settings).resolve_job_def(SYNC_JOB_NAME)
 
 
+TAG_PID = "shopify_sync/pid"
+TAG_HOST = "shopify_sync/host"
+
+
+def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark as failed the in-process runs whose process died (SIGKILL, power loss).
+
+    Without a daemon nobody else notices them and they would show as "started"
+    forever; the sync_job they left behind is what the next run continues.
+    """
+    import socket
+
+    import psutil
+
+    host = socket.gethostname()
+    orphaned: list[str] = []
+    runs = instance.get_runs(filters=dg.RunsFilter(
+        job_name=SYNC_JOB_NAME, statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING]))
+    for run in runs:
+        pid = run.tags.get(TAG_PID, "")
+        if run.tags.get(TAG_HOST) != host or not pid.isdigit() or psutil.pid_exists(int(pid)):
+            continue
+        instance.report_run_failed(run, f"process {pid} running this sync ended without reporting (killed?)")
+        orphaned.append(run.run_id)
+    return orphaned
+
+
 def run_sync_job(
     settings: Settings, instance: dg.DagsterInstance, *, tags: dict[str, str], partition_key: str | None
 ) -> RunOutcome:
     """Execute the sync job in this process; never raises for a failed run."""
+    import socket
+
+    fail_orphaned_runs(instance)
     job = _job(settings)
+    tags = {**tags, TAG_PID: str(os.getpid()), TAG_HOST: socket.gethostname()}
     result = job.execute_in_process(
         instance=instance, partition_key=partition_key, tags=tags, raise_on_error=False
     )

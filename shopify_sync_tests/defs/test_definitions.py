@@ -68,3 +68,21 @@ def test_assets_document_themselves() -> None:
     policies = {node.name: node.definition.retry_policy for node in job.graph.nodes}
     assert policies.pop("shopify_bulk_jsonl") is not None
     assert set(policies.values()) == {None}
+
+
+def test_instance_config_limits_one_run_per_shop(tmp_path: Path) -> None:
+    import shutil
+
+    import dagster as dg
+
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as inst:
+        queue = inst.get_concurrency_config().run_queue_config
+        per_shop = {lim["key"]: lim for lim in queue.tag_concurrency_limits}
+        assert per_shop["dagster/partition/shop"]["limit"] == 1
+        assert per_shop["dagster/partition/shop"]["value"] == {"applyLimitPerUniqueValue": True}
+        assert inst.run_monitoring_enabled
+        # Run retries only for crashes: step failures are the RetryPolicy's job.
+        assert inst.run_retries_enabled and not inst.run_retries_retry_on_asset_or_op_failure
+    workspace = (ROOT / "workspace.yaml").read_text()
+    assert "module_name: shopify_sync.definitions" in workspace
