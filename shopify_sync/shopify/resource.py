@@ -21,14 +21,12 @@ from shopify_sync.config import ConfigError, load_settings
 from shopify_sync.shopify.client import LogLike, ShopifyBulkClient
 
 
-def _emulator_endpoint() -> tuple[str, str]:
-    """Base URL and token of the process-wide demo emulator (started on first use)."""
-    try:
-        from shopify_sync.emulator import demo_endpoint
-    except ImportError as exc:
-        raise ConfigError("SHOPIFY_<CODE>_STORE",
-                          f"'emulator' is configured but the bundled emulator is unavailable: {exc}") from None
-    return demo_endpoint()
+def _emulator_endpoint(shop_code: str) -> tuple[str, str]:
+    """Base URL and token of ``shop_code`` on the process-wide demo emulator (started on first use)."""
+    # Imported here: the emulator is only loaded (and started) when a shop is configured to use it.
+    from shopify_sync.emulator import demo_base_url, demo_token
+
+    return demo_base_url(shop_code), demo_token()
 
 
 class ShopifyBulkResource(dg.ConfigurableResource):
@@ -50,7 +48,7 @@ class ShopifyBulkResource(dg.ConfigurableResource):
             else settings.poll_interval_seconds
         attempts = self.poll_max_attempts if self.poll_max_attempts is not None else settings.poll_max_attempts
         if shop.is_emulator:
-            base_url, emulator_token = _emulator_endpoint()
+            base_url, emulator_token = _emulator_endpoint(shop_code)
             # An explicit token for an emulator shop wins, so tests can exercise a wrong one.
             token = shop.token or emulator_token
         else:
