@@ -583,7 +583,7 @@ class Emulator:
             limit = 5 if version >= "2026-01" or version == "unstable" else 1
             if len(active) >= limit:
                 return None, [_in_progress([o.gid for o in active])]
-            now = self.now().replace(microsecond=0)
+            now = self.now()
             seconds = self.config.completion_seconds
             slow = self.faults.take({"slow_completion"}, "run_query", shop)
             if slow is not None:
