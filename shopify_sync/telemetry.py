@@ -55,6 +55,10 @@ CALLER_FIELDS = (
     "bulk_operation_id", "window_start", "window_end", "object_count", "rows", "watermark_before",
     "watermark_after", "error",
 )
+# Optional, beyond SPEC: who wrote the record when it was not the run itself (the
+# run-status sensor), so operators can tell a crash epilogue from a run's own report.
+# Written only when given.
+EXTRA_FIELDS = ("recorded_by",)
 STICKY_FIELDS = ("bulk_operation_id", "window_start", "window_end", "object_count", "rows", "watermark_before")
 MAX_MESSAGE_CHARS = 2000
 
@@ -222,9 +226,13 @@ class SyncTelemetry:
             raise ValueError(f"telemetry step must be one of {', '.join(STEPS)}, got {step!r}")
         if not isinstance(status, str) or not _STATUS.match(status):
             raise ValueError(f"telemetry status must be a lowercase word, got {status!r}")
-        unknown = sorted(set(fields) - set(CALLER_FIELDS))
+        unknown = sorted(set(fields) - set(CALLER_FIELDS) - set(EXTRA_FIELDS))
         if unknown:
-            raise TypeError(f"unknown telemetry field(s) {', '.join(unknown)}; allowed: {', '.join(CALLER_FIELDS)}")
+            raise TypeError(f"unknown telemetry field(s) {', '.join(unknown)}; "
+                            f"allowed: {', '.join(CALLER_FIELDS + EXTRA_FIELDS)}")
+        recorded_by = fields.pop("recorded_by", None)
+        if recorded_by is not None and (not isinstance(recorded_by, str) or not _STATUS.match(recorded_by)):
+            raise ValueError(f"telemetry recorded_by must be a lowercase word, got {recorded_by!r}")
         rows = fields.get("rows")
         if rows is not None:
             if not isinstance(rows, Mapping) or not all(
@@ -258,6 +266,8 @@ class SyncTelemetry:
             if value is not None or name not in STICKY_FIELDS:
                 values[name] = value
         body = {name: _jsonable(values[name], name) for name in RECORD_FIELDS}
+        if recorded_by is not None:
+            body["recorded_by"] = recorded_by
         data = (json.dumps(body, ensure_ascii=False, sort_keys=False) + "\n").encode()
 
         seq = existing[-1][0] + 1 if existing else 0

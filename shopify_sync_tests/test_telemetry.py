@@ -84,13 +84,15 @@ def test_later_writers_append_and_inherit_sticky_fields(store: LocalObjectStore)
     second = tel(store)
     second.record("upserting", "started")
     sensor = tel(store, initiator="cron")
-    key = sensor.record("failed", "failed", error={"type": "DagsterExecutionInterruptedError", "message": "killed"})
+    key = sensor.record("failed", "failed", error={"type": "DagsterExecutionInterruptedError", "message": "killed"},
+                        recorded_by="run_status_sensor")
     assert key.endswith("/000003-failed.json")
     records = read_sync_records(store, "run-1")
     assert [r["step"] for r in records] == ["initiated", "requested", "upserting", "failed"]
     assert records[-1]["bulk_operation_id"] == "gid://shopify/BulkOperation/9"
     assert records[-1]["window_end"] == "2026-11-22T23:58:00Z"
     assert records[-1]["error"] == {"type": "DagsterExecutionInterruptedError", "message": "killed"}
+    assert records[-1]["recorded_by"] == "run_status_sensor" and "recorded_by" not in records[-2]
 
 
 def test_sticky_fields_do_not_leak_between_shops_of_one_run(store: LocalObjectStore) -> None:
