@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query
 from shopify_sync.api import telemetry_view
 from shopify_sync.api.deps import (
     Backends,
+    IsoDate,
     as_utc,
     backends,
     check_range,
@@ -126,8 +127,8 @@ def overview_rows(engine: sa.Engine, start: date, end: date, shop: str | None) -
             summary="Sales KPIs per shop and currency over a date range (SPEC §5 counted orders)")
 def commerce_overview(
     b: Annotated[Backends, Depends(backends)],
-    start: Annotated[date | None, Query(description="first UTC day (inclusive); default end - 29 days")] = None,
-    end: Annotated[date | None, Query(description="last UTC day (inclusive); default today (UTC)")] = None,
+    start: Annotated[IsoDate | None, Query(description="first UTC day (inclusive); default end - 29 days")] = None,
+    end: Annotated[IsoDate | None, Query(description="last UTC day (inclusive); default today (UTC)")] = None,
     shop: Annotated[str | None, Query(description="restrict to one shop code")] = None,
 ) -> Overview:
     check_shop(b.settings, shop)

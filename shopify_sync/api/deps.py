@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Request
+from pydantic import BeforeValidator
 
 from shopify_sync.api.errors import ApiError
 from shopify_sync.config import Settings
@@ -60,6 +62,20 @@ def backends(request: Request) -> Backends:
 
 def settings_of(request: Request) -> Settings:
     return request.app.state.backends.settings
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_date_only(value: Any) -> Any:
+    # Pydantic would also read "1700000000" or "-4.3e-187" as a Unix timestamp; a
+    # dashboard typo must be a 422, not silently 1970-01-01.
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError("must be a date in YYYY-MM-DD form")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date_only)]
 
 
 def check_shop(settings: Settings, shop: str | None) -> str | None:

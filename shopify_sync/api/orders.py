@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from shopify_sync.api.deps import (
     Backends,
+    IsoDate,
     as_utc,
     backends,
     check_range,
@@ -91,8 +92,8 @@ def order_from_row(row: sa.RowMapping) -> dict[str, Any]:
 def list_orders(
     b: Annotated[Backends, Depends(backends)],
     shop: Annotated[str | None, Query(description="shop code (SHOPIFY_SHOPS)")] = None,
-    start: Annotated[date | None, Query(description="first UTC day of processed_at (inclusive)")] = None,
-    end: Annotated[date | None, Query(description="last UTC day of processed_at (inclusive)")] = None,
+    start: Annotated[IsoDate | None, Query(description="first UTC day of processed_at (inclusive)")] = None,
+    end: Annotated[IsoDate | None, Query(description="last UTC day of processed_at (inclusive)")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size")] = 50,
     cursor: Annotated[str | None, Query(max_length=1000, description="next_cursor of the previous page")] = None,
 ) -> OrderPage:

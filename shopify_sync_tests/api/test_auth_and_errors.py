@@ -72,6 +72,8 @@ def test_framework_errors_use_our_shape(client: TestClient) -> None:
     ("limit=ten", 422, "invalid_request"),
     ("start=2026-13-01", 422, "invalid_request"),
     ("start=yesterday", 422, "invalid_request"),
+    ("start=1700000000", 422, "invalid_request"),  # not a Unix timestamp either
+    ("end=2026-1-5", 422, "invalid_request"),
     ("start=2026-03-02&end=2026-03-01", 400, "invalid_range"),
     ("shop=XX", 400, "unknown_shop"),
     ("shop=demo", 400, "unknown_shop"),
