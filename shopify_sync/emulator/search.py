@@ -6,8 +6,9 @@ term. A term is ``field:value`` or ``field:<op>value`` with op in ``< <= > >=``;
 may be quoted with ``'`` or ``"``. Supported fields: ``created_at``, ``updated_at``,
 ``processed_at`` (timestamps or dates, compared in UTC), ``id`` (numeric range),
 ``test`` (true/false), ``status`` (open/cancelled/closed/any), ``financial_status``,
-``fulfillment_status``, ``name``, ``sku``. As on Shopify, unknown fields are ignored
-(the term matches everything) and a term without ``field:`` is ignored too.
+``fulfillment_status``, ``name``, ``sku``. As on Shopify, unknown fields and values
+that cannot be parsed are ignored (the term matches everything), and a term without
+``field:`` is ignored too.
 """
 
 from __future__ import annotations
@@ -104,7 +105,11 @@ def _compare(left: object, op: str, right: object) -> bool:
 def _term_predicate(term: Term) -> Predicate | None:
     f, op, v = term.field, term.op, term.value
     if f in _TIME_FIELDS:
-        bound = parse_time(v)
+        try:
+            bound = parse_time(v)
+        except SearchSyntaxError:
+            return None  # Shopify ignores a term it cannot parse (search warnings), so do we
+
         attr = f
         date_only = op == "=" and re.fullmatch(r"\d{4}-\d{2}-\d{2}", v) is not None
 

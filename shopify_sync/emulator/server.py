@@ -13,6 +13,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -40,6 +41,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet: tests read request_log
         return
+
+    def _safe(self, produce: Callable[[], Response]) -> None:
+        try:
+            resp = produce()
+        except Exception as exc:  # noqa: BLE001 - an emulator bug must answer, not drop the socket
+            resp = Response.json(500, {"errors": f"emulator error: {type(exc).__name__}: {exc}"})
+        self._send(resp)
 
     def _send(self, resp: Response) -> None:
         try:
@@ -83,7 +91,8 @@ class _ApiHandler(_Handler):
             self._send(Response.json(404, {"errors": "Not Found"}))
             return
         shop = m.group("shop") or "DEMO"
-        self._send(self.server.emulator.handle_graphql(shop, m.group("version"), dict(self.headers.items()), body))
+        headers = dict(self.headers.items())
+        self._safe(lambda: self.server.emulator.handle_graphql(shop, m.group("version"), headers, body))
 
     def do_GET(self) -> None:  # noqa: N802
         self._send(Response.json(404, {"errors": "Not Found"}))
@@ -92,7 +101,8 @@ class _ApiHandler(_Handler):
 class _FilesHandler(_Handler):
     def do_GET(self) -> None:  # noqa: N802
         url = urlsplit(self.path)
-        self._send(self.server.emulator.handle_download(url.path, url.query, dict(self.headers.items())))
+        headers = dict(self.headers.items())
+        self._safe(lambda: self.server.emulator.handle_download(url.path, url.query, headers))
 
 
 class EmulatorServer:
