@@ -27,6 +27,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlparse
@@ -578,13 +579,8 @@ class ShopifyBulkClient:
                             f"{self.download_retries + 1} attempts: {problem}", operation_id=operation_id)
 
     def _check_expiry(self, query: str, operation_id: str | None) -> None:
-        params = parse_qs(query)
-        raw = (params.get("Expires") or [None])[0]
-        if raw is None:
-            return
-        try:
-            expires = float(raw)
-        except ValueError:
+        expires = _url_expiry(parse_qs(query))
+        if expires is None:
             return
         now = self._clock()
         if expires < now:
@@ -658,7 +654,13 @@ class ShopifyBulkClient:
                 op = self.submit(inner_query)
                 op_id = op.id
                 if on_submitted is not None:
-                    on_submitted(op)
+                    try:
+                        on_submitted(op)
+                    except BaseException:
+                        # The caller could not record the id, so nobody could resume this job:
+                        # cancel it rather than leave it holding one of the shop's bulk slots.
+                        self._cancel_quietly(op.id)
+                        raise
             try:
                 final = self.poll(op_id, on_status)
             except BulkOperationFailed as exc:
@@ -684,6 +686,12 @@ class ShopifyBulkClient:
                 continue
             return BulkResult(final, dest_path, size, final.object_count)
 
+    def _cancel_quietly(self, op_id: str) -> None:
+        try:
+            self.cancel(op_id)
+        except Exception as exc:  # noqa: BLE001 - best effort while another error propagates
+            self._log.error(f"could not cancel orphaned bulk operation {op_id}: {exc}")
+
     def _resume(self, op_id: str) -> str | None:
         """The id to keep polling, or ``None`` when a new operation must be submitted."""
         op = self.get(op_id)
@@ -702,6 +710,19 @@ class ShopifyBulkClient:
 
 class _RetryableDownload(Exception):
     pass
+
+
+def _url_expiry(params: dict[str, list[str]]) -> float | None:
+    """Unix expiry of a pre-signed URL: GCS V2 ``Expires`` or S3/GCS V4 ``X-Amz-Date`` + ``X-Amz-Expires``."""
+    try:
+        if "Expires" in params:
+            return float(params["Expires"][0])
+        if "X-Amz-Date" in params and "X-Amz-Expires" in params:
+            signed = datetime.strptime(params["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+            return signed.timestamp() + float(params["X-Amz-Expires"][0])
+    except (ValueError, IndexError):
+        return None
+    return None
 
 
 def _check_gid(op_id: str) -> None:

@@ -14,6 +14,8 @@ to a ``float``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 from pydantic import Field
 
@@ -39,8 +41,12 @@ class ShopifyBulkResource(dg.ConfigurableResource):
     poll_max_attempts: int | None = Field(
         default=None, description="polls before the operation is cancelled; default: SHOPIFY_POLL_MAX_ATTEMPTS")
 
-    def client_for(self, shop_code: str, log: LogLike | None = None) -> ShopifyBulkClient:
-        """A new client for ``shop_code`` (caller closes it, e.g. ``with resource.client_for(...)``)."""
+    def client_for(self, shop_code: str, log: LogLike | None = None, **client_options: Any) -> ShopifyBulkClient:
+        """A new client for ``shop_code`` (caller closes it, e.g. ``with resource.client_for(...)``).
+
+        ``client_options`` go to ``ShopifyBulkClient`` (e.g. a backfill's longer
+        ``in_progress_max_wait``).
+        """
         settings = load_settings()
         shop = settings.shop(shop_code)
         api_version = self.api_version or settings.api_version
@@ -54,7 +60,7 @@ class ShopifyBulkResource(dg.ConfigurableResource):
         else:
             base_url, token = shop.base_url(), shop.token or ""
         try:
-            return ShopifyBulkClient(base_url, token, api_version, interval, attempts, log=log)
+            return ShopifyBulkClient(base_url, token, api_version, interval, attempts, log=log, **client_options)
         except ValueError as exc:
             variable = {"api_version": "SHOPIFY_API_VERSION", "poll_interval": "SHOPIFY_POLL_INTERVAL_SECONDS",
                         "poll_max": "SHOPIFY_POLL_MAX_ATTEMPTS", "token": f"SHOPIFY_{shop_code}_TOKEN",

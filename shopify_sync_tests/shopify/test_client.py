@@ -536,3 +536,25 @@ def test_graphql_errors_are_reported(make_client) -> None:
     client = make_client()
     with pytest.raises(ShopifyGraphQLError):
         client._graphql("query { nope }", {}, "probe")
+
+
+def test_s3_style_presigned_expiry_is_detected(make_client, server, tmp_path) -> None:
+    url = (f"{server.files_base_url}/bucket/bulk-1.jsonl?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+           "&X-Amz-Date=20260101T000000Z&X-Amz-Expires=604800&X-Amz-Signature=abc")
+    with pytest.raises(ResultUrlExpired, match="2026-01-08T00:00:00Z"):
+        make_client().download(url, tmp_path / "r.jsonl", 10)
+    assert kinds(server, "download") == []
+
+
+def test_failed_on_submitted_cancels_the_orphan(make_client, server, tmp_path) -> None:
+    server.emulator.config.completion_seconds = 600
+
+    def persist(op: BulkOperation) -> None:
+        raise RuntimeError("database is down")
+
+    with pytest.raises(RuntimeError, match="database is down"):
+        make_client().run(window_query(), tmp_path / "r.jsonl", on_submitted=persist)
+    (op,) = server.emulator.operations("DEMO")
+    assert op.status in {"CANCELING", "CANCELED"}
+    assert [e.operation_id for e in kinds(server, "cancel")] == [op.gid]
+    assert kinds(server, "poll") == []

@@ -110,3 +110,11 @@ def test_resource_in_a_dagster_run_keeps_the_token_out_of_events(clean_env, serv
     assert "retrying" in text  # the client's warning reached Dagster's log
     assert "BulkOperation/" in text
     assert TOKEN not in text
+
+
+def test_client_options_pass_through(clean_env, server) -> None:
+    clean_env.setenv("SHOPIFY_SHOPS", "DE")
+    clean_env.setenv("SHOPIFY_DE_STORE", server.shop_base_url("DE"))
+    clean_env.setenv("SHOPIFY_DE_TOKEN", TOKEN)
+    with ShopifyBulkResource().client_for("DE", in_progress_max_wait=7200, max_resubmits=1) as client:
+        assert (client.in_progress_max_wait, client.max_resubmits) == (7200, 1)
