@@ -13,8 +13,6 @@ tick succeeds) or a run that did write its own record adds nothing.
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -63,42 +61,8 @@ def run_shops(tags: Mapping[str, str]) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------
-# The error of a failed run, scrubbed of secrets
+# The error of a failed run
 # --------------------------------------------------------------------------------------
-
-_TOKEN_PATTERNS = (
-    re.compile(r"\b(shp(?:at|ca|pa|ss|ua)_)[A-Za-z0-9]+"),  # Shopify Admin / custom-app tokens
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"(?i)(x-shopify-access-token['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
-    re.compile(r"(://[^/\s:@]+:)[^@\s/]+(@)"),  # user:password@ in URLs
-)
-
-
-def _env_secrets(environ: Mapping[str, str]) -> list[str]:
-    """Values that must never be written: every token/password/secret variable, DB URL passwords."""
-    secrets: list[str] = []
-    for name, value in environ.items():
-        if not value or len(value) < 4:
-            continue
-        upper = name.upper()
-        if upper.endswith(("_TOKEN", "_SECRET", "_PASSWORD", "_SECRET_ACCESS_KEY", "_SESSION_TOKEN")):
-            secrets.append(value)
-        elif upper.endswith("_URL") and "://" in value:
-            match = re.search(r"://[^/\s:@]+:([^@\s/]+)@", value)
-            if match and len(match.group(1)) >= 4:
-                secrets.append(match.group(1))
-    return sorted(set(secrets), key=len, reverse=True)
-
-
-def scrub(text: str, environ: Mapping[str, str] | None = None) -> str:
-    """Remove secrets from an error message before it is written anywhere."""
-    env = os.environ if environ is None else environ
-    for secret in _env_secrets(env):
-        text = text.replace(secret, "***")
-    for pattern in _TOKEN_PATTERNS:
-        text = pattern.sub(lambda m: m.group(1) + "***" + (m.group(2) if m.re.groups > 1 else ""), text)
-    return text
-
 
 def _root_cause(error: SerializableErrorInfo) -> SerializableErrorInfo:
     """Dagster wraps user errors (DagsterResourceFunctionError, step execution errors);
@@ -110,7 +74,8 @@ def _root_cause(error: SerializableErrorInfo) -> SerializableErrorInfo:
     return error
 
 
-def error_from_info(error: SerializableErrorInfo, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def error_from_info(error: SerializableErrorInfo) -> dict[str, str]:
+    """``{type, message}`` of the root cause, first line only (SyncTelemetry scrubs secrets on write)."""
     root = _root_cause(error)
     message = (root.message or "").strip()
     # SerializableErrorInfo.message is "module.Class: text"; keep the text only.
@@ -118,7 +83,7 @@ def error_from_info(error: SerializableErrorInfo, environ: Mapping[str, str] | N
     if sep and head.rsplit(".", 1)[-1] == root.cls_name:
         message = rest
     first_line = message.strip().splitlines()[0] if message.strip() else root.cls_name or "error"
-    return {"type": root.cls_name or "Error", "message": scrub(first_line, environ)[:MAX_MESSAGE]}
+    return {"type": root.cls_name or "Error", "message": first_line[:MAX_MESSAGE]}
 
 
 def run_error(instance: dg.DagsterInstance, run_id: str, fallback: str | None = None) -> dict[str, str]:
@@ -140,7 +105,7 @@ def run_error(instance: dg.DagsterInstance, run_id: str, fallback: str | None = 
             error = getattr(data, "error", None)
             if isinstance(error, SerializableErrorInfo):
                 return error_from_info(error)
-    message = scrub(fallback or "the run failed before recording an error")
+    message = fallback or "the run failed before recording an error"
     return {"type": "RunFailure", "message": message.strip().splitlines()[0][:MAX_MESSAGE]}
 
 
@@ -185,10 +150,10 @@ def complete_run_telemetry(
     shops = run_shops(run.tags)
     if not shops:
         return []
-    by_shop = _records_by_shop(read_sync_records(store, run_id=run.run_id))
+    created_at = _run_created_at(instance, run.run_id)
+    by_shop = _records_by_shop(read_sync_records(store, run.run_id, run_date=created_at))
     mode = mode_from_tags(run.tags)
     initiator = initiator_from_tags(run.tags)
-    created_at = _run_created_at(instance, run.run_id)
     written = []
     for shop in shops:
         existing = by_shop.get(shop, [])
@@ -203,7 +168,7 @@ def complete_run_telemetry(
             shop=shop,
             job_type=mode.value,
             initiator=initiator.value,
-            process_initiated_at=created_at,
+            run_created_at=created_at,
         ).record(step, status, **fields)
         written.append(shop)
     return written
