@@ -239,6 +239,7 @@ class SyncEngine:
             shop=shop,
             job_type=self.run.mode.value,
             initiator=self.run.initiator.value,
+            run_created_at=self.run.created_at,
             process_initiated_at=self.run.created_at,
         )
 
@@ -422,11 +423,13 @@ class SyncEngine:
                     self._info(f"{shop}: resuming the ingest after line {start_line}")
                 result = ingest_jsonl(self.engine, path, shop=shop, job_id=job.job_id,
                                       chunk_rows=self.chunk_rows, start_line=start_line)
-            events = write_commerce_events(self.store, run_id=self.run.run_id, shop=shop,
-                                           changes=result.changes, at=self.run.created_at)
+            events = commerce_events(result.changes)
+            write_commerce_events(self.store, run_id=self.run.run_id, events=events, shop=shop,
+                                  date=self.run.created_at)
             jobs.update_job(self.engine, job.job_id, status="loaded")
+            tel.record("upserting", "succeeded", rows=dict(result.rows))
             return LoadOutcome(shop, job.job_id, result.objects, dict(result.rows), result.max_updated_at,
-                               start_line, int(events or 0))
+                               start_line, len(events))
         except BaseException as exc:
             self._fail(tel, shop, partition_key, "upserting", exc)
             raise
@@ -460,9 +463,13 @@ class SyncEngine:
                 after = jobs.get_watermark(self.engine, shop)
             if job is not None:
                 jobs.update_job(self.engine, job.job_id, status="completed")
-            tel.record("completed", "succeeded", bulk_operation_id=getattr(job, "bulk_operation_id", None),
-                       object_count=getattr(job, "object_count", None), rows=dict(rows or {}),
-                       watermark_before=before, watermark_after=after)
+            if rows is None and job is not None:
+                rows = jobs.job_rows(job)
+            fields: dict[str, Any] = {"rows": dict(rows or {}), "watermark_before": before, "watermark_after": after}
+            if job is not None:
+                fields.update(bulk_operation_id=job.bulk_operation_id, object_count=job.object_count,
+                              window_start=job.window_start, window_end=job.window_end)
+            tel.record("completed", "succeeded", **fields)
             return FinishOutcome(shop, before, after, job is not None)
         except BaseException as exc:
             self._fail(tel, shop, partition_key, "completed", exc)
@@ -485,9 +492,42 @@ class SyncEngine:
         except Exception:  # noqa: BLE001 - the original error is what the operator needs
             pass
         try:
-            tel.record("failed", "failed", error=err, failed_step=step)
+            tel.record("failed", "failed", error={"type": err["type"], "message": f"{step}: {err['message']}"})
         except Exception:  # noqa: BLE001
             pass
+
+
+def commerce_events(changes: Any) -> list[dict[str, Any]]:
+    """COMMERCE_TELEMETRY events (SPEC §6) from the ingest's per-order change records.
+
+    One event per kind of change: an order created, a status change (financial or
+    fulfillment, each with its before/after), a refund, a cancellation.
+    """
+    events: list[dict[str, Any]] = []
+    for c in changes:
+        base = {"order_id": c.order_id, "order_name": c.order_name, "at": c.updated_at}
+        for kind in c.kinds:
+            if kind == "created":
+                events.append({**base, "event": "created", "before": None,
+                               "after": {"financial_status": c.financial_status,
+                                         "fulfillment_status": c.fulfillment_status,
+                                         "currency_code": c.currency_code}})
+            elif kind == "financial_status_changed":
+                events.append({**base, "event": "status_changed",
+                               "before": {"financial_status": c.previous_financial_status},
+                               "after": {"financial_status": c.financial_status}})
+            elif kind == "fulfillment_status_changed":
+                events.append({**base, "event": "status_changed",
+                               "before": {"fulfillment_status": c.previous_fulfillment_status},
+                               "after": {"fulfillment_status": c.fulfillment_status}})
+            elif kind == "refunded":
+                events.append({**base, "event": "refunded",
+                               "before": {"total_refunded": c.previous_total_refunded},
+                               "after": {"total_refunded": c.total_refunded, "currency_code": c.currency_code}})
+            elif kind == "cancelled":
+                events.append({**base, "event": "cancelled", "before": None,
+                               "after": {"cancelled_at": c.cancelled_at}})
+    return events
 
 
 def _operation_is_dead(exc: BaseException) -> bool:

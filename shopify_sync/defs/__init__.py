@@ -37,8 +37,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         from shopify_sync.defs import sensors as sensors_module
     except ImportError:
         sensors_module = None  # type: ignore[assignment]
-    if sensors_module is not None and hasattr(sensors_module, "build_sensors"):
-        sensors = list(sensors_module.build_sensors(settings))
+    if sensors_module is not None:
+        if hasattr(sensors_module, "build_sensors"):
+            sensors = list(sensors_module.build_sensors(settings))
+        else:
+            sensors = [v for v in vars(sensors_module).values() if isinstance(v, dg.SensorDefinition)]
     return dg.Definitions(
         assets=build_assets(partitions_def),
         asset_checks=build_checks(partitions_def),

@@ -107,7 +107,7 @@ def build_checks(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.AssetC
         from shopify_sync.telemetry import read_sync_records
 
         run = run_info(context)
-        records = read_sync_records(object_store.get_store(), run_id=run.run_id)
+        records = read_sync_records(object_store.get_store(), run.run_id, run_date=run.created_at)
         shops = [sd.shop for sd in _shop_days(context)]
         done = {r.get("shop") for r in records if r.get("step") == "completed" and r.get("status") != "failed"}
         missing = [s for s in shops if s not in done]
