@@ -1,0 +1,150 @@
+"""``shopify-sync`` (SPEC §7): exit codes, one-line errors, and crash → resume.
+
+The crash test runs the real console command in a subprocess against the emulator
+over loopback HTTP, kills it with SIGKILL while it polls Shopify, and runs the same
+command again: it must continue the same sync_job and re-poll the same bulk
+operation (the emulator saw exactly one ``bulkOperationRunQuery``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from shopify_sync.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name in list(os.environ):
+        if name.startswith(("SHOPIFY_", "DAGSTER_")):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SHOPIFY_SYNC_HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+def _one_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, text
+    assert "Traceback" not in text
+    return lines[0]
+
+
+def test_bad_configuration_is_one_line_and_nonzero(clean_env, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("SHOPIFY_SHOPS", "DA")
+    assert main(["sync"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line == "shopify-sync: error: SHOPIFY_DA_STORE: not set (shop DA is listed in SHOPIFY_SHOPS)"
+
+
+def test_unknown_shop_and_bad_dates(clean_env, capsys) -> None:
+    assert main(["sync", "--shop", "NOPE"]) == 2
+    assert "unknown shop code 'NOPE'" in _one_line(capsys.readouterr().err)
+
+    future = (datetime.now(UTC).date() + timedelta(days=3)).isoformat()
+    assert main(["sync", "--date", future]) == 1
+    assert "is in the future" in _one_line(capsys.readouterr().err)
+
+    assert main(["backfill", "--start", "2026-03-05", "--end", "2026-03-01"]) == 1
+    assert "is before --start" in _one_line(capsys.readouterr().err)
+
+    assert main(["backfill", "--start", "2020-01-01", "--end", "2020-01-02"]) == 1
+    assert "SHOPIFY_SYNC_START_DATE" in _one_line(capsys.readouterr().err)
+
+
+def test_replay_of_an_unknown_run(clean_env, capsys) -> None:
+    assert main(["replay", "--run-id", "does-not-exist"]) == 1
+    assert "no archived raw file for run 'does-not-exist'" in _one_line(capsys.readouterr().err)
+
+
+def test_db_upgrade_and_status_on_an_empty_warehouse(clean_env, capsys) -> None:
+    assert main(["db", "upgrade"]) == 0
+    assert "schema is at head" in capsys.readouterr().out
+    assert (clean_env / "home" / "warehouse.db").exists()
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "DEMO" in out and "never synced" in out
+    assert (clean_env / "home" / "dagster_home").is_dir()  # DAGSTER_HOME default, created
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "shopify_sync.cli", *args], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _job(db: sa.Engine):
+    from shopify_sync.warehouse.tables import sync_job
+
+    with db.connect() as conn:
+        return conn.execute(sa.select(sync_job)).all()
+
+
+@pytest.mark.slow
+def test_sigkill_while_polling_then_rerun_resumes_the_same_operation(tmp_path: Path) -> None:
+    from shopify_sync.emulator import EmulatorConfig, EmulatorServer
+
+    day = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    with EmulatorServer(EmulatorConfig(seed=5, orders_per_shop=60, days=20, completion_seconds=6.0)) as srv:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SHOPIFY_", "DAGSTER_"))}
+        env.update({
+            "SHOPIFY_SHOPS": "DEMO",
+            "SHOPIFY_DEMO_STORE": srv.emulator.shop_base_url("DEMO"),
+            "SHOPIFY_DEMO_TOKEN": srv.token,
+            "SHOPIFY_POLL_INTERVAL_SECONDS": "0.05",
+            "SHOPIFY_POLL_MAX_ATTEMPTS": "2000",
+            "SHOPIFY_SYNC_HOME": str(tmp_path / "home"),
+            "SHOPIFY_SYNC_START_DATE": (datetime.now(UTC).date() - timedelta(days=60)).isoformat(),
+        })
+        db = sa.create_engine(f"sqlite:///{tmp_path}/home/warehouse.db")
+
+        first = _cli(env, "sync", "--shop", "DEMO", "--date", day)
+        deadline = time.monotonic() + 90
+        op_id = None
+        while time.monotonic() < deadline and first.poll() is None:
+            polls = [e for e in srv.emulator.request_log if e.kind == "poll"]
+            if polls and (tmp_path / "home" / "warehouse.db").exists():
+                jobs = _job(db)
+                if jobs and jobs[0].bulk_operation_id:
+                    op_id = jobs[0].bulk_operation_id
+                    break
+            time.sleep(0.05)
+        assert op_id is not None, first.communicate(timeout=5)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        assert first.returncode == -signal.SIGKILL
+
+        [job] = _job(db)
+        assert job.status != "completed" and job.bulk_operation_id == op_id and job.archive_key is None
+
+        second = _cli(env, "sync", "--shop", "DEMO", "--date", day)
+        out, err = second.communicate(timeout=180)
+        assert second.returncode == 0, err[-3000:]
+        assert "ok" in out
+
+    runs = [e for e in srv.emulator.request_log if e.kind == "run_query"]
+    assert len(runs) == 1  # the rerun did not submit a second bulk operation
+    polled = {e.operation_id for e in srv.emulator.request_log if e.kind == "poll" and e.operation_id}
+    assert polled == {op_id}
+    [job] = _job(db)  # the same job continued, not a new one
+    assert job.status == "completed" and job.bulk_operation_id == op_id
+    assert job.lines_committed == job.object_count > 0
+    db.dispose()
+
+    # Both runs are in the DAGSTER_HOME instance (the UI shows them).
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(tmp_path / "home" / "dagster_home")) as inst:
+        runs = inst.get_runs()
+        assert len(runs) == 2
+        # The killed run is marked failed by the rerun (its process is gone), not left "started".
+        assert sorted(r.status.value for r in runs) == ["FAILURE", "SUCCESS"]
