@@ -166,7 +166,7 @@ def compare_product_sample(engine: Any, shop: str, limit: int) -> list[tuple[int
                 sa.select(li.c.order_id, li.c.current_quantity, li.c.discounted_unit_price, oh.c.processed_at)
                 .join(oh, sa.and_(oh.c.shop == li.c.shop, oh.c.order_id == li.c.order_id))
                 .where(li.c.shop == shop, li.c.product_id == prod["product_id"],
-                       oh.c.test.is_(False) | (oh.c.test == 0), oh.c.cancelled_at.is_(None))
+                       oh.c.test.is_(False), oh.c.cancelled_at.is_(None))
             ).all()
             expected = []
             for days in (7, 30):
