@@ -196,7 +196,8 @@ def pipeline_health(b: Backends, now: datetime) -> list[PipelineHealth]:
             watermark_at=wm_at,
             last_success_at=as_utc(ok["updated_at"]) if ok else None,
             last_success_run_id=ok["run_id"] if ok else None,
-            lag_seconds=round((now - wm_at).total_seconds(), 3) if wm_at else None,
+            # Clamped: a watermark ahead of this server's clock (skew) is "no lag", not negative.
+            lag_seconds=max(0.0, round((now - wm_at).total_seconds(), 3)) if wm_at else None,
             open_jobs=int(open_jobs.get(shop, 0)),
             recent_failures=fails[:MAX_FAILURES],
         ))

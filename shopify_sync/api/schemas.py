@@ -128,7 +128,7 @@ class PipelineHealth(BaseModel):
     watermark_at: datetime | None
     last_success_at: datetime | None
     last_success_run_id: str | None
-    lag_seconds: float | None = Field(description="now minus the watermark; null before the first sync")
+    lag_seconds: float | None = Field(description="now minus the watermark (>= 0); null before the first sync")
     open_jobs: int = Field(description="sync_job rows not yet completed or failed")
     recent_failures: list[PipelineFailure]
 
