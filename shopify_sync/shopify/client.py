@@ -112,6 +112,21 @@ def _get_query(by_bulk_operation: bool) -> str:
 """
 
 
+def _recent_query(by_bulk_operations: bool) -> str:
+    # Used only after a submit whose outcome is unknown, to find the operation it may have created.
+    if by_bulk_operations:
+        return f"""query ShopifySyncRecentBulkOperations {{
+  bulkOperations(first: 10) {{ nodes {{ ...BulkOperationFields type query }} }}
+}}
+{_OPERATION_FIELDS}
+"""
+    return f"""query ShopifySyncRecentBulkOperations {{
+  currentBulkOperation(type: QUERY) {{ ...BulkOperationFields type query }}
+}}
+{_OPERATION_FIELDS}
+"""
+
+
 CANCEL_MUTATION = f"""mutation ShopifySyncBulkCancel($id: ID!) {{
   bulkOperationCancel(id: $id) {{
     bulkOperation {{ ...BulkOperationFields }}
@@ -135,6 +150,7 @@ def documents_for(api_version: str) -> dict[str, str]:
         "run_query": _run_query_mutation(version_at_least(api_version, "2025-01")),
         "get": _get_query(version_at_least(api_version, "2026-01")),
         "cancel": CANCEL_MUTATION,
+        "recent": _recent_query(version_at_least(api_version, "2026-01")),
     }
 
 
@@ -334,14 +350,24 @@ class ShopifyBulkClient:
         # Leaky bucket: the request runs once the bucket has refilled to its requested cost (§5.2).
         return float(max(1, math.ceil((requested - available) / restore)))
 
-    def _graphql(self, document: str, variables: dict[str, Any], what: str) -> dict[str, Any]:
-        """POST one GraphQL document; returns ``data``. Retries transient failures, bounded."""
+    def _graphql(self, document: str, variables: dict[str, Any], what: str, *,
+                 before_retry: Callable[[], dict[str, Any] | None] | None = None,
+                 retries: int | None = None) -> dict[str, Any]:
+        """POST one GraphQL document; returns ``data``. Retries transient failures, bounded.
+
+        ``before_retry`` runs before re-sending after a failure that may have been
+        executed anyway (a lost response: read timeout, 5xx); if it returns data, that
+        is the result and the request is not sent again.
+        """
+        max_retries = self.max_request_retries if retries is None else retries
         waited = 0.0
         attempt = 0
         while True:
             retry_in: float | None = None
             problem = ""
             status_code: int | None = None
+            # Did Shopify possibly execute it? Not when the connection never opened or on 429.
+            maybe_executed = True
             try:
                 response = self._http.post(
                     self.endpoint,
@@ -352,6 +378,7 @@ class ShopifyBulkClient:
             except httpx.TransportError as exc:
                 problem = f"transport error ({type(exc).__name__}: {self._redact(str(exc))[:200]})"
                 retry_in = self._backoff(attempt)
+                maybe_executed = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
             else:
                 status_code = response.status_code
                 self._note_version(response)
@@ -360,6 +387,7 @@ class ShopifyBulkClient:
                     raise AUTH_ERRORS[status_code](self.base_url, detail)
                 if status_code in _RETRYABLE_STATUS:
                     problem = f"HTTP {status_code}"
+                    maybe_executed = status_code != 429
                     retry_in = self._retry_after(response) if status_code in (429, 503) else None
                     if retry_in is None:
                         retry_in = self._backoff(attempt)
@@ -393,6 +421,7 @@ class ShopifyBulkClient:
                         if "THROTTLED" in codes or any(m.lower() == "throttled" for m in messages):
                             problem = "THROTTLED (query cost bucket empty)"
                             retry_in = self._throttle_wait(body)
+                            maybe_executed = False
                         elif "ACCESS_DENIED" in codes:
                             raise AccessDenied(detail="; ".join(messages))
                         elif "INTERNAL_SERVER_ERROR" in codes:
@@ -400,15 +429,19 @@ class ShopifyBulkClient:
                             retry_in = self._backoff(attempt)
                         else:
                             raise ShopifyGraphQLError(messages, codes)
-            if attempt >= self.max_request_retries or waited + retry_in > self.max_request_wait_seconds:
+            if attempt >= max_retries or waited + retry_in > self.max_request_wait_seconds:
                 raise ShopifyRequestError(
                     f"{what} failed after {attempt + 1} attempt(s) and {waited:.0f}s of waiting: {problem}",
                     status_code=status_code)
             self._log.warning(f"{what}: {problem}; retrying in {retry_in:.1f}s "
-                              f"(attempt {attempt + 1} of {self.max_request_retries + 1})")
+                              f"(attempt {attempt + 1} of {max_retries + 1})")
             self._sleep(retry_in)
             waited += retry_in
             attempt += 1
+            if maybe_executed and before_retry is not None:
+                recovered = before_retry()
+                if recovered is not None:
+                    return recovered
 
     def _error_detail(self, response: httpx.Response) -> str:
         try:
@@ -439,7 +472,8 @@ class ShopifyBulkClient:
         waited = 0.0
         attempt = 0
         while True:
-            data = self._graphql(document, {"query": inner_query}, "bulkOperationRunQuery")
+            data = self._graphql(document, {"query": inner_query}, "bulkOperationRunQuery",
+                                 before_retry=lambda: self._adopt_lost_submission(inner_query))
             payload = data.get("bulkOperationRunQuery")
             if not isinstance(payload, dict):
                 raise ShopifyRequestError("bulkOperationRunQuery: response has no payload")
@@ -471,6 +505,34 @@ class ShopifyBulkClient:
                 raise BulkSubmitRejected(messages, codes, hint="Shopify's bulk operation quota is used up; "
                                          "run again later")
             raise BulkQueryInvalid(messages, codes)
+
+    def _adopt_lost_submission(self, inner_query: str) -> dict[str, Any] | None:
+        """After a submit whose response was lost: the operation it created, if any.
+
+        Without this, a read timeout on the mutation would leave an orphaned job running
+        (and before 2026-01, with one bulk query per shop, make us wait out our own job
+        as OPERATION_IN_PROGRESS). The stored ``query`` echoes the submitted text byte
+        for byte, and a run owns its shop, so an active operation with the identical
+        query text is ours.
+        """
+        try:
+            # One attempt: the caller is already inside a bounded retry loop.
+            data = self._graphql(_recent_query(self._by_bulk_operation), {}, "recent bulk operations", retries=0)
+        except ShopifyError as exc:
+            self._log.warning(f"could not check for a bulk operation created by the lost request: {exc}")
+            return None
+        if self._by_bulk_operation:
+            nodes = ((data.get("bulkOperations") or {}).get("nodes")) or []
+        else:
+            nodes = [data.get("currentBulkOperation")]
+        for node in nodes:
+            if (isinstance(node, dict) and node.get("query") == inner_query and node.get("type") in (None, "QUERY")
+                    and node.get("status") in ("CREATED", "RUNNING")):
+                self._log.warning(f"the lost bulkOperationRunQuery did create {node['id']}; adopting it "
+                                  "instead of submitting a duplicate")
+                node = {k: v for k, v in node.items() if k not in ("query", "type")}
+                return {"bulkOperationRunQuery": {"bulkOperation": node, "userErrors": []}}
+        return None
 
     def get(self, op_id: str) -> BulkOperation | None:
         """The operation's current state, or ``None`` if Shopify does not know the id."""

@@ -111,10 +111,35 @@ def test_429_honours_retry_after(make_client, server, sleeper) -> None:
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_5xx_is_retried_with_backoff(make_client, server, sleeper, status) -> None:
-    server.emulator.faults.add("http_5xx", times=2, status=status)
+    server.emulator.faults.add("http_5xx", times=2, status=status, on=["run_query"])
     make_client().submit(window_query())
     assert [e.status_code for e in kinds(server, "run_query")] == [status, status, 200]
     assert len(sleeper.waits) == 2 and sleeper.waits[1] > sleeper.waits[0] > 0
+
+
+@pytest.mark.parametrize("version", ["2025-10", "2026-10"])
+def test_submit_with_lost_response_adopts_the_created_operation(make_client, server, sleeper, caplog,
+                                                                 version) -> None:
+    # The first attempt's response is lost (here: the operation exists, the client saw a 502),
+    # so the retry must not start a duplicate job (or, before 2026-01, wait for its own job).
+    caplog.set_level(logging.WARNING, logger="shopify_sync")
+    server.emulator.config.completion_seconds = 600
+    created = make_client(version).submit(window_query())
+    server.emulator.faults.add("http_5xx", times=1, status=502, on=["run_query"])
+    adopted = make_client(version).submit(window_query())
+    assert adopted.id == created.id
+    assert [e.status_code for e in kinds(server, "run_query")] == [200, 502]
+    assert len(server.emulator.operations("DEMO")) == 1
+    assert "adopting" in caplog.text and sleeper.waits == [1.0]
+
+
+def test_submit_after_5xx_does_not_adopt_a_different_query(make_client, server) -> None:
+    server.emulator.config.completion_seconds = 600
+    other = make_client().submit(empty_window_query())
+    server.emulator.faults.add("http_5xx", times=1, status=502, on=["run_query"])
+    mine = make_client().submit(window_query())
+    assert mine.id != other.id
+    assert [e.status_code for e in kinds(server, "run_query")] == [200, 502, 200]
 
 
 def test_persistent_5xx_gives_up_within_bounds(make_client, server, sleeper) -> None:
