@@ -774,6 +774,29 @@ class _RetryableDownload(Exception):
     pass
 
 
+_SIGNED_PARAMS = ("Signature", "X-Amz-Signature", "X-Goog-Signature", "sig")
+
+
+class _SignedUrlLogFilter(logging.Filter):
+    """Drops the query string of pre-signed URLs from httpx's INFO request lines.
+
+    A signed result URL reads the shop's order data for 7 days; it must not end up in
+    log files or in Dagster's captured logs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 2 and isinstance(args[1], httpx.URL):
+            url = args[1]
+            if url.query and any(p in url.params for p in _SIGNED_PARAMS):
+                record.args = (args[0], url.copy_with(query=b"redacted-signature"), *args[2:])
+        return True
+
+
+if not any(isinstance(f, _SignedUrlLogFilter) for f in logging.getLogger("httpx").filters):
+    logging.getLogger("httpx").addFilter(_SignedUrlLogFilter())
+
+
 def _url_expiry(params: dict[str, list[str]]) -> float | None:
     """Unix expiry of a pre-signed URL: GCS V2 ``Expires`` or S3/GCS V4 ``X-Amz-Date`` + ``X-Amz-Expires``."""
     try:

@@ -583,3 +583,11 @@ def test_failed_on_submitted_cancels_the_orphan(make_client, server, tmp_path) -
     assert op.status in {"CANCELING", "CANCELED"}
     assert [e.operation_id for e in kinds(server, "cancel")] == [op.gid]
     assert kinds(server, "poll") == []
+
+
+def test_signed_url_is_not_logged(make_client, server, tmp_path, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    result = make_client().run(window_query(), tmp_path / "r.jsonl")
+    signature = dict(httpx.URL(result.operation.url).params)["Signature"]
+    assert "bulk-operation-outputs" in caplog.text  # httpx did log the download request
+    assert signature not in caplog.text
