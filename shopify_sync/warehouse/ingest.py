@@ -1,0 +1,684 @@
+"""Bulk JSONL → ``order_header`` / ``order_line_item`` / ``order_refund``: chunked, resumable, idempotent.
+
+How it stays fast with bounded memory: the file is read ``chunk_rows`` lines at a
+time and each chunk is parsed by pyarrow's JSON reader against an explicit schema
+(what ``shopify.queries`` selects), then mapped and validated with polars
+expressions; there is no per-line ``json.loads`` except to explain an error.
+
+How it stays correct:
+
+- Children are resolved by ``__parentId`` only. Shopify's ungrouped output puts a
+  child after its parent but anywhere after it, possibly in a later chunk, so the
+  ingest keeps a compact polars frame of every order seen so far (id, updatedAt,
+  applied?) and joins children against it; a child whose parent has not appeared
+  is malformed input.
+- An order is *applied* when its ``updatedAt`` is at least the stored one (one
+  SELECT of the chunk's keys, which also yields the change records). Lines and
+  refunds of an order that is not applied are skipped, so an older file (a replay,
+  an overlapping backfill) changes nothing. Every SQL upsert also carries the guard,
+  so a concurrent writer cannot regress a row either.
+- Lines and refunds carry the version of the order they were read with
+  (``order_updated_at``). When an order is applied, its children read with an older
+  version are deleted: lines Shopify no longer returns disappear, while the current
+  version's lines (in this chunk or a later one) are upserted with the new version.
+- Each chunk commits in one transaction together with ``sync_job.lines_committed``,
+  so a crash loses at most the chunk in flight; a resume re-reads the committed
+  prefix only to rebuild the parent frame, and ends with the same tables.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.json as pj
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from shopify_sync.warehouse import upsert
+from shopify_sync.warehouse.engine import ensure_schema
+from shopify_sync.warehouse.jobs import get_job, update_job_in
+from shopify_sync.warehouse.types import MONEY_SCALE
+
+# -- the JSONL shape (must follow shopify_sync/shopify/queries.py) ---------------------------
+
+_MONEY = pa.struct([("shopMoney", pa.struct([("amount", pa.string()), ("currencyCode", pa.string())]))])
+_ID = pa.struct([("id", pa.string())])
+JSONL_SCHEMA = pa.schema([
+    ("id", pa.string()), ("__parentId", pa.string()),
+    # Order
+    ("name", pa.string()), ("createdAt", pa.string()), ("updatedAt", pa.string()), ("processedAt", pa.string()),
+    ("cancelledAt", pa.string()), ("test", pa.bool_()), ("currencyCode", pa.string()),
+    ("displayFinancialStatus", pa.string()), ("displayFulfillmentStatus", pa.string()),
+    ("currentTotalPriceSet", _MONEY), ("currentSubtotalPriceSet", _MONEY), ("currentTotalDiscountsSet", _MONEY),
+    ("currentTotalTaxSet", _MONEY), ("currentShippingPriceSet", _MONEY), ("totalRefundedSet", _MONEY),
+    ("refunds", pa.list_(pa.struct([("id", pa.string()), ("createdAt", pa.string()),
+                                     ("totalRefundedSet", _MONEY)]))),
+    # LineItem
+    ("sku", pa.string()), ("title", pa.string()), ("quantity", pa.int64()), ("currentQuantity", pa.int64()),
+    ("originalUnitPriceSet", _MONEY), ("discountedUnitPriceAfterAllDiscountsSet", _MONEY),
+    ("discountedTotalSet", _MONEY), ("variant", _ID), ("product", _ID),
+])
+_PARSE = pj.ParseOptions(explicit_schema=JSONL_SCHEMA, unexpected_field_behavior="ignore")
+_READ = pj.ReadOptions(block_size=4 << 20, use_threads=True)
+
+_GID = r"^gid://shopify/([A-Za-z]+)/(\d{1,18})$"
+_AMOUNT = r"^-?\d{1,15}(\.\d{1,4})?$"
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%#z"
+_EXPECTED = {
+    "id": str, "__parentId": str, "name": str, "createdAt": str, "updatedAt": str, "processedAt": str,
+    "cancelledAt": str, "test": bool, "currencyCode": str, "displayFinancialStatus": str,
+    "displayFulfillmentStatus": str, "sku": str, "title": str, "quantity": int, "currentQuantity": int,
+    "refunds": list, "variant": dict, "product": dict,
+}
+
+# Order money fields → order_header columns (SPEC §4: after-returns current*Set, shopMoney).
+_ORDER_MONEY = {
+    "total_price": "currentTotalPriceSet",
+    "subtotal_price": "currentSubtotalPriceSet",
+    "total_discounts": "currentTotalDiscountsSet",
+    "total_tax": "currentTotalTaxSet",
+    "total_shipping": "currentShippingPriceSet",
+    "total_refunded": "totalRefundedSet",
+}
+_LINE_MONEY = {
+    "original_unit_price": "originalUnitPriceSet",
+    "discounted_unit_price": "discountedUnitPriceAfterAllDiscountsSet",
+    "discounted_total": "discountedTotalSet",
+}
+
+CHANGE_KINDS = ("created", "financial_status_changed", "fulfillment_status_changed", "refunded", "cancelled")
+
+
+class IngestError(ValueError):
+    """Malformed JSONL (or an unusable job): the message names the line number and the reason."""
+
+    def __init__(self, reason: str, line: int | None = None, path: str | Path | None = None) -> None:
+        self.line = line
+        self.reason = reason
+        where = f"{Path(path).name}, line {line}: " if path is not None and line is not None else (
+            f"line {line}: " if line is not None else "")
+        super().__init__(f"{where}{reason}")
+
+
+@dataclass(frozen=True)
+class OrderChange:
+    """One applied order that changed versus the stored row (source of COMMERCE_TELEMETRY events)."""
+
+    order_id: int
+    order_name: str | None
+    kinds: tuple[str, ...]
+    updated_at: datetime
+    financial_status: str | None
+    previous_financial_status: str | None
+    fulfillment_status: str | None
+    previous_fulfillment_status: str | None
+    total_refunded: Decimal | None
+    previous_total_refunded: Decimal | None
+    cancelled_at: datetime | None
+    currency_code: str | None
+
+
+@dataclass(frozen=True)
+class ChunkProgress:
+    """Passed to ``on_chunk`` after each committed chunk."""
+
+    start_line: int
+    end_line: int
+    rows: dict[str, int]
+    changes: pl.DataFrame
+    seconds: float
+
+
+@dataclass
+class IngestResult:
+    objects: int
+    rows: dict[str, int]
+    max_updated_at: datetime | None
+    changes_frame: pl.DataFrame
+    start_line: int = 0
+    lines_committed: int = 0
+    chunks: int = 0
+    orders_skipped_older: int = 0
+    # chunks re-sent in smaller statements after the database refused the size (or dropped
+    # the connection while an oversized statement was being sent)
+    size_retries: int = 0
+    seconds: float = 0.0
+    _changes: list[OrderChange] | None = field(default=None, repr=False)
+
+    @property
+    def changes(self) -> list[OrderChange]:
+        """Change records of this call's chunks (built lazily: the frame is the compact form)."""
+        if self._changes is None:
+            self._changes = changes_from_frame(self.changes_frame)
+        return self._changes
+
+    @property
+    def orders_changed(self) -> int:
+        return self.changes_frame.height
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def _iter_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[int, list[bytes]]]:
+    """(index of the chunk's first line, its lines); lines are read at C speed by islice."""
+    with open(path, "rb") as fh:
+        first = 0
+        while True:
+            lines = list(itertools.islice(fh, chunk_rows))
+            if not lines:
+                return
+            yield first, lines
+            first += len(lines)
+
+
+def _diagnose(lines: list[bytes], first: int, path: Path) -> IngestError:
+    """Slow path, only after the fast parser failed: find the first bad line and say why."""
+    for i, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        line_no = first + i + 1
+        try:
+            obj = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return IngestError(f"broken JSON ({exc.msg if hasattr(exc, 'msg') else exc})", line_no, path)
+        if not isinstance(obj, dict):
+            return IngestError(f"expected a JSON object, got {type(obj).__name__}", line_no, path)
+        for key, kind in _EXPECTED.items():
+            value = obj.get(key)
+            if value is None:
+                continue
+            ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+            if kind is int and ok and not (-(2**63) <= value < 2**63):
+                ok = False
+            if not ok:
+                return IngestError(f"field {key!r} must be {kind.__name__}, got {value!r:.80}", line_no, path)
+        for key in (*_ORDER_MONEY.values(), *_LINE_MONEY.values()):
+            value = obj.get(key)
+            if value is not None and not (isinstance(value, dict) and isinstance(value.get("shopMoney"), dict)
+                                          and isinstance(value["shopMoney"].get("amount"), str)):
+                return IngestError(f"field {key!r} must be {{shopMoney {{amount currencyCode}}}}, "
+                                   f"got {value!r:.80}", line_no, path)
+        for r in obj.get("refunds") or []:
+            if not isinstance(r, dict) or not isinstance(r.get("id"), str):
+                return IngestError(f"malformed refund {r!r:.80}", line_no, path)
+    return IngestError(f"could not parse lines {first + 1}-{first + len(lines)}", None, path)
+
+
+def _parse(lines: list[bytes], first: int, path: Path) -> pl.DataFrame:
+    try:
+        table = pj.read_json(io.BytesIO(b"".join(lines)), read_options=_READ, parse_options=_PARSE)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise _diagnose(lines, first, path) from exc
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    if frame.height == len(lines):
+        line_no = pl.int_range(first + 1, first + 1 + frame.height, eager=True, dtype=pl.Int64)
+    else:
+        # Blank lines are skipped by the parser; keep real line numbers for errors.
+        numbers = [first + i + 1 for i, raw in enumerate(lines) if raw.strip()]
+        if len(numbers) != frame.height:
+            raise _diagnose(lines, first, path)
+        line_no = pl.Series(numbers, dtype=pl.Int64)
+    return frame.with_columns(line_no.alias("_line"))
+
+
+# -- mapping and validation ------------------------------------------------------------------
+
+
+def _fail_first(frame: pl.DataFrame, bad: pl.Expr, reason: Callable[[dict[str, Any]], str], path: Path) -> None:
+    hit = frame.filter(bad)
+    if hit.height:
+        row = hit.row(0, named=True)
+        raise IngestError(reason(row), int(row["_line"]), path)
+
+
+def _ts(col: str) -> pl.Expr:
+    return (pl.col(col).str.to_datetime(_TS_FORMAT, time_zone="UTC", strict=False, time_unit="us")
+            .dt.replace_time_zone(None))
+
+
+def _money(struct_col: str) -> pl.Expr:
+    return pl.col(struct_col).struct.field("shopMoney").struct.field("amount")
+
+
+def _check_timestamps(frame: pl.DataFrame, cols: dict[str, str], path: Path) -> None:
+    for src, dst in cols.items():
+        _fail_first(frame, pl.col(src).is_not_null() & pl.col(dst).is_null(),
+                    lambda r, s=src: f"{s} is not an ISO-8601 timestamp: {r[s]!r:.60}", path)
+
+
+def _check_money(frame: pl.DataFrame, cols: dict[str, str], path: Path) -> None:
+    for dst, src in cols.items():
+        _fail_first(frame, pl.col(dst).is_not_null() & ~pl.col(dst).str.contains(_AMOUNT),
+                    lambda r, s=src, d=dst: f"{s}.shopMoney.amount is not a decimal amount "
+                                            f"(at most {MONEY_SCALE} decimals): {r[d]!r:.60}", path)
+
+
+@dataclass
+class ChunkFrames:
+    orders: pl.DataFrame    # header columns + _line
+    refunds: pl.DataFrame   # refund columns without order_updated_at (taken from the order)
+    lines: pl.DataFrame     # line columns without order_updated_at + _line + parent_gid
+    n_orders: int
+    n_lines: int
+    n_refunds: int
+
+
+def _prepare(raw: pl.DataFrame, shop: str, path: Path, synced_at: datetime) -> ChunkFrames:
+    ids = raw.with_columns(pl.col("id").str.extract_groups(_GID).alias("_gid"))
+    ids = ids.with_columns(pl.col("_gid").struct.field("1").alias("_type"),
+                           pl.col("_gid").struct.field("2").cast(pl.Int64).alias("_num"))
+    _fail_first(ids, pl.col("id").is_null(), lambda r: "object without an id", path)
+    _fail_first(ids, pl.col("_num").is_null(), lambda r: f"id is not a Shopify GID: {r['id']!r:.80}", path)
+    _fail_first(ids, ~pl.col("_type").is_in(["Order", "LineItem"]),
+                lambda r: f"unexpected object type {r['_type']} ({r['id']}); the orders query yields "
+                          "Order and LineItem lines only", path)
+
+    orders_raw = ids.filter(pl.col("_type") == "Order")
+    lines_raw = ids.filter(pl.col("_type") == "LineItem")
+    _fail_first(orders_raw, pl.col("__parentId").is_not_null(),
+                lambda r: f"Order {r['id']} has a __parentId ({r['__parentId']})", path)
+    _fail_first(lines_raw, pl.col("__parentId").is_null(),
+                lambda r: f"LineItem {r['id']} has no __parentId", path)
+
+    orders = orders_raw.select(
+        pl.lit(shop).alias("shop"),
+        pl.col("_num").alias("order_id"),
+        pl.col("name").alias("order_name"),
+        _ts("createdAt").alias("created_at"),
+        _ts("updatedAt").alias("updated_at"),
+        _ts("processedAt").alias("processed_at"),
+        _ts("cancelledAt").alias("cancelled_at"),
+        pl.col("test").fill_null(False).alias("test"),
+        pl.col("currencyCode").alias("currency_code"),
+        pl.col("displayFinancialStatus").alias("financial_status"),
+        pl.col("displayFulfillmentStatus").alias("fulfillment_status"),
+        *[_money(src).alias(dst) for dst, src in _ORDER_MONEY.items()],
+        pl.lit(synced_at, dtype=pl.Datetime("us")).alias("synced_at"),
+        pl.col("refunds"),
+        pl.col("_line"),
+        pl.col("createdAt"), pl.col("updatedAt"), pl.col("processedAt"), pl.col("cancelledAt"), pl.col("id"),
+    )
+    _fail_first(orders, pl.col("updatedAt").is_null(), lambda r: f"Order {r['id']} has no updatedAt", path)
+    _check_timestamps(orders, {"createdAt": "created_at", "updatedAt": "updated_at",
+                               "processedAt": "processed_at", "cancelledAt": "cancelled_at"}, path)
+    _check_money(orders, _ORDER_MONEY, path)
+
+    refunds = (
+        orders.select("shop", "order_id", "_line", "updated_at", "refunds")
+        .filter(pl.col("refunds").list.len() > 0)
+        .explode("refunds")
+        .unnest("refunds")
+        .with_columns(pl.col("id").str.extract_groups(_GID).alias("_gid"))
+        .select(
+            "shop",
+            pl.col("_gid").struct.field("2").cast(pl.Int64).alias("refund_id"),
+            pl.col("_gid").struct.field("1").alias("_type"),
+            "order_id",
+            _ts("createdAt").alias("created_at"),
+            _money("totalRefundedSet").alias("total_refunded"),
+            "updated_at", "_line", "id", "createdAt",
+        )
+    )
+    _fail_first(refunds, pl.col("refund_id").is_null() | (pl.col("_type") != "Refund"),
+                lambda r: f"refund id is not a Refund GID: {r['id']!r:.80}", path)
+    _check_timestamps(refunds, {"createdAt": "created_at"}, path)
+    _check_money(refunds, {"total_refunded": "refunds.totalRefundedSet"}, path)
+
+    lines = lines_raw.select(
+        pl.lit(shop).alias("shop"),
+        pl.col("_num").alias("line_item_id"),
+        pl.col("__parentId").alias("parent_gid"),
+        pl.col("__parentId").str.extract_groups(_GID).alias("_pgid"),
+        pl.col("product").struct.field("id").alias("_product"),
+        pl.col("variant").struct.field("id").alias("_variant"),
+        pl.col("sku"),
+        pl.col("title"),
+        pl.col("quantity"),
+        pl.col("currentQuantity").alias("current_quantity"),
+        *[_money(src).alias(dst) for dst, src in _LINE_MONEY.items()],
+        pl.coalesce(
+            pl.col("discountedTotalSet").struct.field("shopMoney").struct.field("currencyCode"),
+            pl.col("originalUnitPriceSet").struct.field("shopMoney").struct.field("currencyCode"),
+        ).alias("currency_code"),
+        pl.col("_line"), pl.col("id"),
+    ).with_columns(
+        pl.when(pl.col("_pgid").struct.field("1") == "Order")
+        .then(pl.col("_pgid").struct.field("2").cast(pl.Int64)).alias("order_id"),
+        pl.col("_product").str.extract_groups(_GID).struct.field("2").cast(pl.Int64).alias("product_id"),
+        pl.col("_variant").str.extract_groups(_GID).struct.field("2").cast(pl.Int64).alias("variant_id"),
+    )
+    _fail_first(lines, pl.col("order_id").is_null(),
+                lambda r: f"LineItem {r['id']} has a __parentId that is not an Order GID: {r['parent_gid']!r:.80}",
+                path)
+    _fail_first(lines, pl.col("quantity").is_null(), lambda r: f"LineItem {r['id']} has no quantity", path)
+    _fail_first(lines, pl.col("_product").is_not_null() & pl.col("product_id").is_null(),
+                lambda r: f"product id is not a GID: {r['_product']!r:.80}", path)
+    _fail_first(lines, pl.col("_variant").is_not_null() & pl.col("variant_id").is_null(),
+                lambda r: f"variant id is not a GID: {r['_variant']!r:.80}", path)
+    _check_money(lines, _LINE_MONEY, path)
+
+    n_orders, n_lines, n_refunds = orders.height, lines.height, refunds.height
+    # A key twice in one statement is an error on PostgreSQL (and ambiguous anywhere):
+    # keep the newest version of an order, the last occurrence of a child.
+    orders = orders.sort("updated_at", "_line").unique("order_id", keep="last", maintain_order=True)
+    refunds = refunds.unique("refund_id", keep="last", maintain_order=True)
+    lines = lines.unique("line_item_id", keep="last", maintain_order=True)
+    return ChunkFrames(
+        orders=orders.select(*upsert.HEADER_COLUMNS, "_line"),
+        refunds=refunds.select("shop", "refund_id", "order_id", "created_at", "total_refunded"),
+        lines=lines.select(*[c for c in upsert.LINE_COLUMNS if c != "order_updated_at"], "_line", "parent_gid"),
+        n_orders=n_orders, n_lines=n_lines, n_refunds=n_refunds,
+    )
+
+
+# -- the database side -----------------------------------------------------------------------
+
+_STORED_SCHEMA = {
+    "order_id": pl.Int64, "stored_updated_at": pl.Datetime("us"), "stored_financial_status": pl.String,
+    "stored_fulfillment_status": pl.String, "stored_refunded_units": pl.Int64,
+    "stored_cancelled_at": pl.Datetime("us"),
+}
+
+
+def _stored_versions(conn: Connection, shop: str, order_ids: pl.Series) -> pl.DataFrame:
+    """One SELECT of the chunk's keys: the older-version guard and the change records need it."""
+    if order_ids.len() == 0:
+        return pl.DataFrame(schema=_STORED_SCHEMA)
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        units = "total_refunded"  # already scaled integers
+    elif dialect == "postgresql":
+        units = f"CAST(total_refunded * {10 ** MONEY_SCALE} AS BIGINT)"
+    else:
+        units = f"CAST(total_refunded * {10 ** MONEY_SCALE} AS SIGNED)"
+    rows: list[tuple[Any, ...]] = []
+    for part in upsert._parts(order_ids.to_list(), 20_000):
+        rows.extend(conn.execute(sa.text(
+            f"SELECT order_id, updated_at, financial_status, fulfillment_status, {units}, cancelled_at "
+            f"FROM order_header WHERE shop = :shop AND order_id IN ({upsert.id_list(part)})"
+        ), {"shop": shop}).all())
+    if dialect == "sqlite":
+        # Raw text() reads return SQLAlchemy's stored text format on SQLite.
+        frame = pl.DataFrame(rows, schema={**_STORED_SCHEMA, "stored_updated_at": pl.String,
+                                           "stored_cancelled_at": pl.String}, orient="row")
+        return frame.with_columns(
+            pl.col("stored_updated_at").str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us"),
+            pl.col("stored_cancelled_at").str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us", strict=False),
+        )
+    return pl.DataFrame(rows, schema=_STORED_SCHEMA, orient="row")
+
+
+def _changes(decided: pl.DataFrame) -> pl.DataFrame:
+    refunded_units = pl.col("total_refunded").str.to_decimal(scale=MONEY_SCALE).to_physical().cast(pl.Int64)
+    created = pl.col("stored_updated_at").is_null()
+    frame = decided.filter(pl.col("applied")).with_columns(
+        created.alias("created"),
+        (~created & pl.col("financial_status").ne_missing(pl.col("stored_financial_status")))
+        .alias("financial_status_changed"),
+        (~created & pl.col("fulfillment_status").ne_missing(pl.col("stored_fulfillment_status")))
+        .alias("fulfillment_status_changed"),
+        (~created & (refunded_units > pl.col("stored_refunded_units").fill_null(0))).alias("refunded"),
+        (pl.col("cancelled_at").is_not_null() & pl.col("stored_cancelled_at").is_null()).alias("cancelled"),
+    )
+    return frame.filter(pl.any_horizontal(*CHANGE_KINDS)).select(
+        "order_id", "order_name", *CHANGE_KINDS, "updated_at", "financial_status",
+        pl.col("stored_financial_status").alias("previous_financial_status"), "fulfillment_status",
+        pl.col("stored_fulfillment_status").alias("previous_fulfillment_status"), "total_refunded",
+        pl.col("stored_refunded_units").alias("previous_refunded_units"), "cancelled_at", "currency_code",
+    )
+
+
+_CHANGES_SCHEMA: dict[str, Any] = {
+    "order_id": pl.Int64, "order_name": pl.String, **{k: pl.Boolean for k in CHANGE_KINDS},
+    "updated_at": pl.Datetime("us"), "financial_status": pl.String, "previous_financial_status": pl.String,
+    "fulfillment_status": pl.String, "previous_fulfillment_status": pl.String, "total_refunded": pl.String,
+    "previous_refunded_units": pl.Int64, "cancelled_at": pl.Datetime("us"), "currency_code": pl.String,
+}
+
+
+def changes_from_frame(frame: pl.DataFrame) -> list[OrderChange]:
+    out = []
+    for r in frame.iter_rows(named=True):
+        prev = r["previous_refunded_units"]
+        out.append(OrderChange(
+            order_id=r["order_id"], order_name=r["order_name"],
+            kinds=tuple(k for k in CHANGE_KINDS if r[k]),
+            updated_at=r["updated_at"].replace(tzinfo=UTC),
+            financial_status=r["financial_status"], previous_financial_status=r["previous_financial_status"],
+            fulfillment_status=r["fulfillment_status"],
+            previous_fulfillment_status=r["previous_fulfillment_status"],
+            total_refunded=None if r["total_refunded"] is None else Decimal(r["total_refunded"]),
+            previous_total_refunded=None if prev is None else Decimal(prev).scaleb(-MONEY_SCALE),
+            cancelled_at=None if r["cancelled_at"] is None else r["cancelled_at"].replace(tzinfo=UTC),
+            currency_code=r["currency_code"],
+        ))
+    return out
+
+
+_PARENTS_SCHEMA = {"order_id": pl.Int64, "order_updated_at": pl.Datetime("us"), "applied": pl.Boolean}
+
+
+class _Parents:
+    """Every order seen so far in the file: (id, version, applied). ~17 bytes per order."""
+
+    def __init__(self) -> None:
+        self.frame = pl.DataFrame(schema=_PARENTS_SCHEMA)
+
+    def add(self, chunk: pl.DataFrame) -> None:
+        self.frame = pl.concat([self.frame, chunk.select(list(_PARENTS_SCHEMA))], rechunk=False)
+        if self.frame.n_chunks() > 64:
+            self.frame = self.frame.rechunk()
+
+    def resolve(self, lines: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
+        """Attach order_updated_at/applied to lines: this chunk's orders first, then earlier ones."""
+        local = lines.join(current.select(list(_PARENTS_SCHEMA)), on="order_id", how="left")
+        missing = local.filter(pl.col("applied").is_null())
+        if missing.height == 0 or self.frame.height == 0:
+            return local
+        wanted = missing.get_column("order_id").unique()
+        earlier = self.frame.filter(pl.col("order_id").is_in(wanted.implode())).unique("order_id", keep="last")
+        fixed = missing.drop(["order_updated_at", "applied"]).join(earlier, on="order_id", how="left")
+        return pl.concat([local.filter(pl.col("applied").is_not_null()), fixed], how="vertical")
+
+
+@dataclass
+class _ChunkOutcome:
+    decided: pl.DataFrame  # order_id, order_updated_at, applied
+    changes: pl.DataFrame
+    skipped: int
+
+
+def _write_chunk(
+    conn: Connection, frames: ChunkFrames, parents: _Parents, shop: str, statement_bytes: int, path: Path,
+) -> _ChunkOutcome:
+    writer = upsert.writer_for(conn, statement_bytes)
+    orders = frames.orders
+    stored = _stored_versions(conn, shop, orders.get_column("order_id"))
+    decided = orders.join(stored, on="order_id", how="left").with_columns(
+        (pl.col("stored_updated_at").is_null() | (pl.col("updated_at") >= pl.col("stored_updated_at")))
+        .alias("applied"),
+        pl.col("updated_at").alias("order_updated_at"),
+    )
+    applied = decided.filter(pl.col("applied"))
+
+    lines = parents.resolve(frames.lines, decided)
+    _fail_first(lines, pl.col("applied").is_null(),
+                lambda r: f"LineItem parent {r['parent_gid']} does not appear before this line "
+                          "(children must follow their parent)", path)
+    lines = lines.filter(pl.col("applied"))
+    # Children of orders applied in an earlier chunk: recheck their stale siblings too, in
+    # case a concurrent writer inserted lines in between (cheap: usually a handful).
+    straggler_parents = lines.filter(~pl.col("order_id").is_in(orders.get_column("order_id").implode()))
+    refunds = frames.refunds.join(applied.select("order_id", "order_updated_at"), on="order_id", how="inner")
+
+    writer.upsert(upsert.HEADERS, applied)
+    applied_ids = applied.get_column("order_id").to_list()
+    stale_line_ids = applied_ids + straggler_parents.get_column("order_id").unique().to_list()
+    writer.delete_stale("order_line_item", shop, stale_line_ids)
+    writer.delete_stale("order_refund", shop, applied_ids)
+    writer.upsert(upsert.REFUNDS, refunds)
+    writer.upsert(upsert.LINES, lines)
+    return _ChunkOutcome(
+        decided=decided.select(list(_PARENTS_SCHEMA)),
+        changes=_changes(decided),
+        skipped=decided.height - applied.height,
+    )
+
+
+def _retryable(exc: BaseException) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "deadlock" in text or "could not serialize" in text or "database is locked" in text
+
+
+def _rebuild_parents(engine: Engine, path: Path, shop: str, start_line: int, chunk_rows: int,
+                     parents: _Parents) -> tuple[dict[str, int], datetime | None, int]:
+    """Resume: re-read the committed prefix (no writes) to know every earlier parent again."""
+    rows = {"order_header": 0, "order_line_item": 0, "order_refund": 0}
+    max_updated: datetime | None = None
+    seen = 0
+    for first, lines in _iter_chunks(path, chunk_rows):
+        if first >= start_line:
+            break
+        lines = lines[: start_line - first]
+        frames = _prepare(_parse(lines, first, path), shop, path, datetime.now(UTC).replace(tzinfo=None))
+        seen += sum(1 for raw in lines if raw.strip()) if frames.n_orders + frames.n_lines != len(lines) \
+            else len(lines)
+        with engine.connect() as conn:
+            stored = _stored_versions(conn, shop, frames.orders.get_column("order_id"))
+        decided = frames.orders.join(stored, on="order_id", how="left").with_columns(
+            (pl.col("stored_updated_at").is_null() | (pl.col("updated_at") >= pl.col("stored_updated_at")))
+            .alias("applied"),
+            pl.col("updated_at").alias("order_updated_at"),
+        )
+        parents.add(decided)
+        rows["order_header"] += frames.n_orders
+        rows["order_line_item"] += frames.n_lines
+        rows["order_refund"] += frames.n_refunds
+        chunk_max = frames.orders.get_column("updated_at").max()
+        if chunk_max is not None and (max_updated is None or chunk_max > max_updated):  # type: ignore[operator]
+            max_updated = chunk_max  # type: ignore[assignment]
+    return rows, max_updated, seen
+
+
+def ingest_jsonl(
+    engine: Engine,
+    path: str | Path,
+    *,
+    shop: str,
+    job_id: str | None,
+    chunk_rows: int,
+    start_line: int | None = None,
+    on_chunk: Callable[[ChunkProgress], None] | None = None,
+    statement_bytes: int | None = None,
+) -> IngestResult:
+    """Upsert a bulk JSONL file into the order tables, ``chunk_rows`` lines per transaction.
+
+    ``start_line=None`` resumes after ``sync_job.lines_committed`` of ``job_id`` (0
+    without a job). Each chunk's rows and the job's ``lines_committed`` /
+    ``max_updated_at`` / ``rows_json`` commit together. Raises ``IngestError`` for
+    malformed input (earlier chunks stay committed and consistent).
+    """
+    began = time.perf_counter()
+    path = Path(path)
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    if not path.is_file():
+        raise IngestError(f"JSONL file not found: {path}")
+    ensure_schema(engine)
+    if job_id is not None:
+        job = get_job(engine, job_id)
+        if job is None:
+            raise IngestError(f"no sync_job with job_id {job_id!r}")
+        if job.shop != shop:
+            raise IngestError(f"sync_job {job_id} belongs to shop {job.shop}, not {shop}")
+        if start_line is None:
+            start_line = int(job.lines_committed or 0)
+    start_line = int(start_line or 0)
+    if start_line < 0:
+        raise ValueError(f"start_line must be >= 0, got {start_line}")
+
+    parents = _Parents()
+    rows, max_updated, objects = {"order_header": 0, "order_line_item": 0, "order_refund": 0}, None, 0
+    if start_line:
+        rows, max_updated, objects = _rebuild_parents(engine, path, shop, start_line, chunk_rows, parents)
+    if statement_bytes is None:
+        with engine.connect() as conn:
+            statement_bytes = upsert.default_statement_bytes(conn)
+
+    change_frames: list[pl.DataFrame] = []
+    chunks = skipped = size_retries = 0
+    lines_committed = start_line
+    for first, lines in _iter_chunks(path, chunk_rows):
+        if first + len(lines) <= start_line:
+            continue
+        if first < start_line:  # a resume point inside this chunk (chunk_rows changed)
+            lines, first = lines[start_line - first:], start_line
+        t0 = time.perf_counter()
+        synced_at = datetime.now(UTC).replace(tzinfo=None)
+        frames = _prepare(_parse(lines, first, path), shop, path, synced_at)
+        chunk_rows_seen = {"order_header": frames.n_orders, "order_line_item": frames.n_lines,
+                           "order_refund": frames.n_refunds}
+        chunk_max = frames.orders.get_column("updated_at").max()
+        new_max = max_updated
+        if chunk_max is not None and (new_max is None or chunk_max > new_max):  # type: ignore[operator]
+            new_max = chunk_max  # type: ignore[assignment]
+        total_rows = {k: rows[k] + chunk_rows_seen[k] for k in rows}
+        end_line = first + len(lines)
+
+        batch_bytes = statement_bytes
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                with engine.begin() as conn:
+                    outcome = _write_chunk(conn, frames, parents, shop, batch_bytes, path)
+                    if job_id is not None:
+                        update_job_in(conn, job_id, lines_committed=end_line, max_updated_at=new_max,
+                                      rows=total_rows)
+                break
+            except IngestError:
+                raise
+            except sa.exc.DBAPIError as exc:
+                shrinkable = batch_bytes > 16 << 10 and size_retries < 8
+                if shrinkable and (upsert._is_size_error(exc) or upsert.is_disconnect(exc)):
+                    batch_bytes //= 4  # rejected for size: same chunk, smaller statements
+                    size_retries += 1
+                    continue
+                if _retryable(exc) and attempts < 4:
+                    time.sleep(0.2 * attempts)
+                    continue
+                raise
+        parents.add(outcome.decided)
+        rows, max_updated = total_rows, new_max
+        objects += frames.n_orders + frames.n_lines
+        lines_committed = end_line
+        skipped += outcome.skipped
+        chunks += 1
+        if outcome.changes.height:
+            change_frames.append(outcome.changes)
+        if on_chunk is not None:
+            on_chunk(ChunkProgress(first, end_line, chunk_rows_seen, outcome.changes, time.perf_counter() - t0))
+
+    changes = pl.concat(change_frames) if change_frames else pl.DataFrame(schema=_CHANGES_SCHEMA)
+    return IngestResult(
+        objects=objects, rows=rows,
+        max_updated_at=max_updated.replace(tzinfo=UTC) if max_updated is not None else None,
+        changes_frame=changes, start_line=start_line, lines_committed=lines_committed, chunks=chunks,
+        orders_skipped_older=skipped, size_retries=size_retries, seconds=time.perf_counter() - began,
+    )
+
+
+__all__ = ["ChunkProgress", "IngestError", "IngestResult", "OrderChange", "ingest_jsonl", "JSONL_SCHEMA"]

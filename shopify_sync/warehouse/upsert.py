@@ -1,0 +1,309 @@
+"""Per-dialect bulk upserts with the "never older" guard, and stale-child deletes.
+
+One statement shape per backend, each measured by ``bench/ingest.py``:
+
+- SQLite: ``executemany`` of ``INSERT … ON CONFLICT DO UPDATE … WHERE excluded.guard >= t.guard``
+  (money as scaled integers, timestamps in SQLAlchemy's text format, so ORM reads agree).
+- PostgreSQL: ``COPY`` (CSV rendered by polars) into a temp table, then one
+  ``INSERT … SELECT … ON CONFLICT DO UPDATE … WHERE``: no per-value Python work.
+- MySQL / MariaDB: multi-row ``INSERT … ON DUPLICATE KEY UPDATE`` whose VALUES text is
+  rendered vectorised by polars (escaped as MySQL's string literal rules require).
+  ``LOAD DATA`` is not used (PlanetScale refuses it). MySQL evaluates the assignments
+  left to right, so every ``col = IF(VALUES(guard) >= guard, …)`` comes before the guard
+  column itself is assigned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from shopify_sync.warehouse.types import MONEY_SCALE
+
+HEADER_COLUMNS = (
+    "shop", "order_id", "order_name", "created_at", "updated_at", "processed_at", "cancelled_at", "test",
+    "currency_code", "financial_status", "fulfillment_status", "total_price", "subtotal_price",
+    "total_discounts", "total_tax", "total_shipping", "total_refunded", "synced_at",
+)
+LINE_COLUMNS = (
+    "shop", "line_item_id", "order_id", "product_id", "variant_id", "sku", "title", "quantity",
+    "current_quantity", "original_unit_price", "discounted_unit_price", "discounted_total", "currency_code",
+    "order_updated_at",
+)
+REFUND_COLUMNS = ("shop", "refund_id", "order_id", "created_at", "total_refunded", "order_updated_at")
+
+MONEY_COLUMNS = frozenset({
+    "total_price", "subtotal_price", "total_discounts", "total_tax", "total_shipping", "total_refunded",
+    "original_unit_price", "discounted_unit_price", "discounted_total",
+})
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    guard: str
+    # Columns that only change when the version is strictly newer (re-ingesting the
+    # same file must leave the row byte-for-byte unchanged).
+    only_if_newer: tuple[str, ...] = ()
+
+
+HEADERS = TableSpec("order_header", HEADER_COLUMNS, ("shop", "order_id"), "updated_at", ("synced_at",))
+LINES = TableSpec("order_line_item", LINE_COLUMNS, ("shop", "line_item_id"), "order_updated_at")
+REFUNDS = TableSpec("order_refund", REFUND_COLUMNS, ("shop", "refund_id"), "order_updated_at")
+
+
+class StatementTooLarge(Exception):
+    """The database rejected a statement for its size; the caller retries with smaller batches."""
+
+
+def _is_size_error(exc: BaseException) -> bool:
+    """True when the database refused a statement for its size. The chain is walked because
+    MySQL drops the connection after such an error, so the rollback can fail on top of it."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        text = str(e).lower()
+        args = getattr(e, "args", ())
+        if (args and args[0] in (1153, 1301)) or any(m in text for m in _SIZE_MARKERS):
+            return True
+        todo.extend([getattr(e, "orig", None), e.__context__, e.__cause__])
+    return False
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """The connection died under the statement. MySQL may reset the socket while an oversized
+    packet is still being sent, so the client sees "server has gone away" instead of 1153."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        args = getattr(e, "args", ())
+        if getattr(e, "connection_invalidated", False) or (args and args[0] in (2006, 2013)):
+            return True
+        todo.extend([getattr(e, "orig", None), e.__context__, e.__cause__])
+    return False
+
+
+_SIZE_MARKERS = ("max_allowed_packet", "too many sql variables", "string or blob too big",
+                 "too many terms in compound select")
+
+
+def id_list(ids: Sequence[int] | pl.Series) -> str:
+    """An integer IN list rendered inline: ids are ints (validated), so this is injection-safe
+    and avoids the per-backend parameter-count limits."""
+    values = ids.cast(pl.Int64) if isinstance(ids, pl.Series) else pl.Series(ids, dtype=pl.Int64)
+    return ",".join(str(int(v)) for v in values.to_list())
+
+
+class BulkWriter:
+    """Writes prepared chunk frames (money as decimal text, timestamps as naive UTC datetimes)."""
+
+    def __init__(self, conn: Connection, statement_bytes: int) -> None:
+        self.conn = conn
+        self.statement_bytes = statement_bytes
+
+    # -- API used by the ingest -------------------------------------------------------------
+
+    def upsert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
+        if frame.height:
+            self._upsert(spec, frame.select(spec.columns))
+
+    def delete_stale(self, table: str, shop: str, order_ids: Sequence[int]) -> None:
+        """Delete children of these orders read with an older order version than the stored header."""
+        for part in _parts(list(order_ids), 20_000):
+            self._delete_stale(table, shop, id_list(part))
+
+    def _upsert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
+        raise NotImplementedError
+
+    def _delete_stale(self, table: str, shop: str, ids: str) -> None:
+        self.conn.execute(
+            sa.text(
+                f"DELETE FROM {table} WHERE shop = :shop AND order_id IN ({ids}) AND order_updated_at < "
+                f"(SELECT h.updated_at FROM order_header h WHERE h.shop = {table}.shop "
+                f"AND h.order_id = {table}.order_id)"
+            ),
+            {"shop": shop},
+        )
+
+
+def _parts(items: list[int], size: int) -> list[list[int]]:
+    return [items[i:i + size] for i in range(0, len(items), size)] if items else []
+
+
+def _ts_text(col: str) -> pl.Expr:
+    return pl.col(col).dt.strftime("%Y-%m-%d %H:%M:%S%.6f")
+
+
+def scaled_money(col: str) -> pl.Expr:
+    """Decimal text → integer count of 10^-4 units (exact; the text was validated)."""
+    return pl.col(col).str.to_decimal(scale=MONEY_SCALE).to_physical().cast(pl.Int64)
+
+
+class SqliteWriter(BulkWriter):
+    def _upsert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
+        exprs = []
+        for c in spec.columns:
+            dtype = frame.schema[c]
+            if c in MONEY_COLUMNS:
+                exprs.append(scaled_money(c))
+            elif dtype == pl.Datetime("us"):
+                exprs.append(_ts_text(c))
+            elif dtype == pl.Boolean:
+                exprs.append(pl.col(c).cast(pl.Int8))
+            else:
+                exprs.append(pl.col(c))
+        rows = frame.select(exprs).rows()
+        cols = ", ".join(spec.columns)
+        marks = ", ".join("?" for _ in spec.columns)
+        sets = []
+        for c in spec.columns:
+            if c in spec.key:
+                continue
+            if c in spec.only_if_newer:
+                sets.append(f"{c} = CASE WHEN excluded.{spec.guard} > {spec.name}.{spec.guard} "
+                            f"THEN excluded.{c} ELSE {spec.name}.{c} END")
+            else:
+                sets.append(f"{c} = excluded.{c}")
+        sql = (f"INSERT INTO {spec.name} ({cols}) VALUES ({marks}) ON CONFLICT ({', '.join(spec.key)}) "
+               f"DO UPDATE SET {', '.join(sets)} WHERE excluded.{spec.guard} >= {spec.name}.{spec.guard}")
+        cur = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cur.executemany(sql, rows)
+        finally:
+            cur.close()
+
+
+class PostgresWriter(BulkWriter):
+    def _upsert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
+        stage = f"_stage_{spec.name}"
+        cols = ", ".join(spec.columns)
+        csv = frame.write_csv(include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f", null_value="")
+        raw = self.conn.connection.dbapi_connection
+        with raw.cursor() as cur:  # type: ignore[union-attr]
+            # Per-connection staging table; ON COMMIT DELETE ROWS empties it at each chunk's commit.
+            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {spec.name}) ON COMMIT DELETE ROWS")
+            cur.execute(f"TRUNCATE {stage}")
+            with cur.copy(f"COPY {stage} ({cols}) FROM STDIN (FORMAT csv)") as copy:
+                copy.write(csv.encode("utf-8"))
+            sets = []
+            for c in spec.columns:
+                if c in spec.key:
+                    continue
+                if c in spec.only_if_newer:
+                    sets.append(f"{c} = CASE WHEN excluded.{spec.guard} > {spec.name}.{spec.guard} "
+                                f"THEN excluded.{c} ELSE {spec.name}.{c} END")
+                else:
+                    sets.append(f"{c} = excluded.{c}")
+            cur.execute(
+                f"INSERT INTO {spec.name} ({cols}) SELECT {cols} FROM {stage} "
+                f"ON CONFLICT ({', '.join(spec.key)}) DO UPDATE SET {', '.join(sets)} "
+                f"WHERE excluded.{spec.guard} >= {spec.name}.{spec.guard}"
+            )
+
+    def _delete_stale(self, table: str, shop: str, ids: str) -> None:
+        self.conn.execute(
+            sa.text(
+                f"DELETE FROM {table} c USING order_header h WHERE h.shop = c.shop AND h.order_id = c.order_id "
+                f"AND c.shop = :shop AND c.order_id IN ({ids}) AND c.order_updated_at < h.updated_at"
+            ),
+            {"shop": shop},
+        )
+
+
+_MYSQL_ESCAPES = (["\\", "'", "\x00", "\n", "\r", "\x1a"], ["\\\\", "\\'", "\\0", "\\n", "\\r", "\\Z"])
+
+
+class MysqlWriter(BulkWriter):
+    def __init__(self, conn: Connection, statement_bytes: int, no_backslash_escapes: bool = False) -> None:
+        super().__init__(conn, statement_bytes)
+        self.no_backslash_escapes = no_backslash_escapes
+
+    def _literal(self, frame: pl.DataFrame, c: str) -> pl.Expr:
+        dtype = frame.schema[c]
+        if c in MONEY_COLUMNS:
+            expr = pl.col(c)  # validated decimal text: an exact DECIMAL literal as is
+        elif dtype == pl.Datetime("us"):
+            expr = pl.lit("'") + _ts_text(c) + pl.lit("'")
+        elif dtype == pl.Boolean:
+            expr = pl.col(c).cast(pl.Int8).cast(pl.String)
+        elif dtype == pl.String:
+            if self.no_backslash_escapes:
+                escaped = pl.col(c).str.replace_all("'", "''", literal=True)
+            else:
+                escaped = pl.col(c).str.replace_many(*_MYSQL_ESCAPES)
+            expr = pl.lit("'") + escaped + pl.lit("'")
+        else:
+            expr = pl.col(c).cast(pl.String)
+        return expr.fill_null(pl.lit("NULL"))
+
+    def _upsert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
+        tuples = frame.select(
+            (pl.lit("(") + pl.concat_str([self._literal(frame, c) for c in spec.columns], separator=",")
+             + pl.lit(")")).alias("t")
+        ).to_series()
+        sets = []
+        for c in spec.columns:
+            if c in spec.key or c == spec.guard:
+                continue
+            cond = ">" if c in spec.only_if_newer else ">="
+            sets.append(f"{c} = IF(VALUES({spec.guard}) {cond} {spec.guard}, VALUES({c}), {c})")
+        # Assigned last: every IF above must still see the stored guard value.
+        sets.append(f"{spec.guard} = GREATEST({spec.guard}, VALUES({spec.guard}))")
+        prefix = f"INSERT INTO {spec.name} ({', '.join(spec.columns)}) VALUES "
+        suffix = f" ON DUPLICATE KEY UPDATE {', '.join(sets)}"
+        lengths = tuples.str.len_bytes()
+        total = int(lengths.sum()) + tuples.len()
+        n_statements = max(1, -(-total // max(1, self.statement_bytes - len(prefix) - len(suffix))))
+        per = -(-tuples.len() // n_statements)
+        raw = self.conn.connection.dbapi_connection
+        cur = raw.cursor()  # type: ignore[union-attr]
+        try:
+            for start in range(0, tuples.len(), per):
+                body = tuples.slice(start, per).str.join(",").item()
+                # No args: pymysql then sends the text as is (no %-interpolation).
+                cur.execute(prefix + body + suffix)
+        finally:
+            cur.close()
+
+    def _delete_stale(self, table: str, shop: str, ids: str) -> None:
+        self.conn.execute(
+            sa.text(
+                f"DELETE c FROM {table} c JOIN order_header h ON h.shop = c.shop AND h.order_id = c.order_id "
+                f"WHERE c.shop = :shop AND c.order_id IN ({ids}) AND c.order_updated_at < h.updated_at"
+            ),
+            {"shop": shop},
+        )
+
+
+def writer_for(conn: Connection, statement_bytes: int) -> BulkWriter:
+    name = conn.dialect.name
+    if name == "sqlite":
+        return SqliteWriter(conn, statement_bytes)
+    if name == "postgresql":
+        return PostgresWriter(conn, statement_bytes)
+    if name in {"mysql", "mariadb"}:
+        mode = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar() or ""
+        return MysqlWriter(conn, statement_bytes, no_backslash_escapes="NO_BACKSLASH_ESCAPES" in str(mode))
+    raise ValueError(f"unsupported database backend {name!r}")
+
+
+def default_statement_bytes(conn: Connection) -> int:
+    """Largest statement we send: a quarter of MySQL's max_allowed_packet, 8 MB elsewhere."""
+    if conn.dialect.name in {"mysql", "mariadb"}:
+        packet = int(conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar() or 4 << 20)
+        return max(64 << 10, min(packet // 4, 16 << 20))
+    return 8 << 20

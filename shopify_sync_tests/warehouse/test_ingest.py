@@ -1,0 +1,268 @@
+"""ingest_jsonl against SQLite, MariaDB and PostgreSQL (real servers, same code path)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from shopify_sync.emulator import write_jsonl
+from shopify_sync.warehouse import IngestError, ingest_jsonl, jobs, make_engine
+from shopify_sync.warehouse.tables import order_header, order_line_item, order_refund
+from shopify_sync_tests.warehouse.jsonl_builder import Line, Ord, clear, snapshot, write
+
+ANCHOR = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+@pytest.fixture
+def engine(db_url: str):
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+def _job(engine, key: str = "2026-11-22") -> str:
+    return jobs.create_job(engine, shop="DEMO", job_type="DAILY_INCREMENTAL", partition_key=key).job_id
+
+
+def test_columns_are_mapped_as_spec_says(engine, tmp_path: Path) -> None:
+    orders = [
+        Ord(1, updated_at="2026-11-20T10:00:00.250Z", financial="PARTIALLY_REFUNDED", fulfillment="FULFILLED",
+            total="123.45", refunded="20.1", refunds=[(71, "2026-11-20T09:30:00Z", "20.1")],
+            lines=[Line(11, quantity=3, current_quantity=2, price="19.99", discounted="17.5", sku="A-1",
+                        title="Tote ‘bag’ 'x' \\ 🎒"),
+                   Line(12, sku=None, product=None, variant=None, price="0.1")]),
+        Ord(2, updated_at="2026-11-21T08:00:00Z", cancelled_at="2026-11-21T08:00:00Z", test=True,
+            financial="REFUNDED", lines=[Line(21, price="1000000.0001")]),
+    ]
+    path = write(tmp_path / "a.jsonl", orders)
+    job_id = _job(engine)
+    result = ingest_jsonl(engine, path, shop="DEMO", job_id=job_id, chunk_rows=2)
+
+    assert result.objects == 5
+    assert result.rows == {"order_header": 2, "order_line_item": 3, "order_refund": 1}
+    assert result.max_updated_at == datetime(2026, 11, 21, 8, tzinfo=UTC)
+    with engine.connect() as conn:
+        h = conn.execute(sa.select(order_header).where(order_header.c.order_id == 1)).one()
+        lines = {r.line_item_id: r for r in conn.execute(sa.select(order_line_item))}
+        refund = conn.execute(sa.select(order_refund)).one()
+        h2 = conn.execute(sa.select(order_header).where(order_header.c.order_id == 2)).one()
+    assert (h.shop, h.order_name, h.financial_status, h.fulfillment_status) == (
+        "DEMO", "#1", "PARTIALLY_REFUNDED", "FULFILLED")
+    assert h.updated_at == datetime(2026, 11, 20, 10, 0, 0, 250000)
+    assert h.created_at == datetime(2026, 11, 20, 9) and h.processed_at == datetime(2026, 11, 20, 9, 0, 1)
+    assert h.total_price == Decimal("123.45") and isinstance(h.total_price, Decimal)
+    assert h.total_refunded == Decimal("20.1") and h.total_tax == Decimal("1.9")
+    assert h.test is False and h.cancelled_at is None and h.currency_code == "EUR"
+    assert h2.test is True and h2.cancelled_at == datetime(2026, 11, 21, 8)
+    li = lines[11]
+    assert (li.order_id, li.product_id, li.variant_id, li.sku, li.quantity, li.current_quantity) == (
+        1, 800, 900, "A-1", 3, 2)
+    assert li.title == "Tote ‘bag’ 'x' \\ 🎒"
+    assert (li.original_unit_price, li.discounted_unit_price, li.discounted_total) == (
+        Decimal("19.99"), Decimal("17.5"), Decimal("52.5"))
+    assert lines[12].product_id is None and lines[12].variant_id is None and lines[12].sku is None
+    assert lines[21].original_unit_price == Decimal("1000000.0001")
+    assert (refund.refund_id, refund.order_id, refund.total_refunded) == (71, 1, Decimal("20.1"))
+    assert refund.created_at == datetime(2026, 11, 20, 9, 30)
+
+    job = jobs.get_job(engine, job_id)
+    assert job.lines_committed == 5 and jobs.job_rows(job) == result.rows
+    assert job.max_updated_at == datetime(2026, 11, 21, 8)
+    kinds = {c.order_id: c.kinds for c in result.changes}
+    assert kinds == {1: ("created",), 2: ("created", "cancelled")}
+
+
+def test_reingest_same_file_changes_nothing(engine, tmp_path: Path) -> None:
+    path = tmp_path / "demo.jsonl"
+    stats = write_jsonl(path, "DEMO", orders=150, seed=3, anchor=ANCHOR)
+    first = ingest_jsonl(engine, path, shop="DEMO", job_id=_job(engine), chunk_rows=97)
+    before = snapshot(engine, with_synced_at=True)
+    assert first.objects == stats.objects
+    assert sum(first.rows[t] for t in ("order_header", "order_line_item")) == stats.objects
+    assert len(before["order_header"]) == 150 and first.orders_changed == 150
+
+    again = ingest_jsonl(engine, path, shop="DEMO", job_id=None, chunk_rows=50)
+    assert snapshot(engine, with_synced_at=True) == before
+    assert again.changes == [] and again.rows == first.rows
+
+
+def test_older_file_never_regresses_newer_rows(engine, tmp_path: Path) -> None:
+    old = [Ord(1, updated_at="2026-11-20T10:00:00Z", lines=[Line(11), Line(12), Line(13)]),
+           Ord(2, updated_at="2026-11-20T10:00:00Z", lines=[Line(21)])]
+    new = [Ord(1, updated_at="2026-11-21T10:00:00Z", financial="PARTIALLY_REFUNDED", refunded="10.0",
+               refunds=[(5, "2026-11-21T10:00:00Z", "10.0")],
+               lines=[Line(11, current_quantity=0), Line(12)]),  # 13 no longer returned
+           Ord(2, updated_at="2026-11-20T10:00:00Z", lines=[Line(21)])]
+    ingest_jsonl(engine, write(tmp_path / "new.jsonl", new), shop="DEMO", job_id=None, chunk_rows=2)
+    newest = snapshot(engine, with_synced_at=True)
+    assert [r.line_item_id for r in _lines(engine, 1)] == [11, 12]
+
+    replay = ingest_jsonl(engine, write(tmp_path / "old.jsonl", old), shop="DEMO", job_id=None, chunk_rows=2)
+    assert snapshot(engine, with_synced_at=True) == newest  # no regression, line 13 not resurrected
+    assert replay.orders_skipped_older == 1 and replay.changes == []
+
+
+def test_lines_dropped_from_a_newer_version_are_deleted(engine, tmp_path: Path) -> None:
+    v1 = [Ord(1, updated_at="2026-11-20T10:00:00Z", lines=[Line(11), Line(12), Line(13)],
+              refunds=[(5, "2026-11-20T10:00:00Z", "1.0")]),
+          Ord(2, lines=[Line(21)])]
+    v2 = [Ord(1, updated_at="2026-11-22T10:00:00Z", financial="REFUNDED", refunded="30.0",
+              fulfillment="FULFILLED", cancelled_at="2026-11-22T10:00:00Z",
+              lines=[Line(12, quantity=5), Line(14)], refunds=[(6, "2026-11-22T10:00:00Z", "30.0")])]
+    ingest_jsonl(engine, write(tmp_path / "v1.jsonl", v1), shop="DEMO", job_id=None, chunk_rows=3)
+    result = ingest_jsonl(engine, write(tmp_path / "v2.jsonl", v2), shop="DEMO", job_id=None, chunk_rows=1)
+    assert [(r.line_item_id, r.quantity) for r in _lines(engine, 1)] == [(12, 5), (14, 1)]
+    assert [r.line_item_id for r in _lines(engine, 2)] == [21]  # other orders untouched
+    with engine.connect() as conn:
+        assert [r.refund_id for r in conn.execute(sa.select(order_refund.c.refund_id))] == [6]
+    (change,) = result.changes
+    assert change.kinds == ("financial_status_changed", "fulfillment_status_changed", "refunded", "cancelled")
+    assert change.previous_financial_status == "PAID" and change.financial_status == "REFUNDED"
+    assert change.previous_total_refunded == Decimal("0") and change.total_refunded == Decimal("30.0")
+
+
+def test_child_order_does_not_matter(engine, tmp_path: Path) -> None:
+    orders = [Ord(i, updated_at=f"2026-11-2{i % 3}T10:00:00Z",
+                  lines=[Line(i * 10 + k, quantity=k + 1) for k in range(i % 4 + 1)]) for i in range(1, 30)]
+    ingest_jsonl(engine, write(tmp_path / "plain.jsonl", orders), shop="DEMO", job_id=None, chunk_rows=1000)
+    expected = snapshot(engine)
+    for seed in (1, 2):
+        clear(engine)
+        shuffled = write(tmp_path / f"shuffled{seed}.jsonl", orders, shuffle_seed=seed)
+        assert shuffled.read_text() != (tmp_path / "plain.jsonl").read_text()
+        # Tiny chunks: children land in other chunks than their parent.
+        ingest_jsonl(engine, shuffled, shop="DEMO", job_id=None, chunk_rows=4)
+        assert snapshot(engine) == expected
+
+
+_CHILD = r"""
+import sys, time
+from shopify_sync.warehouse import ingest_jsonl, make_engine
+url, path, job_id = sys.argv[1:4]
+engine = make_engine(url)
+ingest_jsonl(engine, path, shop="DEMO", job_id=job_id, chunk_rows=60,
+             on_chunk=lambda p: time.sleep(0.05))
+print("finished", flush=True)
+"""
+
+
+def test_kill_mid_ingest_then_resume_equals_clean_run(engine, db_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "demo.jsonl"
+    stats = write_jsonl(path, "DEMO", orders=300, seed=5, anchor=ANCHOR)
+    job_id = _job(engine)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, db_url, str(path), job_id], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        committed = 0
+        while committed < 300:
+            assert child.poll() is None, f"ingest finished before it could be killed: {child.communicate()}"
+            assert time.monotonic() < deadline, "no progress from the child ingest"
+            time.sleep(0.02)
+            committed = jobs.get_job(engine, job_id).lines_committed
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == -signal.SIGKILL
+    killed_at = jobs.get_job(engine, job_id).lines_committed
+    assert 0 < killed_at < stats.objects and killed_at % 60 == 0
+
+    resumed = ingest_jsonl(engine, path, shop="DEMO", job_id=job_id, chunk_rows=60)  # start_line from sync_job
+    assert resumed.start_line == killed_at and resumed.lines_committed == stats.objects
+    after_resume = snapshot(engine)
+    job = jobs.get_job(engine, job_id)
+
+    clear(engine)
+    clean = ingest_jsonl(engine, path, shop="DEMO", job_id=None, chunk_rows=1000)
+    assert snapshot(engine) == after_resume
+    assert resumed.rows == clean.rows and resumed.objects == clean.objects == stats.objects
+    assert resumed.max_updated_at == clean.max_updated_at
+    assert job.lines_committed == stats.objects and jobs.job_rows(job) == clean.rows
+
+
+@pytest.mark.parametrize(("bad", "reason"), [
+    ('{"id":"gid:\\/\\/shopify\\/Order\\/9","updatedAt":', "broken JSON"),
+    ('{"id":"gid://shopify/LineItem/9","quantity":"two","__parentId":"gid://shopify/Order/1"}',
+     "'quantity' must be int"),
+    ('{"id":"gid://shopify/LineItem/9","quantity":1,"__parentId":"gid://shopify/Order/777"}',
+     "parent gid://shopify/Order/777 does not appear before this line"),
+    ('{"id":"gid://shopify/Order/9","updatedAt":"yesterday"}', "updatedAt is not an ISO-8601 timestamp"),
+    ('{"id":"gid://shopify/Customer/9"}', "unexpected object type Customer"),
+    ('{"id":"gid://shopify/Order/9","updatedAt":"2026-11-20T10:00:00Z",'
+     '"currentTotalPriceSet":{"shopMoney":{"amount":"1.23456","currencyCode":"EUR"}}}', "not a decimal amount"),
+])
+def test_malformed_line_names_line_and_reason(sqlite_url: str, tmp_path: Path, bad: str, reason: str) -> None:
+    engine = make_engine(sqlite_url)
+    good = [Ord(i, lines=[Line(i * 10)]) for i in range(1, 5)]
+    path = write(tmp_path / "ok.jsonl", good, page=10)
+    lines = path.read_text().splitlines()
+    lines.insert(6, bad)  # line 7
+    path.write_text("\n".join(lines) + "\n")
+    job_id = _job(engine)
+    with pytest.raises(IngestError) as info:
+        ingest_jsonl(engine, path, shop="DEMO", job_id=job_id, chunk_rows=3)
+    assert info.value.line == 7 and "line 7" in str(info.value) and reason in str(info.value)
+    assert jobs.get_job(engine, job_id).lines_committed == 6  # the two chunks before stay committed
+    engine.dispose()
+
+
+def test_malformed_input_keeps_committed_chunks_consistent(engine, tmp_path: Path) -> None:
+    orders = [Ord(i, lines=[Line(i * 10), Line(i * 10 + 1)]) for i in range(1, 7)]
+    path = write(tmp_path / "ok.jsonl", orders, page=2)
+    text = path.read_text().splitlines()
+    text.insert(10, "not json at all")
+    path.write_text("\n".join(text) + "\n")
+    job_id = _job(engine)
+    with pytest.raises(IngestError, match="line 11: broken JSON"):
+        ingest_jsonl(engine, path, shop="DEMO", job_id=job_id, chunk_rows=4)
+    committed = jobs.get_job(engine, job_id).lines_committed
+    assert committed == 8
+    rows = snapshot(engine)
+    # Exactly the first 8 lines are in: orders 1-4 and the lines of orders 1-2 (3-4 had none yet).
+    assert [r[1] for r in rows["order_header"]] == [1, 2, 3, 4]
+    assert sorted(r[1] for r in rows["order_line_item"]) == [10, 11, 20, 21]
+
+
+def test_rejected_statement_size_is_retried_smaller(mysql_url: str, tmp_path: Path) -> None:
+    engine = make_engine(mysql_url)
+    with engine.connect() as conn:
+        packet = int(conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar())
+    title = "x" * 1000
+    n = packet // 1000 // 3 + 50  # one statement of lines would exceed max_allowed_packet
+    orders = [Ord(i, lines=[Line(i * 10 + k, title=title) for k in range(3)]) for i in range(1, n)]
+    path = write(tmp_path / "big.jsonl", orders, page=50)
+    result = ingest_jsonl(engine, path, shop="DEMO", job_id=None, chunk_rows=10 * n,
+                          statement_bytes=4 * packet)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(order_line_item)).scalar() == 3 * (n - 1)
+    assert result.rows["order_line_item"] == 3 * (n - 1)
+    assert result.size_retries >= 1  # the oversized statement really was refused, then split
+    engine.dispose()
+
+
+def test_missing_job_or_file_is_a_clear_error(sqlite_url: str, tmp_path: Path) -> None:
+    engine = make_engine(sqlite_url)
+    path = write(tmp_path / "a.jsonl", [Ord(1)])
+    with pytest.raises(IngestError, match="no sync_job with job_id 'nope'"):
+        ingest_jsonl(engine, path, shop="DEMO", job_id="nope", chunk_rows=10)
+    with pytest.raises(IngestError, match="JSONL file not found"):
+        ingest_jsonl(engine, tmp_path / "missing.jsonl", shop="DEMO", job_id=None, chunk_rows=10)
+    engine.dispose()
+
+
+def _lines(engine, order_id: int) -> list:
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(order_line_item).where(order_line_item.c.order_id == order_id)
+                                 .order_by(order_line_item.c.line_item_id)))
