@@ -239,6 +239,7 @@ class ShopifyBulkClient:
         download_chunk_bytes: int = 1 << 20,
         timeout_seconds: float = 60.0,
         clock: Callable[[], float] = time.time,
+        shop_code: str | None = None,
     ) -> None:
         parsed = urlparse(base_url or "")
         if parsed.scheme not in {"http", "https"} or not parsed.hostname:
@@ -271,6 +272,8 @@ class ShopifyBulkClient:
         self.download_retries = download_retries
         self.download_chunk_bytes = download_chunk_bytes
         self.served_version: str | None = None
+        # Only for messages: errors then name the exact variable to fix (SHOPIFY_DE_TOKEN).
+        self.shop_code = shop_code
         self._token = token
         self._log: LogLike = log if log is not None else logging.getLogger(__name__)
         self._sleep = sleep
@@ -384,7 +387,7 @@ class ShopifyBulkClient:
                 self._note_version(response)
                 if status_code in AUTH_ERRORS:
                     detail = self._error_detail(response)
-                    raise AUTH_ERRORS[status_code](self.base_url, detail)
+                    raise AUTH_ERRORS[status_code](self.base_url, detail, shop_code=self.shop_code)
                 if status_code in _RETRYABLE_STATUS:
                     problem = f"HTTP {status_code}"
                     maybe_executed = status_code != 429
@@ -393,7 +396,8 @@ class ShopifyBulkClient:
                         retry_in = self._backoff(attempt)
                 elif status_code != 200:
                     detail = self._error_detail(response)
-                    hint = " (check SHOPIFY_<CODE>_STORE and SHOPIFY_API_VERSION)" if status_code == 404 else ""
+                    code = self.shop_code or "<CODE>"
+                    hint = f" (check SHOPIFY_{code}_STORE and SHOPIFY_API_VERSION)" if status_code == 404 else ""
                     raise ShopifyRequestError(
                         f"{what}: Shopify answered HTTP {status_code} from {self.endpoint}{hint}"
                         + (f": {detail}" if detail else ""), status_code=status_code)

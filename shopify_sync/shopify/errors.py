@@ -49,9 +49,11 @@ class ShopifyAuthError(ShopifyError):
     status_code: int = 0
     reason: str = "request refused"
 
-    def __init__(self, shop_url: str, detail: str | None = None) -> None:
+    def __init__(self, shop_url: str, detail: str | None = None, *, shop_code: str | None = None) -> None:
         self.shop_url = shop_url
-        text = f"Shopify refused the request to {shop_url} with HTTP {self.status_code}: {self.reason}"
+        self.shop_code = shop_code
+        reason = self.reason.replace("<CODE>", shop_code) if shop_code else self.reason
+        text = f"Shopify refused the request to {shop_url} with HTTP {self.status_code}: {reason}"
         if detail:
             text += f" ({detail})"
         super().__init__(text)

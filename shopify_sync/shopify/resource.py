@@ -60,7 +60,8 @@ class ShopifyBulkResource(dg.ConfigurableResource):
         else:
             base_url, token = shop.base_url(), shop.token or ""
         try:
-            return ShopifyBulkClient(base_url, token, api_version, interval, attempts, log=log, **client_options)
+            return ShopifyBulkClient(base_url, token, api_version, interval, attempts, log=log,
+                                     shop_code=shop_code, **client_options)
         except ValueError as exc:
             variable = {"api_version": "SHOPIFY_API_VERSION", "poll_interval": "SHOPIFY_POLL_INTERVAL_SECONDS",
                         "poll_max": "SHOPIFY_POLL_MAX_ATTEMPTS", "token": f"SHOPIFY_{shop_code}_TOKEN",

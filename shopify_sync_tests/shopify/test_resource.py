@@ -8,6 +8,7 @@ import pytest
 
 from shopify_sync.config import ConfigError
 from shopify_sync.emulator import demo_base_url, demo_token
+from shopify_sync.shopify.errors import InvalidToken
 from shopify_sync.shopify.resource import ShopifyBulkResource
 from shopify_sync_tests.shopify.conftest import TOKEN, empty_window_query, window_query
 
@@ -118,3 +119,13 @@ def test_client_options_pass_through(clean_env, server) -> None:
     clean_env.setenv("SHOPIFY_DE_TOKEN", TOKEN)
     with ShopifyBulkResource().client_for("DE", in_progress_max_wait=7200, max_resubmits=1) as client:
         assert (client.in_progress_max_wait, client.max_resubmits) == (7200, 1)
+
+
+def test_wrong_token_error_names_the_shop_variable(clean_env, server) -> None:
+    clean_env.setenv("SHOPIFY_SHOPS", "DE")
+    clean_env.setenv("SHOPIFY_DE_STORE", server.shop_base_url("DE"))
+    clean_env.setenv("SHOPIFY_DE_TOKEN", "shpat_wrong_one_42")
+    with ShopifyBulkResource().client_for("DE") as client:
+        with pytest.raises(InvalidToken, match="SHOPIFY_DE_TOKEN") as exc:
+            client.submit(window_query())
+    assert "shpat_wrong_one_42" not in str(exc.value)
