@@ -74,6 +74,12 @@ def dagster_home(settings: Settings) -> Path:
     raw = os.environ.get("DAGSTER_HOME", "").strip()
     home = Path(raw).expanduser().absolute() if raw else settings.home / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        # The project's instance config (per-shop run limit, run monitoring) when running
+        # from a checkout; otherwise at least keep Dagster's usage telemetry off.
+        shipped = Path(__file__).resolve().parents[1] / "dagster.yaml"
+        config.write_text(shipped.read_text() if shipped.is_file() else "telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

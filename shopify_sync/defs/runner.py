@@ -117,7 +117,8 @@ def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
 
 
 def run_sync_job(
-    settings: Settings, instance: dg.DagsterInstance, *, tags: dict[str, str], partition_key: str | None
+    settings: Settings, instance: dg.DagsterInstance, *, tags: dict[str, str], partition_key: str | None,
+    log_level: str = "INFO",
 ) -> RunOutcome:
     """Execute the sync job in this process; never raises for a failed run."""
     import socket
@@ -126,7 +127,9 @@ def run_sync_job(
     job = _job(settings)
     tags = {**tags, TAG_PID: str(os.getpid()), TAG_HOST: socket.gethostname()}
     result = job.execute_in_process(
-        instance=instance, partition_key=partition_key, tags=tags, raise_on_error=False
+        instance=instance, partition_key=partition_key, tags=tags, raise_on_error=False,
+        # Step-by-step DEBUG events are in the UI; the terminal gets what an operator acts on.
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
     if result.success:
         return RunOutcome(result.run_id, True)
