@@ -7,13 +7,16 @@ checks what landed in the warehouse, the object store and the emulator's request
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from shopify_sync_tests.defs import expected
-from shopify_sync_tests.defs.conftest import Harness, yesterday
+from shopify_sync_tests.defs.conftest import Harness, make_harness, yesterday
 
 
 def _checks(result) -> dict[str, bool]:
@@ -53,65 +56,83 @@ def _telemetry(h: Harness, run_id: str) -> list[dict]:
     return [json.loads(store.get_bytes(k)) for k in keys]
 
 
-def test_daily_incremental_run_end_to_end(harness: Harness) -> None:
-    day = yesterday()
-    result = harness.daily("DEMO", day)
+@pytest.fixture
+def backend_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str) -> Iterator[Harness]:
+    yield from make_harness(tmp_path, monkeypatch, db_url)
+
+
+def test_daily_run_end_to_end_on_every_backend(backend_harness: Harness) -> None:
+    """A daily incremental run, the metrics it produced vs the dataset, then an identical rerun."""
+    h = backend_harness
+    orders = h.emulator.orders("DEMO")
+    coverage = expected.dataset_coverage(orders)
+    assert all(v > 0 for v in coverage.values()), coverage  # test, cancelled, refunded, lines without product
+    # The day with the most counted orders in the last week, so the comparison has substance.
+    counted_days = [o.processed_at.date() for o in orders if expected.counted(o)]
+    day = max((yesterday() - timedelta(days=i) for i in range(7)), key=counted_days.count)
+
+    result = h.daily("DEMO", day)
     assert result.success
     checks = _checks(result)
     assert set(checks) == {"rows_match_object_count", "no_duplicate_sales_keys", "product_figures_match_line_items",
                            "telemetry_completed", "shop_freshness", "watermark_not_regressed"}
     assert all(checks.values()), checks
 
-    orders = harness.emulator.orders("DEMO")
-    assert _count(harness, "order_header", "DEMO") == len(orders)  # floor (128 d) covers the 30-day dataset
-    assert _count(harness, "order_line_item", "DEMO") == sum(len(o.line_items) for o in orders)
+    assert _count(h, "order_header", "DEMO") == len(orders)  # floor (128 d) covers the 30-day dataset
+    assert _count(h, "order_line_item", "DEMO") == sum(len(o.line_items) for o in orders)
+    assert _count(h, "order_refund", "DEMO") == sum(len(o.refunds) for o in orders)
 
     # One bulk operation, its id stored, its raw file archived under the SPEC key.
-    assert len(harness.run_queries("DEMO")) == 1
-    [job] = _jobs(harness, "DEMO")
+    assert len(h.run_queries("DEMO")) == 1
+    [job] = _jobs(h, "DEMO")
     assert job.status == "completed" and job.bulk_operation_id and job.job_type == "DAILY_INCREMENTAL"
     assert job.archive_key == f"raw/shopify/shop=DEMO/DAILY_INCREMENTAL/date={day}/{result.run_id}.jsonl"
-    assert harness.store().exists(job.archive_key)
+    assert h.store().exists(job.archive_key)
     assert job.lines_committed == job.object_count
 
     # Missing watermark → the floor; success → max(updated_at) fetched.
     now = datetime.now(UTC)
     assert abs(_utc(job.window_start) - (now - timedelta(days=128))) < timedelta(minutes=5)
     assert job.window_end is None
-    assert harness.watermark("DEMO") == max(o.updated_at for o in orders)
+    assert h.watermark("DEMO") == max(o.updated_at for o in orders)
 
     # Telemetry: the steps in order, completed last, with the run's identity and no secret.
-    records = _telemetry(harness, result.run_id)
+    records = _telemetry(h, result.run_id)
     steps = [r["step"] for r in records]
     for step in ("initiated", "requested", "polling", "downloading", "upserting", "transforming"):
         assert step in steps, steps
     assert steps[-1] == "completed"
     assert all(r["job_type"] == "DAILY_INCREMENTAL" and r["initiator"] == "user" for r in records)
+    assert records[-1]["watermark_after"] is not None and records[-1]["object_count"] == job.object_count
     assert "shpat_" not in json.dumps(records)
 
     # Operator metadata on the raw asset.
-    mats = result.asset_materializations_for_node("shopify_bulk_jsonl")
-    md = mats[0].metadata
+    md = result.asset_materializations_for_node("shopify_bulk_jsonl")[0].metadata
     assert md["objectCount"].value == job.object_count
     assert md["bulk_operation_id"].value == job.bulk_operation_id
     assert "updated_at" in md["window"].value
 
+    _assert_metrics(h, orders, day)
 
-def test_metrics_match_the_dataset(harness: Harness) -> None:
+    # A rerun: byte-identical measurement objects, no duplicate rows, same watermark.
+    store = h.store()
+    keys = [f"measurement/sales/shop=DEMO/date={day}/part-0.parquet",
+            f"measurement/performance/shop=DEMO/date={day}/part-0.parquet"]
+    first = [store.get_bytes(k) for k in keys]
+    counts = {t: _count(h, t, "DEMO") for t in ("order_header", "order_line_item", "order_refund", "product")}
+    wm = h.watermark("DEMO")
+    second = h.daily("DEMO", day)
+    assert second.success and all(_checks(second).values())
+    assert [store.get_bytes(k) for k in keys] == first
+    assert {t: _count(h, t, "DEMO") for t in counts} == counts
+    assert h.watermark("DEMO") == wm
+    assert len(store.list_keys("measurement/sales/shop=DEMO/")) == 1
+
+
+def _assert_metrics(h: Harness, orders: list, day) -> None:
     """measurement_sales, measurement_performance and product vs SPEC §5 computed from the dataset."""
-    day = yesterday()
-    orders = harness.emulator.orders("DEMO")
-    coverage = expected.dataset_coverage(orders)
-    assert all(v > 0 for v in coverage.values()), coverage  # test, cancelled, refunded, lines without product
-
-    # Pick the day with the most counted orders in the last week so the comparison has substance.
-    counted_days = [o.processed_at.date() for o in orders if expected.counted(o)]
-    day = max((day - timedelta(days=i) for i in range(7)), key=counted_days.count)
-    result = harness.daily("DEMO", day)
-    assert result.success
-
     want_sales = expected.sales(orders, "DEMO", day)
-    got = harness.parquet(f"measurement/sales/shop=DEMO/date={day}/part-0.parquet")
+    got = h.parquet(f"measurement/sales/shop=DEMO/date={day}/part-0.parquet")
     assert set(got.columns) >= {"shop", "date", "product_id", "variant_id", "sku", "currency_code", "orders",
                                 "units_ordered", "units_net", "gross_sales", "net_sales"}
     assert str(got.schema["gross_sales"]).startswith("Decimal") and str(got.schema["product_id"]) == "Int64"
@@ -124,7 +145,7 @@ def test_metrics_match_the_dataset(harness: Harness) -> None:
             assert row[col] == want[col], (key, col, row[col], want[col])
 
     want_perf = expected.performance(orders, day)
-    perf = harness.parquet(f"measurement/performance/shop=DEMO/date={day}/part-0.parquet")
+    perf = h.parquet(f"measurement/performance/shop=DEMO/date={day}/part-0.parquet")
     got_perf = {r["product_id"]: r for r in perf.to_dicts()}
     assert set(got_perf) == set(want_perf)
     for pid, want in want_perf.items():
@@ -133,7 +154,7 @@ def test_metrics_match_the_dataset(harness: Harness) -> None:
 
     from shopify_sync.warehouse.tables import product
 
-    eng = harness.engine()
+    eng = h.engine()
     with eng.connect() as conn:
         rows = {r.product_id: r for r in conn.execute(sa.select(product).where(product.c.shop == "DEMO"))}
     eng.dispose()
@@ -143,27 +164,10 @@ def test_metrics_match_the_dataset(harness: Harness) -> None:
             want["units_7d"], want["net_sales_7d"], want["orders_7d"])
         assert (r.units_30d, Decimal(str(r.net_sales_30d)), r.orders_30d) == (
             want["units_30d"], want["net_sales_30d"], want["orders_30d"])
+        assert r.metrics_as_of == day
     for pid, r in rows.items():  # products outside the window show 0, never a stale figure
         if pid not in want_perf:
             assert (r.units_30d, Decimal(str(r.net_sales_30d)), r.orders_30d) == (0, 0, 0)
-
-
-def test_rerun_is_byte_identical_and_adds_no_rows(harness: Harness) -> None:
-    day = yesterday()
-    assert harness.daily("DEMO", day).success
-    store = harness.store()
-    keys = [f"measurement/sales/shop=DEMO/date={day}/part-0.parquet",
-            f"measurement/performance/shop=DEMO/date={day}/part-0.parquet"]
-    first = [store.get_bytes(k) for k in keys]
-    counts = {t: _count(harness, t, "DEMO") for t in ("order_header", "order_line_item", "order_refund", "product")}
-    wm = harness.watermark("DEMO")
-
-    second = harness.daily("DEMO", day)
-    assert second.success and all(_checks(second).values())
-    assert [store.get_bytes(k) for k in keys] == first
-    assert {t: _count(harness, t, "DEMO") for t in counts} == counts
-    assert harness.watermark("DEMO") == wm
-    assert len(store.list_keys("measurement/sales/shop=DEMO/")) == 1
 
 
 def test_watermark_rules(harness: Harness) -> None:
