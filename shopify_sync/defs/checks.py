@@ -18,7 +18,7 @@ import dagster as dg
 from shopify_sync.defs.assets import ORDER_HEADER, PERFORMANCE, PRODUCT, SALES, run_info
 from shopify_sync.defs.partitions import ShopDays, shop_days_for_context
 from shopify_sync.defs.resources import ObjectStoreResource, WarehouseResource
-from shopify_sync.sync import Mode, as_utc
+from shopify_sync.sync import Mode, RunInfo, as_utc
 
 SALES_KEY_COLUMNS = ["shop", "date", "product_id", "variant_id"]
 SAMPLE_PRODUCTS = 20
@@ -29,113 +29,135 @@ def _shop_days(context: dg.AssetCheckExecutionContext) -> list[ShopDays]:
     return shop_days_for_context(context)
 
 
+# The evaluations are plain functions of (warehouse / store, run, shop-days) so they can
+# be exercised directly, including on deliberately broken data.
+
+
+def evaluate_rows_match_object_count(engine: Any, run: RunInfo, parts: list[ShopDays]) -> dg.AssetCheckResult:
+    from shopify_sync.sync import latest_job
+
+    problems: list[str] = []
+    md: dict[str, Any] = {}
+    for sd in parts:
+        job = latest_job(engine, shop=sd.shop, job_type=run.mode.value, partition_key=sd.key)
+        if job is None:
+            problems.append(f"{sd.shop}: no sync_job for {run.mode.value} {sd.key}")
+            continue
+        md[f"{sd.shop} objectCount"] = job.object_count
+        md[f"{sd.shop} lines_committed"] = job.lines_committed
+        if job.object_count is None or int(job.lines_committed or 0) != int(job.object_count):
+            problems.append(f"{sd.shop}: loaded {job.lines_committed} of objectCount {job.object_count}")
+    return dg.AssetCheckResult(passed=not problems, metadata={**md, "problems": "; ".join(problems) or "none"})
+
+
+def evaluate_no_duplicate_sales_keys(store: Any, parts: list[ShopDays]) -> dg.AssetCheckResult:
+    import io
+
+    import polars as pl
+
+    from shopify_sync.storage import sales_key
+
+    duplicates = 0
+    missing: list[str] = []
+    rows = 0
+    for sd in parts:
+        for day in sd.days:
+            key = sales_key(sd.shop, day)
+            if not store.exists(key):
+                missing.append(key)
+                continue
+            frame = pl.read_parquet(io.BytesIO(store.get_bytes(key)))
+            rows += frame.height
+            duplicates += frame.height - frame.select(SALES_KEY_COLUMNS).unique().height
+    return dg.AssetCheckResult(
+        passed=duplicates == 0 and not missing,
+        metadata={"rows": rows, "duplicate_rows": duplicates, "missing_objects": "\n".join(missing) or "none"},
+    )
+
+
+def evaluate_product_figures(engine: Any, parts: list[ShopDays], sample: int = SAMPLE_PRODUCTS) -> dg.AssetCheckResult:
+    mismatches: list[str] = []
+    sampled = 0
+    for sd in parts:
+        for product_id, stored, expected in compare_product_sample(engine, sd.shop, sample):
+            sampled += 1
+            if stored != expected:
+                mismatches.append(f"{sd.shop}/{product_id}: stored {stored} != recomputed {expected}")
+    return dg.AssetCheckResult(
+        passed=not mismatches,
+        metadata={"sampled": sampled, "mismatches": "\n".join(mismatches[:20]) or "none"},
+    )
+
+
+def evaluate_telemetry_completed(store: Any, run: RunInfo, parts: list[ShopDays]) -> dg.AssetCheckResult:
+    from shopify_sync.telemetry import read_sync_records
+
+    records = read_sync_records(store, run.run_id, run_date=run.created_at)
+    missing = []
+    for sd in parts:
+        mine = [r for r in records if r.get("shop") == sd.shop]
+        # "completed" must be the shop's last record: a later "failed" (a sensor, a
+        # re-executed step) means the run did not end well.
+        if not mine or mine[-1].get("step") != "completed" or mine[-1].get("status") == "failed":
+            missing.append(sd.shop)
+    return dg.AssetCheckResult(
+        passed=not missing,
+        metadata={"records": len(records), "steps": ", ".join(str(r.get("step")) for r in records),
+                  "shops_without_completed": ", ".join(missing) or "none"},
+    )
+
+
+def evaluate_shop_freshness(engine: Any, run: RunInfo, parts: list[ShopDays],
+                            now: datetime | None = None) -> dg.AssetCheckResult:
+    from shopify_sync.sync import last_success_at
+
+    now = now or datetime.now(UTC)
+    stale: list[str] = []
+    md: dict[str, Any] = {}
+    for sd in parts:
+        at = last_success_at(engine, sd.shop, Mode.DAILY_INCREMENTAL.value)
+        md[f"{sd.shop} last daily success"] = at.isoformat() if at else "never"
+        if at is None or now - as_utc(at) > timedelta(hours=FRESHNESS_HOURS):
+            stale.append(sd.shop)
+    # A backfill or replay says nothing about freshness: only warn, so it cannot fail one.
+    severity = dg.AssetCheckSeverity.ERROR if run.mode is Mode.DAILY_INCREMENTAL else dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckResult(passed=not stale, severity=severity,
+                               metadata={**md, "stale": ", ".join(stale) or "none"})
+
+
 def build_checks(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(asset=ORDER_HEADER, blocking=True,
                     description="Lines loaded from the raw file equal the bulk operation's objectCount.")
     def rows_match_object_count(
         context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
     ) -> dg.AssetCheckResult:
-        from shopify_sync.sync import latest_job
-
-        run = run_info(context)
-        engine = warehouse.get_engine()
-        problems: list[str] = []
-        md: dict[str, Any] = {}
-        for sd in _shop_days(context):
-            job = latest_job(engine, shop=sd.shop, job_type=run.mode.value, partition_key=sd.key)
-            if job is None:
-                problems.append(f"{sd.shop}: no sync_job for {run.mode.value} {sd.key}")
-                continue
-            md[f"{sd.shop} objectCount"] = job.object_count
-            md[f"{sd.shop} lines_committed"] = job.lines_committed
-            if job.object_count is None or int(job.lines_committed or 0) != int(job.object_count):
-                problems.append(f"{sd.shop}: loaded {job.lines_committed} of objectCount {job.object_count}")
-        return dg.AssetCheckResult(passed=not problems, metadata={**md, "problems": "; ".join(problems) or "none"})
+        return evaluate_rows_match_object_count(warehouse.get_engine(), run_info(context), _shop_days(context))
 
     @dg.asset_check(asset=SALES, blocking=True,
                     description="measurement_sales has at most one row per (shop, date, product_id, variant_id).")
     def no_duplicate_sales_keys(
         context: dg.AssetCheckExecutionContext, object_store: ObjectStoreResource
     ) -> dg.AssetCheckResult:
-        import io
-
-        import polars as pl
-
-        from shopify_sync.storage import sales_key
-
-        store = object_store.get_store()
-        duplicates = 0
-        missing: list[str] = []
-        rows = 0
-        for sd in _shop_days(context):
-            for day in sd.days:
-                key = sales_key(sd.shop, day)
-                if not store.exists(key):
-                    missing.append(key)
-                    continue
-                frame = pl.read_parquet(io.BytesIO(store.get_bytes(key)))
-                rows += frame.height
-                duplicates += frame.height - frame.select(SALES_KEY_COLUMNS).unique().height
-        return dg.AssetCheckResult(
-            passed=duplicates == 0 and not missing,
-            metadata={"rows": rows, "duplicate_rows": duplicates, "missing_objects": "\n".join(missing) or "none"},
-        )
+        return evaluate_no_duplicate_sales_keys(object_store.get_store(), _shop_days(context))
 
     @dg.asset_check(asset=PRODUCT, blocking=True,
                     description="Sampled products' 7/30-day figures equal a recomputation from order_line_item.")
     def product_figures_match_line_items(
         context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
     ) -> dg.AssetCheckResult:
-        engine = warehouse.get_engine()
-        mismatches: list[str] = []
-        sampled = 0
-        for sd in _shop_days(context):
-            for product_id, stored, expected in compare_product_sample(engine, sd.shop, SAMPLE_PRODUCTS):
-                sampled += 1
-                if stored != expected:
-                    mismatches.append(f"{sd.shop}/{product_id}: stored {stored} != recomputed {expected}")
-        return dg.AssetCheckResult(
-            passed=not mismatches,
-            metadata={"sampled": sampled, "mismatches": "\n".join(mismatches[:20]) or "none"},
-        )
+        return evaluate_product_figures(warehouse.get_engine(), _shop_days(context))
 
     @dg.asset_check(asset=PERFORMANCE,
                     description="The run's sync telemetry ends with a completed record for every shop.")
     def telemetry_completed(
         context: dg.AssetCheckExecutionContext, object_store: ObjectStoreResource
     ) -> dg.AssetCheckResult:
-        from shopify_sync.telemetry import read_sync_records
-
-        run = run_info(context)
-        records = read_sync_records(object_store.get_store(), run.run_id, run_date=run.created_at)
-        shops = [sd.shop for sd in _shop_days(context)]
-        done = {r.get("shop") for r in records if r.get("step") == "completed" and r.get("status") != "failed"}
-        missing = [s for s in shops if s not in done]
-        return dg.AssetCheckResult(
-            passed=not missing,
-            metadata={"records": len(records), "steps": ", ".join(str(r.get("step")) for r in records),
-                      "shops_without_completed": ", ".join(missing) or "none"},
-        )
+        return evaluate_telemetry_completed(object_store.get_store(), run_info(context), _shop_days(context))
 
     @dg.asset_check(asset=PERFORMANCE,
                     description=f"Each shop's last successful daily sync is under {FRESHNESS_HOURS} h old.")
     def shop_freshness(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        from shopify_sync.sync import last_success_at
-
-        run = run_info(context)
-        engine = warehouse.get_engine()
-        now = datetime.now(UTC)
-        stale: list[str] = []
-        md: dict[str, Any] = {}
-        for sd in _shop_days(context):
-            at = last_success_at(engine, sd.shop, Mode.DAILY_INCREMENTAL.value)
-            md[f"{sd.shop} last daily success"] = at.isoformat() if at else "never"
-            if at is None or now - as_utc(at) > timedelta(hours=FRESHNESS_HOURS):
-                stale.append(sd.shop)
-        # A backfill says nothing about freshness: only warn, so it cannot fail a backfill.
-        severity = dg.AssetCheckSeverity.ERROR if run.mode is Mode.DAILY_INCREMENTAL else dg.AssetCheckSeverity.WARN
-        return dg.AssetCheckResult(passed=not stale, severity=severity,
-                                   metadata={**md, "stale": ", ".join(stale) or "none"})
+        return evaluate_shop_freshness(warehouse.get_engine(), run_info(context), _shop_days(context))
 
     return [rows_match_object_count, no_duplicate_sales_keys, product_figures_match_line_items,
             telemetry_completed, shop_freshness]

@@ -1,0 +1,122 @@
+"""Every SPEC §9 check passes on a good run and fails on deliberately broken data."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import sqlalchemy as sa
+
+from shopify_sync.defs.assets import watermark_check
+from shopify_sync.defs.checks import (
+    evaluate_no_duplicate_sales_keys,
+    evaluate_product_figures,
+    evaluate_rows_match_object_count,
+    evaluate_shop_freshness,
+    evaluate_telemetry_completed,
+)
+from shopify_sync.defs.partitions import split_by_shop
+from shopify_sync.sync import FinishOutcome, Initiator, Mode, RunInfo
+from shopify_sync_tests.defs.conftest import Harness, yesterday
+
+
+def test_checks_fail_on_broken_data(harness: Harness) -> None:
+    from shopify_sync.storage import sales_key
+    from shopify_sync.telemetry import SyncTelemetry
+    from shopify_sync.warehouse.tables import product, sync_job
+
+    day = yesterday()
+    result = harness.daily("DEMO", day)
+    assert result.success
+    record = harness.instance.get_run_record_by_id(result.run_id)
+    run = RunInfo(result.run_id, Mode.DAILY_INCREMENTAL, Initiator.USER, record.create_timestamp)
+    parts = split_by_shop([f"{day}|DEMO"])
+    eng = harness.engine()
+    store = harness.store()
+
+    # rows loaded = objectCount
+    assert evaluate_rows_match_object_count(eng, run, parts).passed
+    with eng.begin() as conn:
+        conn.execute(sa.update(sync_job).values(lines_committed=sync_job.c.lines_committed - 1))
+    bad = evaluate_rows_match_object_count(eng, run, parts)
+    assert not bad.passed and "loaded" in bad.metadata["problems"].value
+    other_day = split_by_shop([f"{day - timedelta(days=3)}|DEMO"])
+    assert not evaluate_rows_match_object_count(eng, run, other_day).passed  # no job at all
+
+    # no duplicate measurement_sales keys
+    key = sales_key("DEMO", day)
+    assert evaluate_no_duplicate_sales_keys(store, parts).passed
+    frame = pl.read_parquet(io.BytesIO(store.get_bytes(key)))
+    buf = io.BytesIO()
+    pl.concat([frame, frame.head(1)]).write_parquet(buf)
+    store.put_bytes(key, buf.getvalue())
+    dup = evaluate_no_duplicate_sales_keys(store, parts)
+    assert not dup.passed and dup.metadata["duplicate_rows"].value == 1
+    assert not evaluate_no_duplicate_sales_keys(store, other_day).passed  # missing object
+
+    # sampled product figures = recomputation from order_line_item
+    assert evaluate_product_figures(eng, parts).passed
+    with eng.begin() as conn:
+        pid = conn.execute(sa.select(product.c.product_id).where(product.c.units_30d > 0).limit(1)).scalar_one()
+        conn.execute(sa.update(product).where(product.c.product_id == pid).values(units_30d=product.c.units_30d + 1))
+    wrong = evaluate_product_figures(eng, parts, sample=1000)
+    assert not wrong.passed and str(pid) in wrong.metadata["mismatches"].value
+
+    # telemetry shows a completed execution
+    assert evaluate_telemetry_completed(store, run, parts).passed
+    other_run = RunInfo("0" * 8 + "-no-records", Mode.DAILY_INCREMENTAL, Initiator.USER, run.created_at)
+    assert not evaluate_telemetry_completed(store, other_run, parts).passed
+    SyncTelemetry(store, run_id=run.run_id, shop="DEMO", job_type="DAILY_INCREMENTAL", initiator="user",
+                  run_created_at=run.created_at).record("failed", "failed", error={"type": "X", "message": "late"})
+    assert not evaluate_telemetry_completed(store, run, parts).passed
+
+    # freshness per shop: an error for daily runs, a warning for backfills
+    assert evaluate_shop_freshness(eng, run, parts).passed
+    later = datetime.now(UTC) + timedelta(days=3)
+    stale = evaluate_shop_freshness(eng, run, parts, now=later)
+    assert not stale.passed and stale.severity.value == "ERROR"
+    backfill_run = RunInfo("b", Mode.FULL_BACKFILL_EXECUTE, Initiator.BACKFILL, run.created_at)
+    assert evaluate_shop_freshness(eng, backfill_run, parts, now=later).severity.value == "WARN"
+    eng.dispose()
+
+    # watermark did not regress
+    t0 = datetime(2026, 5, 1, tzinfo=UTC)
+    assert watermark_check([FinishOutcome("DEMO", t0, t0 + timedelta(hours=1), True)]).passed
+    assert watermark_check([FinishOutcome("DEMO", None, None, True)]).passed
+    assert not watermark_check([FinishOutcome("DEMO", t0, t0 - timedelta(seconds=1), True)]).passed
+    assert not watermark_check([FinishOutcome("DEMO", t0, None, True)]).passed
+
+
+def test_a_failing_blocking_check_stops_downstream_assets(harness: Harness) -> None:
+    """Break the raw archive between fetch and load: rows != objectCount blocks the metrics."""
+    import dagster as dg
+
+    from shopify_sync.defs.runner import daily_launch
+
+    day = yesterday()
+    _, tags, pkey = daily_launch("DEMO", day)
+    fetched = harness.job().execute_in_process(
+        instance=harness.instance, partition_key=pkey, tags=tags,
+        asset_selection=[dg.AssetKey("shopify_bulk_jsonl")], raise_on_error=False)
+    assert fetched.success
+    from shopify_sync.warehouse.tables import sync_job
+
+    eng = harness.engine()
+    with eng.connect() as conn:
+        archive_key, object_count = conn.execute(sa.select(sync_job.c.archive_key, sync_job.c.object_count)).one()
+    eng.dispose()
+    # Keep whole orders (an order line and its line items) but drop the last order's lines: a
+    # short file that still parses, as a truncated archive would after a bad copy.
+    store = harness.store()
+    lines = store.get_bytes(archive_key).decode().splitlines(keepends=True)
+    cut = max(i for i, ln in enumerate(lines) if '"__parentId"' not in ln)
+    store.put_bytes(archive_key, "".join(lines[:cut]).encode())
+
+    result = harness.daily("DEMO", day)
+    assert not result.success
+    evals = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
+    assert evals["rows_match_object_count"] is False
+    assert "measurement_sales" not in {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()
+                                       } and object_count > cut
+    assert harness.watermark("DEMO") is None  # the run did not complete: watermark untouched
