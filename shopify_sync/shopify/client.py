@@ -477,7 +477,7 @@ class ShopifyBulkClient:
         attempt = 0
         while True:
             data = self._graphql(document, {"query": inner_query}, "bulkOperationRunQuery",
-                                 before_retry=lambda: self._adopt_lost_submission(inner_query))
+                                 before_retry=lambda: self._adopt_as_payload(inner_query))
             payload = data.get("bulkOperationRunQuery")
             if not isinstance(payload, dict):
                 raise ShopifyRequestError("bulkOperationRunQuery: response has no payload")
@@ -494,6 +494,11 @@ class ShopifyBulkClient:
             in_progress = any(c == "OPERATION_IN_PROGRESS" or (not c and IN_PROGRESS_MESSAGE in m)
                               for m, c in zip(messages, codes, strict=True))
             if in_progress:
+                # The blocker may be this very job (a lost response, or a crash before its id
+                # was stored): then there is nothing to wait for.
+                same = self._find_active_same_query(inner_query)
+                if same is not None:
+                    return same
                 blocking = sorted({gid for m in messages for gid in _BULK_GID.findall(m)})
                 delay = self._backoff(attempt, base=15.0, cap=120.0)
                 if waited + delay > self.in_progress_max_wait:
@@ -510,20 +515,26 @@ class ShopifyBulkClient:
                                          "run again later")
             raise BulkQueryInvalid(messages, codes)
 
-    def _adopt_lost_submission(self, inner_query: str) -> dict[str, Any] | None:
-        """After a submit whose response was lost: the operation it created, if any.
+    def _adopt_as_payload(self, inner_query: str) -> dict[str, Any] | None:
+        op = self._find_active_same_query(inner_query)
+        if op is None:
+            return None
+        return {"bulkOperationRunQuery": {"bulkOperation": _op_to_node(op), "userErrors": []}}
 
-        Without this, a read timeout on the mutation would leave an orphaned job running
-        (and before 2026-01, with one bulk query per shop, make us wait out our own job
-        as OPERATION_IN_PROGRESS). The stored ``query`` echoes the submitted text byte
-        for byte, and a run owns its shop, so an active operation with the identical
-        query text is ours.
+    def _find_active_same_query(self, inner_query: str) -> BulkOperation | None:
+        """An active (CREATED/RUNNING) operation running exactly ``inner_query``, if any.
+
+        Used after a submit whose response was lost: without it, a read timeout on the
+        mutation would leave an orphaned job running (and before 2026-01, with one bulk
+        query per shop, make us wait out our own job as OPERATION_IN_PROGRESS). The
+        stored ``query`` echoes the submitted text byte for byte, and a run owns its
+        shop, so an active operation with the identical text is this job.
         """
         try:
             # One attempt: the caller is already inside a bounded retry loop.
             data = self._graphql(_recent_query(self._by_bulk_operation), {}, "recent bulk operations", retries=0)
         except ShopifyError as exc:
-            self._log.warning(f"could not check for a bulk operation created by the lost request: {exc}")
+            self._log.warning(f"could not list recent bulk operations: {exc}")
             return None
         if self._by_bulk_operation:
             nodes = ((data.get("bulkOperations") or {}).get("nodes")) or []
@@ -532,10 +543,9 @@ class ShopifyBulkClient:
         for node in nodes:
             if (isinstance(node, dict) and node.get("query") == inner_query and node.get("type") in (None, "QUERY")
                     and node.get("status") in ("CREATED", "RUNNING")):
-                self._log.warning(f"the lost bulkOperationRunQuery did create {node['id']}; adopting it "
-                                  "instead of submitting a duplicate")
-                node = {k: v for k, v in node.items() if k not in ("query", "type")}
-                return {"bulkOperationRunQuery": {"bulkOperation": node, "userErrors": []}}
+                self._log.warning(f"bulk operation {node['id']} is already running this exact query; adopting "
+                                  "it instead of submitting a duplicate")
+                return BulkOperation.from_graphql(node)
         return None
 
     def get(self, op_id: str) -> BulkOperation | None:
@@ -812,6 +822,14 @@ def _url_expiry(params: dict[str, list[str]]) -> float | None:
     except (ValueError, IndexError):
         return None
     return None
+
+
+def _op_to_node(op: BulkOperation) -> dict[str, Any]:
+    return {"id": op.id, "status": op.status, "errorCode": op.error_code, "createdAt": op.created_at,
+            "completedAt": op.completed_at, "objectCount": str(op.object_count),
+            "rootObjectCount": str(op.root_object_count),
+            "fileSize": None if op.file_size is None else str(op.file_size), "url": op.url,
+            "partialDataUrl": op.partial_data_url}
 
 
 def _check_gid(op_id: str) -> None:

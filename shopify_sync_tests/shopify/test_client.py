@@ -133,6 +133,16 @@ def test_submit_with_lost_response_adopts_the_created_operation(make_client, ser
     assert "adopting" in caplog.text and sleeper.waits == [1.0]
 
 
+def test_in_progress_blocker_running_the_same_query_is_adopted(make_client, server, sleeper) -> None:
+    # Before 2026-01: a crashed run's job (id never stored) blocks the shop; it is this job.
+    server.emulator.config.completion_seconds = 600
+    orphan = make_client("2025-10").submit(window_query())
+    again = make_client("2025-10").submit(window_query())
+    assert again.id == orphan.id
+    assert sleeper.waits == []
+    assert [e.status_code for e in kinds(server, "run_query")] == [200, 200]  # the 2nd got in-progress
+
+
 def test_submit_after_5xx_does_not_adopt_a_different_query(make_client, server) -> None:
     server.emulator.config.completion_seconds = 600
     other = make_client().submit(empty_window_query())
@@ -279,7 +289,7 @@ def test_real_concurrency_limit_waits_for_the_running_job(make_client, server, s
     server.emulator.config.completion_seconds = 40
     client = make_client("2025-10")
     first = client.submit(window_query())
-    second = client.submit(window_query())
+    second = client.submit(empty_window_query())  # a different job: it has to wait
     assert second.id != first.id
     assert sleeper.waits == [15.0, 30.0]
     assert first.id in caplog.text
