@@ -46,6 +46,7 @@ from shopify_sync.emulator.dataset import (
     fmt_ts,
     generate_order,
     q2,
+    shop_currency,
 )
 from shopify_sync.emulator.search import compile_query, sort_orders
 from shopify_sync.shopify.schema import SchemaError, load_schema, schema_version_for
@@ -844,8 +845,7 @@ class _Ctx:
             "currentBulkOperation": self.current, "bulkOperations": self.bulk_operations,
             "shop": lambda info: {"__typename": "Shop", "name": f"Emulator {self.shop}",
                                   "myshopifyDomain": f"{self.shop.lower()}.myshopify.com",
-                                  "currencyCode": jsonl.raw_order(self.em.orders(self.shop)[0])["currencyCode"]
-                                  if self.em.orders(self.shop) else "EUR"},
+                                  "currencyCode": shop_currency(self.shop)},
         }
 
     def _grouped_default(self) -> bool:

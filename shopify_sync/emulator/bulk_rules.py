@@ -33,6 +33,7 @@ from graphql import (
 
 MAX_CONNECTIONS = 5
 MAX_DEPTH = 2
+MAX_QUERY_BYTES = 65535  # observed limit on the inner query text (reference §1.1)
 
 MSG_EMPTY = "Invalid bulk query: syntax error, unexpected end of file"
 MSG_OPERATION = "Invalid operation type. Only `query` operations are supported."
@@ -160,6 +161,9 @@ def bulk_query_errors(text: str, schema: GraphQLSchema) -> list[str]:
     """Every reason Shopify would refuse ``text`` as a bulk query (``[]``: accepted)."""
     if not text.strip():
         return [MSG_EMPTY]
+    size = len(text.encode())
+    if size > MAX_QUERY_BYTES:
+        return [f"Query is too large ({size} bytes; maximum is {MAX_QUERY_BYTES} bytes)"]
     try:
         doc: DocumentNode = parse(text)
     except GraphQLError as exc:

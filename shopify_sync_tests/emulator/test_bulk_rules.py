@@ -114,3 +114,9 @@ def test_userErrors_code_does_not_exist_before_2025_01(emulator_server):  # noqa
     assert body["data"]["bulkOperationRunQuery"]["userErrors"] == [
         {"field": ["query"], "message": "Bulk queries must contain at least one connection."}]
     old.close()
+
+
+def test_query_text_over_64_kib_is_rejected(api):
+    inner = "{ orders { edges { node { id } } } }" + " " * 70_000
+    assert _errors(api, inner) == [{"field": ["query"], "code": "INVALID",
+                                    "message": f"Query is too large ({len(inner)} bytes; maximum is 65535 bytes)"}]

@@ -180,3 +180,11 @@ def test_order_i_is_generated_independently_of_the_others(tmp_path):
     assert [generate_order(p, i) for i in (499, 17, 0)] == [sequential[499], sequential[17], sequential[0]]
     with pytest.raises(ValueError, match="orders must be >= 0"):
         write_jsonl(tmp_path / "bad.jsonl", "NL", orders=-1)
+
+
+def test_write_jsonl_in_parallel_equals_sequential(tmp_path):
+    one = write_jsonl(tmp_path / "one.jsonl", "CHF", orders=4100, seed=5, anchor=ANCHOR, workers=1)
+    two = write_jsonl(tmp_path / "two.jsonl", "CHF", orders=4100, seed=5, anchor=ANCHOR, workers=2)
+    assert one.path.read_bytes() == two.path.read_bytes()
+    assert (one.objects, one.roots, one.size) == (two.objects, two.roots, two.size)
+    assert one.size == one.path.stat().st_size and one.roots == 4100
