@@ -302,3 +302,50 @@ def test_a_rerun_reuses_the_archived_file_and_continues_the_job(harness: Harness
     assert md["reused_archive"].value is True and md["resumed_job"].value is True
     assert _count(harness, "order_header", "DEMO") == len(harness.emulator.orders("DEMO"))
     assert harness.watermark("DEMO") == max(o.updated_at for o in harness.emulator.orders("DEMO"))
+
+
+def test_an_interrupted_ingest_resumes_after_the_last_committed_chunk(harness: Harness, tmp_path: Path) -> None:
+    """The load crashed after two committed chunks; the rerun continues from there."""
+    import dagster as dg
+
+    from shopify_sync.defs.runner import daily_launch
+    from shopify_sync.warehouse import jobs
+    from shopify_sync.warehouse.ingest import ingest_jsonl
+
+    day = yesterday()
+    _, tags, pkey = daily_launch("DEMO", day)
+    assert harness.job().execute_in_process(
+        instance=harness.instance, partition_key=pkey, tags=tags,
+        asset_selection=[dg.AssetKey("shopify_bulk_jsonl")], raise_on_error=False).success
+    eng = harness.engine()
+    job = jobs.find_resumable_job(eng, "DEMO", "DAILY_INCREMENTAL", str(day))
+    raw = tmp_path / "raw.jsonl"
+    harness.store().download_file(job.archive_key, raw)
+
+    class Crash(Exception):
+        pass
+
+    seen: list[int] = []
+
+    def crash_after_two(progress) -> None:
+        seen.append(progress.end_line)
+        if len(seen) == 2:
+            raise Crash("simulated kill after the second chunk")
+
+    with pytest.raises(Crash):
+        ingest_jsonl(eng, raw, shop="DEMO", job_id=job.job_id, chunk_rows=37, on_chunk=crash_after_two)
+    committed = jobs.get_job(eng, job.job_id).lines_committed
+    assert committed == 74 < job.object_count
+    eng.dispose()
+
+    rerun = harness.daily("DEMO", day)
+    assert rerun.success and all(_checks(rerun).values())
+    md = rerun.asset_materializations_for_node("order_tables")[0].metadata
+    assert md["resumed_from_line"].value == "DEMO: 74"
+    assert len(harness.run_queries("DEMO")) == 1
+    orders = harness.emulator.orders("DEMO")
+    assert _count(harness, "order_header", "DEMO") == len(orders)
+    assert _count(harness, "order_line_item", "DEMO") == sum(len(o.line_items) for o in orders)
+    [done] = _jobs(harness, "DEMO")
+    assert done.job_id == job.job_id and done.lines_committed == done.object_count
+    assert harness.watermark("DEMO") == max(o.updated_at for o in orders)
