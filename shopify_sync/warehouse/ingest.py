@@ -31,6 +31,12 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
+import queue
+import re
+import shutil
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -71,6 +77,9 @@ JSONL_SCHEMA = pa.schema([
 ])
 _PARSE = pj.ParseOptions(explicit_schema=JSONL_SCHEMA, unexpected_field_behavior="ignore")
 _READ = pj.ReadOptions(block_size=4 << 20, use_threads=True)
+# The system allocator hands freed chunk buffers back to the OS; pyarrow's default pool
+# (mimalloc) keeps them, which measurably raised the peak RSS of long ingests.
+_POOL = pa.system_memory_pool()
 
 _GID = r"^gid://shopify/([A-Za-z]+)/(\d{1,18})$"
 _AMOUNT = r"^-?\d{1,15}(\.\d{1,4})?$"
@@ -154,6 +163,7 @@ class IngestResult:
     # the connection while an oversized statement was being sent)
     size_retries: int = 0
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase (benchmark insight)
     _changes: list[OrderChange] | None = field(default=None, repr=False)
 
     @property
@@ -218,7 +228,8 @@ def _diagnose(lines: list[bytes], first: int, path: Path) -> IngestError:
 
 def _parse(lines: list[bytes], first: int, path: Path) -> pl.DataFrame:
     try:
-        table = pj.read_json(io.BytesIO(b"".join(lines)), read_options=_READ, parse_options=_PARSE)
+        table = pj.read_json(io.BytesIO(b"".join(lines)), read_options=_READ, parse_options=_PARSE,
+                             memory_pool=_POOL)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise _diagnose(lines, first, path) from exc
     frame = pl.from_arrow(table)
@@ -276,18 +287,31 @@ class ChunkFrames:
     n_refunds: int
 
 
-def _prepare(raw: pl.DataFrame, shop: str, path: Path, synced_at: datetime) -> ChunkFrames:
-    ids = raw.with_columns(pl.col("id").str.extract_groups(_GID).alias("_gid"))
-    ids = ids.with_columns(pl.col("_gid").struct.field("1").alias("_type"),
-                           pl.col("_gid").struct.field("2").cast(pl.Int64).alias("_num"))
-    _fail_first(ids, pl.col("id").is_null(), lambda r: "object without an id", path)
-    _fail_first(ids, pl.col("_num").is_null(), lambda r: f"id is not a Shopify GID: {r['id']!r:.80}", path)
-    _fail_first(ids, ~pl.col("_type").is_in(["Order", "LineItem"]),
-                lambda r: f"unexpected object type {r['_type']} ({r['id']}); the orders query yields "
-                          "Order and LineItem lines only", path)
+def _gid_num(expr: pl.Expr, kind: str) -> pl.Expr:
+    """Numeric tail of ``gid://shopify/<kind>/<n>`` as Int64, null when it is not one
+    (prefix test + cast: several times cheaper than a regex over millions of ids)."""
+    prefix = f"gid://shopify/{kind}/"
+    return (pl.when(expr.str.starts_with(prefix))
+            .then(expr.str.slice(len(prefix)).cast(pl.Int64, strict=False)))
 
-    orders_raw = ids.filter(pl.col("_type") == "Order")
-    lines_raw = ids.filter(pl.col("_type") == "LineItem")
+
+def _bad_id_reason(row: dict[str, Any]) -> str:
+    m = re.match(_GID, row["id"] or "")
+    if m is None:
+        return f"id is not a Shopify GID: {row['id']!r:.80}"
+    return f"unexpected object type {m.group(1)} ({row['id']}); the orders query yields Order and LineItem lines only"
+
+
+def _prepare(raw: pl.DataFrame, shop: str, path: Path, synced_at: datetime) -> ChunkFrames:
+    _fail_first(raw, pl.col("id").is_null(), lambda r: "object without an id", path)
+    ids = raw.with_columns(
+        pl.coalesce(_gid_num(pl.col("id"), "Order"), _gid_num(pl.col("id"), "LineItem")).alias("_num"),
+        pl.col("id").str.starts_with("gid://shopify/Order/").alias("_is_order"),
+    )
+    _fail_first(ids, pl.col("_num").is_null(), _bad_id_reason, path)
+
+    orders_raw = ids.filter(pl.col("_is_order"))
+    lines_raw = ids.filter(~pl.col("_is_order"))
     _fail_first(orders_raw, pl.col("__parentId").is_not_null(),
                 lambda r: f"Order {r['id']} has a __parentId ({r['__parentId']})", path)
     _fail_first(lines_raw, pl.col("__parentId").is_null(),
@@ -321,18 +345,16 @@ def _prepare(raw: pl.DataFrame, shop: str, path: Path, synced_at: datetime) -> C
         .filter(pl.col("refunds").list.len() > 0)
         .explode("refunds")
         .unnest("refunds")
-        .with_columns(pl.col("id").str.extract_groups(_GID).alias("_gid"))
         .select(
             "shop",
-            pl.col("_gid").struct.field("2").cast(pl.Int64).alias("refund_id"),
-            pl.col("_gid").struct.field("1").alias("_type"),
+            _gid_num(pl.col("id"), "Refund").alias("refund_id"),
             "order_id",
             _ts("createdAt").alias("created_at"),
             _money("totalRefundedSet").alias("total_refunded"),
             "updated_at", "_line", "id", "createdAt",
         )
     )
-    _fail_first(refunds, pl.col("refund_id").is_null() | (pl.col("_type") != "Refund"),
+    _fail_first(refunds, pl.col("refund_id").is_null(),
                 lambda r: f"refund id is not a Refund GID: {r['id']!r:.80}", path)
     _check_timestamps(refunds, {"createdAt": "created_at"}, path)
     _check_money(refunds, {"total_refunded": "refunds.totalRefundedSet"}, path)
@@ -341,7 +363,6 @@ def _prepare(raw: pl.DataFrame, shop: str, path: Path, synced_at: datetime) -> C
         pl.lit(shop).alias("shop"),
         pl.col("_num").alias("line_item_id"),
         pl.col("__parentId").alias("parent_gid"),
-        pl.col("__parentId").str.extract_groups(_GID).alias("_pgid"),
         pl.col("product").struct.field("id").alias("_product"),
         pl.col("variant").struct.field("id").alias("_variant"),
         pl.col("sku"),
@@ -355,10 +376,9 @@ def _prepare(raw: pl.DataFrame, shop: str, path: Path, synced_at: datetime) -> C
         ).alias("currency_code"),
         pl.col("_line"), pl.col("id"),
     ).with_columns(
-        pl.when(pl.col("_pgid").struct.field("1") == "Order")
-        .then(pl.col("_pgid").struct.field("2").cast(pl.Int64)).alias("order_id"),
-        pl.col("_product").str.extract_groups(_GID).struct.field("2").cast(pl.Int64).alias("product_id"),
-        pl.col("_variant").str.extract_groups(_GID).struct.field("2").cast(pl.Int64).alias("variant_id"),
+        _gid_num(pl.col("parent_gid"), "Order").alias("order_id"),
+        _gid_num(pl.col("_product"), "Product").alias("product_id"),
+        _gid_num(pl.col("_variant"), "ProductVariant").alias("variant_id"),
     )
     _fail_first(lines, pl.col("order_id").is_null(),
                 lambda r: f"LineItem {r['id']} has a __parentId that is not an Order GID: {r['parent_gid']!r:.80}",
@@ -501,12 +521,25 @@ class _ChunkOutcome:
     skipped: int
 
 
+class _Clock:
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+        self.t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = self.timings.get(name, 0.0) + now - self.t
+        self.t = now
+
+
 def _write_chunk(
     conn: Connection, frames: ChunkFrames, parents: _Parents, shop: str, statement_bytes: int, path: Path,
+    clock: _Clock,
 ) -> _ChunkOutcome:
     writer = upsert.writer_for(conn, statement_bytes)
     orders = frames.orders
     stored = _stored_versions(conn, shop, orders.get_column("order_id"))
+    clock.lap("select_stored")
     decided = orders.join(stored, on="order_id", how="left").with_columns(
         (pl.col("stored_updated_at").is_null() | (pl.col("updated_at") >= pl.col("stored_updated_at")))
         .alias("applied"),
@@ -523,17 +556,23 @@ def _write_chunk(
     # case a concurrent writer inserted lines in between (cheap: usually a handful).
     straggler_parents = lines.filter(~pl.col("order_id").is_in(orders.get_column("order_id").implode()))
     refunds = frames.refunds.join(applied.select("order_id", "order_updated_at"), on="order_id", how="inner")
+    changes = _changes(decided)
+    clock.lap("decide")
 
     writer.upsert(upsert.HEADERS, applied)
+    clock.lap("upsert_order_header")
     applied_ids = applied.get_column("order_id").to_list()
     stale_line_ids = applied_ids + straggler_parents.get_column("order_id").unique().to_list()
     writer.delete_stale("order_line_item", shop, stale_line_ids)
     writer.delete_stale("order_refund", shop, applied_ids)
+    clock.lap("delete_stale")
     writer.upsert(upsert.REFUNDS, refunds)
+    clock.lap("upsert_order_refund")
     writer.upsert(upsert.LINES, lines)
+    clock.lap("upsert_order_line_item")
     return _ChunkOutcome(
         decided=decided.select(list(_PARENTS_SCHEMA)),
-        changes=_changes(decided),
+        changes=changes,
         skipped=decided.height - applied.height,
     )
 
@@ -571,6 +610,108 @@ def _rebuild_parents(engine: Engine, path: Path, shop: str, start_line: int, chu
         if chunk_max is not None and (max_updated is None or chunk_max > max_updated):  # type: ignore[operator]
             max_updated = chunk_max  # type: ignore[assignment]
     return rows, max_updated, seen
+
+
+_DONE = object()
+
+
+class _Prefetch:
+    """Reads, parses and maps the next chunk in a thread while the database writes the current
+    one: pyarrow and polars release the GIL, and the drivers wait on sockets, so the two
+    overlap. One chunk in flight bounds the memory; errors surface in line order."""
+
+    def __init__(self, path: Path, chunk_rows: int, start_line: int, shop: str) -> None:
+        self.path, self.chunk_rows, self.start_line, self.shop = path, chunk_rows, start_line, shop
+        self.timings: dict[str, float] = {}
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ingest-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        clock = _Clock(self.timings)
+        try:
+            for first, lines in _iter_chunks(self.path, self.chunk_rows):
+                if first + len(lines) <= self.start_line:
+                    continue
+                if first < self.start_line:  # a resume point inside this chunk (chunk_rows changed)
+                    lines, first = lines[self.start_line - first:], self.start_line
+                clock.lap("read")
+                parsed = _parse(lines, first, self.path)
+                clock.lap("parse")
+                frames = _prepare(parsed, self.shop, self.path, datetime.now(UTC).replace(tzinfo=None))
+                del parsed
+                clock.lap("prepare")
+                if not self._put((first, len(lines), frames)):
+                    return
+                clock.lap("prefetch_wait")
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised in order
+            self._put(exc)
+            return
+        self._put(_DONE)
+
+    def __iter__(self) -> Iterator[tuple[int, int, ChunkFrames]]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class _ChangeSink:
+    """Change records of a run. A first load makes one per order (all "created"), so past a
+    threshold they are spilled to Arrow IPC and memory-mapped back, keeping RSS bounded."""
+
+    SPILL_ROWS = 100_000
+
+    def __init__(self) -> None:
+        self._frames: list[pl.DataFrame] = []
+        self._rows = 0
+        self._dir: str | None = None
+        self._files: list[str] = []
+
+    def add(self, frame: pl.DataFrame) -> None:
+        if frame.height == 0:
+            return
+        self._frames.append(frame)
+        self._rows += frame.height
+        if self._rows >= self.SPILL_ROWS:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix="shopify_sync_changes_")
+        name = os.path.join(self._dir, f"{len(self._files):06d}.arrow")
+        pl.concat(self._frames).write_ipc(name, compression="uncompressed")
+        self._files.append(name)
+        self._frames, self._rows = [], 0
+
+    def frame(self) -> pl.DataFrame:
+        parts: list[pl.DataFrame] = []
+        for f in self._files:
+            mapped = pl.from_arrow(pa.ipc.open_file(pa.memory_map(f)).read_all())  # zero-copy, file-backed
+            assert isinstance(mapped, pl.DataFrame)
+            parts.append(mapped)
+        parts += self._frames
+        if self._dir is not None:
+            # Unlinking keeps the mapped data readable (the inode lives until unmapped).
+            shutil.rmtree(self._dir, ignore_errors=True)
+        return pl.concat(parts, rechunk=False) if parts else pl.DataFrame(schema=_CHANGES_SCHEMA)
 
 
 def ingest_jsonl(
@@ -618,66 +759,72 @@ def ingest_jsonl(
         with engine.connect() as conn:
             statement_bytes = upsert.default_statement_bytes(conn)
 
-    change_frames: list[pl.DataFrame] = []
+    sink = _ChangeSink()
+    timings: dict[str, float] = {}
+    clock = _Clock(timings)
     chunks = skipped = size_retries = 0
     lines_committed = start_line
-    for first, lines in _iter_chunks(path, chunk_rows):
-        if first + len(lines) <= start_line:
-            continue
-        if first < start_line:  # a resume point inside this chunk (chunk_rows changed)
-            lines, first = lines[start_line - first:], start_line
-        t0 = time.perf_counter()
-        synced_at = datetime.now(UTC).replace(tzinfo=None)
-        frames = _prepare(_parse(lines, first, path), shop, path, synced_at)
-        chunk_rows_seen = {"order_header": frames.n_orders, "order_line_item": frames.n_lines,
-                           "order_refund": frames.n_refunds}
-        chunk_max = frames.orders.get_column("updated_at").max()
-        new_max = max_updated
-        if chunk_max is not None and (new_max is None or chunk_max > new_max):  # type: ignore[operator]
-            new_max = chunk_max  # type: ignore[assignment]
-        total_rows = {k: rows[k] + chunk_rows_seen[k] for k in rows}
-        end_line = first + len(lines)
+    prefetch = _Prefetch(path, chunk_rows, start_line, shop)
+    try:
+        for first, n_lines, frames in prefetch:
+            t0 = time.perf_counter()
+            clock.lap("wait_for_parse")
+            chunk_rows_seen = {"order_header": frames.n_orders, "order_line_item": frames.n_lines,
+                               "order_refund": frames.n_refunds}
+            chunk_max = frames.orders.get_column("updated_at").max()
+            new_max = max_updated
+            if chunk_max is not None and (new_max is None or chunk_max > new_max):  # type: ignore[operator]
+                new_max = chunk_max  # type: ignore[assignment]
+            total_rows = {k: rows[k] + chunk_rows_seen[k] for k in rows}
+            end_line = first + n_lines
 
-        batch_bytes = statement_bytes
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                with engine.begin() as conn:
-                    outcome = _write_chunk(conn, frames, parents, shop, batch_bytes, path)
-                    if job_id is not None:
-                        update_job_in(conn, job_id, lines_committed=end_line, max_updated_at=new_max,
-                                      rows=total_rows)
-                break
-            except IngestError:
-                raise
-            except sa.exc.DBAPIError as exc:
-                shrinkable = batch_bytes > 16 << 10 and size_retries < 8
-                if shrinkable and (upsert._is_size_error(exc) or upsert.is_disconnect(exc)):
-                    batch_bytes //= 4  # rejected for size: same chunk, smaller statements
-                    size_retries += 1
-                    continue
-                if _retryable(exc) and attempts < 4:
-                    time.sleep(0.2 * attempts)
-                    continue
-                raise
-        parents.add(outcome.decided)
-        rows, max_updated = total_rows, new_max
-        objects += frames.n_orders + frames.n_lines
-        lines_committed = end_line
-        skipped += outcome.skipped
-        chunks += 1
-        if outcome.changes.height:
-            change_frames.append(outcome.changes)
-        if on_chunk is not None:
-            on_chunk(ChunkProgress(first, end_line, chunk_rows_seen, outcome.changes, time.perf_counter() - t0))
+            batch_bytes = statement_bytes
+            attempts = 0
+            while True:
+                attempts += 1
+                try:
+                    with engine.begin() as conn:
+                        outcome = _write_chunk(conn, frames, parents, shop, batch_bytes, path, clock)
+                        if job_id is not None:
+                            update_job_in(conn, job_id, lines_committed=end_line, max_updated_at=new_max,
+                                          rows=total_rows)
+                    clock.lap("commit")
+                    break
+                except IngestError:
+                    raise
+                except sa.exc.DBAPIError as exc:
+                    shrinkable = batch_bytes > 16 << 10 and size_retries < 8
+                    if shrinkable and (upsert._is_size_error(exc) or upsert.is_disconnect(exc)):
+                        batch_bytes //= 4  # rejected for size: same chunk, smaller statements
+                        size_retries += 1
+                        continue
+                    if _retryable(exc) and attempts < 4:
+                        time.sleep(0.2 * attempts)
+                        continue
+                    raise
+            parents.add(outcome.decided)
+            rows, max_updated = total_rows, new_max
+            objects += frames.n_orders + frames.n_lines
+            lines_committed = end_line
+            skipped += outcome.skipped
+            chunks += 1
+            sink.add(outcome.changes)
+            if on_chunk is not None:
+                on_chunk(ChunkProgress(first, end_line, chunk_rows_seen, outcome.changes,
+                                       time.perf_counter() - t0))
+            clock.lap("on_chunk")
+    finally:
+        prefetch.close()
+    for name, seconds in prefetch.timings.items():
+        timings[f"prefetch_{name}" if not name.startswith("prefetch") else name] = seconds
 
-    changes = pl.concat(change_frames) if change_frames else pl.DataFrame(schema=_CHANGES_SCHEMA)
+    changes = sink.frame()
     return IngestResult(
         objects=objects, rows=rows,
         max_updated_at=max_updated.replace(tzinfo=UTC) if max_updated is not None else None,
         changes_frame=changes, start_line=start_line, lines_committed=lines_committed, chunks=chunks,
         orders_skipped_older=skipped, size_retries=size_retries, seconds=time.perf_counter() - began,
+        timings={k: round(v, 3) for k, v in timings.items()},
     )
 
 

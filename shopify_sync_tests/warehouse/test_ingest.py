@@ -266,3 +266,18 @@ def _lines(engine, order_id: int) -> list:
     with engine.connect() as conn:
         return list(conn.execute(sa.select(order_line_item).where(order_line_item.c.order_id == order_id)
                                  .order_by(order_line_item.c.line_item_id)))
+
+
+def test_spilled_change_records_equal_in_memory_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shopify_sync.warehouse import ingest as ingest_module
+
+    path = tmp_path / "demo.jsonl"
+    write_jsonl(path, "DEMO", orders=120, seed=4, anchor=ANCHOR)
+    in_memory = ingest_jsonl(make_engine(f"sqlite:///{tmp_path}/a.db"), path, shop="DEMO", job_id=None,
+                             chunk_rows=50)
+    monkeypatch.setattr(ingest_module._ChangeSink, "SPILL_ROWS", 7)
+    spilled = ingest_jsonl(make_engine(f"sqlite:///{tmp_path}/b.db"), path, shop="DEMO", job_id=None,
+                           chunk_rows=50)
+    assert len(in_memory.changes) == 120
+    assert spilled.changes == in_memory.changes
+    assert {c.kinds[0] for c in spilled.changes} == {"created"}
