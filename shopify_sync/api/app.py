@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI
 
 from shopify_sync.api import analytics, ingest, orders
 from shopify_sync.api.auth import require_token
-from shopify_sync.api.deps import Backends
+from shopify_sync.api.deps import Backends, reject_unknown_query
 from shopify_sync.api.errors import ErrorResponse, install_error_handlers
 from shopify_sync.api.launcher import DagsterLauncher
 from shopify_sync.config import ConfigError, Settings, load_settings
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, *, launcher: DagsterLauncher | 
     app.state.api_token = settings.api_token
     app.state.launcher = launcher or DagsterLauncher(settings.dagster_graphql_url)
     install_error_handlers(app)
-    protected = [Depends(require_token)]
+    protected = [Depends(require_token), Depends(reject_unknown_query)]
     for module in (orders, analytics, ingest):
         app.include_router(module.router, dependencies=protected, responses=_ERRORS)
     return app

@@ -78,6 +78,25 @@ def _iso_date_only(value: Any) -> Any:
 IsoDate = Annotated[date, BeforeValidator(_iso_date_only)]
 
 
+def reject_unknown_query(request: Request) -> None:
+    """A misspelt filter (``strat=``) must be a 4xx, not silently ignored (an unfiltered answer)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    allowed: set[str] = set()
+    stack = [dependant]
+    while stack:
+        dep = stack.pop()
+        allowed.update(p.alias for p in dep.query_params)
+        stack.extend(dep.dependencies)
+    unknown = sorted(set(request.query_params.keys()) - allowed)
+    if unknown:
+        raise ApiError(422, "invalid_request",
+                       f"unknown query parameter(s) {', '.join(repr(u) for u in unknown)}; "
+                       f"allowed: {', '.join(sorted(allowed)) or 'none'}")
+
+
 def check_shop(settings: Settings, shop: str | None) -> str | None:
     """Unknown shop codes are a 400, not an empty list: a typo must not look like "no data"."""
     if shop is None:

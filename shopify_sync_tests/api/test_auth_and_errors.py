@@ -80,6 +80,7 @@ def test_framework_errors_use_our_shape(client: TestClient) -> None:
     ("cursor=not-a-cursor", 400, "bad_cursor"),
     ("cursor=eyJ2IjoxfQ", 400, "bad_cursor"),  # valid base64 JSON, missing fields
     ("cursor=" + "A" * 1001, 422, "invalid_request"),
+    ("strat=2026-01-01", 422, "invalid_request"),  # a misspelt filter is not silently ignored
 ])
 def test_orders_bad_input_is_4xx(client: TestClient, query: str, status: int, code: str) -> None:
     _error(client.get(f"/orders?{query}"), status, code)

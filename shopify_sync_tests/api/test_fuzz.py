@@ -6,8 +6,6 @@ and a body that conforms to the documented schema (errors included).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -22,9 +20,8 @@ from schemathesis.checks import (
 )
 
 from shopify_sync.api.app import create_app
-from shopify_sync.config import load_settings
+from shopify_sync_tests.api.conftest import API_TOKEN, Synced
 
-TOKEN = "fuzz-token-0123456789"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           negative_data_rejection, ignored_auth]
 # Launching runs needs a Dagster webserver; test_launch.py covers that endpoint for real.
@@ -34,15 +31,9 @@ EXAMPLES = 25
 
 
 @pytest.fixture(scope="module")
-def api_schema(tmp_path_factory: pytest.TempPathFactory) -> schemathesis.BaseSchema:
-    home: Path = tmp_path_factory.mktemp("fuzz")
-    app = create_app(load_settings({
-        "SHOPIFY_SHOPS": "DEMO,NL",
-        "SHOPIFY_NL_STORE": "emulator",
-        "SHOPIFY_SYNC_HOME": str(home),
-        "SHOPIFY_SYNC_API_TOKEN": TOKEN,
-    }))
-    return schemathesis.openapi.from_asgi("/openapi.json", app)
+def api_schema(synced_sqlite: Synced) -> schemathesis.BaseSchema:
+    """The app over a warehouse filled by a real sync, so 200 bodies carry real orders."""
+    return schemathesis.openapi.from_asgi("/openapi.json", create_app(synced_sqlite.settings))
 
 
 def test_every_operation_is_fuzzed(api_schema: schemathesis.BaseSchema) -> None:
@@ -60,6 +51,6 @@ def test_operation_conforms_to_its_openapi(api_schema: schemathesis.BaseSchema, 
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(case=operation.as_strategy(generation_mode=mode))
     def check(case: schemathesis.Case) -> None:
-        case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"}, checks=CHECKS)
+        case.call_and_validate(headers={"Authorization": f"Bearer {API_TOKEN}"}, checks=CHECKS)
 
     check()
