@@ -130,18 +130,6 @@ def error_summary(exc: BaseException) -> dict[str, str]:
     return {"type": type(exc).__name__, "message": message[:500]}
 
 
-@contextmanager
-def recorded_failure(telemetry: Any, step: str) -> Iterator[None]:
-    """Record ``failed`` with ``{type, message}`` for a step that raises, then re-raise."""
-    try:
-        yield
-    except BaseException as exc:
-        try:
-            telemetry.record(step, "failed", error=error_summary(exc))
-        finally:
-            raise
-
-
 # --------------------------------------------------------------------------------------
 # The engine: one instance per (run, step); the assets call one method each.
 # --------------------------------------------------------------------------------------
@@ -441,6 +429,15 @@ class SyncEngine:
         tel = self.telemetry(shop)
         tel.record("transforming", "started")
         return tel
+
+    @contextmanager
+    def guarded(self, shop: str, partition_key: str, step: str) -> Iterator[None]:
+        """Any error inside marks the job failed and records ``failed``, then propagates."""
+        try:
+            yield
+        except BaseException as exc:
+            self._fail(self.telemetry(shop), shop, partition_key, step, exc)
+            raise
 
     def finish(self, shop: str, partition_key: str, *, rows: Mapping[str, int] | None = None) -> FinishOutcome:
         """Last step of a run: advance the watermark (daily only), close the job, record ``completed``.

@@ -187,9 +187,10 @@ def build_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.Assets
         count = 0
         previews = []
         for sd in shop_days_for_context(context):
-            eng.transforming(sd.shop, sd.key)
-            count += int(refresh_products(eng.engine, sd.shop, as_of=sd.last) or 0)
-            previews.append(_top_products_md(eng.engine, sd.shop))
+            with eng.guarded(sd.shop, sd.key, "transforming"):
+                eng.transforming(sd.shop, sd.key)
+                count += int(refresh_products(eng.engine, sd.shop, as_of=sd.last) or 0)
+                previews.append(_top_products_md(eng.engine, sd.shop))
         return dg.MaterializeResult(
             metadata={"dagster/row_count": count, "top_products": dg.MetadataValue.md("\n\n".join(previews))}
         )
@@ -219,12 +220,13 @@ def build_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.Assets
         rows = 0
         keys = []
         for sd in shop_days_for_context(context):
-            for day in _days(sd):
-                frame = sales_frame(eng.engine, sd.shop, day)
-                key = sales_key(sd.shop, day)
-                eng.store.put_bytes(key, write_parquet(frame))
-                rows += frame.height
-                keys.append(key)
+            with eng.guarded(sd.shop, sd.key, "transforming"):
+                for day in _days(sd):
+                    frame = sales_frame(eng.engine, sd.shop, day)
+                    key = sales_key(sd.shop, day)
+                    eng.store.put_bytes(key, write_parquet(frame))
+                    rows += frame.height
+                    keys.append(key)
         return dg.MaterializeResult(
             metadata={"dagster/row_count": rows, "objects": len(keys), "keys": "\n".join(keys[:31])}
         )
@@ -257,10 +259,11 @@ def build_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.Assets
         rows = 0
         finishes = []
         for sd in shop_days_for_context(context):
-            for day in _days(sd):
-                frame = performance_frame(eng.engine, sd.shop, day)
-                eng.store.put_bytes(performance_key(sd.shop, day), write_parquet(frame))
-                rows += frame.height
+            with eng.guarded(sd.shop, sd.key, "transforming"):
+                for day in _days(sd):
+                    frame = performance_frame(eng.engine, sd.shop, day)
+                    eng.store.put_bytes(performance_key(sd.shop, day), write_parquet(frame))
+                    rows += frame.height
             finishes.append(eng.finish(sd.shop, sd.key))
         wm = "; ".join(f"{f.shop}: {_ts(f.watermark_before)} → {_ts(f.watermark_after)}" for f in finishes)
         return dg.MaterializeResult(
