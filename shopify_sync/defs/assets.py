@@ -10,7 +10,7 @@ translate Dagster context into engine calls and engine results into metadata.
 """
 
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -241,6 +241,10 @@ def build_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.Assets
         owners=OWNERS,
         check_specs=[dg.AssetCheckSpec("watermark_not_regressed", asset=PERFORMANCE,
                                        description="The shop's watermark after this run is >= before it.")],
+        # Daily at 06:00: warn when a day's run is late, fail when one was missed. The
+        # per-shop view is the shop_freshness check.
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=48),
+                                                        warn_window=timedelta(hours=26)),
     )
     def measurement_performance(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, object_store: ObjectStoreResource

@@ -16,6 +16,8 @@ def build_daily_schedule(job: dg.UnresolvedAssetJobDefinition, shop_codes: tuple
         job=job,
         cron_schedule="0 6 * * *",
         execution_timezone="UTC",
+        # On by default: a deployment should sync without someone toggling it in the UI.
+        default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Every day at 06:00 UTC: the incremental sync for the day just ended, one run per shop "
         "(runs of different shops go in parallel, at most one per shop at a time).",
     )
