@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
@@ -171,13 +171,17 @@ def _day_prefix(day: int) -> str:
     return (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")
 
 
-def fmt_ts(ts: datetime) -> str:
-    """``2026-07-02T23:39:19Z`` (second precision, UTC), the hot path of JSONL rendering."""
-    secs = int((ts - _EPOCH).total_seconds())
+def fmt_epoch(secs: int) -> str:
+    """``2026-07-02T23:39:19Z`` from Unix seconds (the hot path of JSONL rendering)."""
     day, rest = divmod(secs, 86400)
     h, rest = divmod(rest, 3600)
     m, sec = divmod(rest, 60)
     return f"{_day_prefix(day)}{h:02d}:{m:02d}:{sec:02d}Z"
+
+
+def fmt_ts(ts: datetime) -> str:
+    """``2026-07-02T23:39:19Z`` (second precision, UTC)."""
+    return fmt_epoch(int((ts - _EPOCH).total_seconds()))
 
 
 def default_anchor(now: datetime | None = None) -> datetime:
@@ -226,31 +230,79 @@ def order_id(shop: str, i: int) -> int:
     return 5_000_000_000_000 + shop_number(shop) * 1_000_000_000 + i
 
 
+# --- generation ------------------------------------------------------------------------
+# The random draws produce plain tuples (int cents, int epoch seconds): `generate_order`
+# turns them into dataclasses, the fast JSONL writer renders them directly. One source
+# of randomness, so both paths agree byte for byte (tested).
+
+# (id, title, sku, product_id, variant_id, quantity, current_quantity, original_cents, discounted_cents)
+DrawLine = tuple[int, str, str | None, int | None, int | None, int, int, int, int]
+# (id, created_epoch, subtotal_cents, tax_cents, ((line_id, units), ...))
+DrawRefund = tuple[int, int, int, int, tuple[tuple[int, int], ...]]
+
+
+@dataclass(frozen=True)
+class Draw:
+    """Order ``i`` in primitive form (see ``generate_order``)."""
+
+    id: int
+    name: str
+    created: int
+    updated: int
+    processed: int
+    cancelled: int | None
+    test: bool
+    currency: str
+    financial: str
+    fulfilment: str
+    rate_num: int
+    rate_den: int
+    shipping: int
+    lines: list[DrawLine]
+    refunds: list[DrawRefund]
+
+
 @dataclass(frozen=True)
 class _ShopConstants:
     rng_base: int
     currency: str
     rate: Decimal
-    products: tuple[Product, ...]
-    # (product, variant, {discount_pct: discounted price}) flattened for cheap picks
-    discounted: dict[tuple[int, int], Decimal]
-    free_shipping_from: Decimal
-    shipping: Decimal
+    rate_num: int
+    rate_den: int
+    # (title, sku, product_id, variant_id, price_cents) per product, variants as a tuple
+    products: tuple[tuple[tuple[str, str, int, int, int], ...], ...]
+    discounted: dict[tuple[int, int], int]  # (variant_id, pct) -> cents
+    free_shipping_from: int
+    shipping: int
     order_base: int
     line_base: int
+
+
+def _cents(value: Decimal) -> int:
+    return int(value * 100)
+
+
+def round_half_up(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` rounded half up (non-negative), as Decimal ROUND_HALF_UP."""
+    return (2 * numerator + denominator) // (2 * denominator)
 
 
 @lru_cache(maxsize=64)
 def _constants(seed: int, shop: str) -> _ShopConstants:
     currency = shop_currency(shop)
     scale = _PRICE_SCALE.get(currency, Decimal(1))
-    products = catalog(seed, shop)
-    discounted = {(v.id, pct): q2(v.price * (1 - Decimal(pct) / 100))
-                  for prod in products for v in prod.variants for pct in _DISCOUNTS}
+    rate = _TAX_RATE.get(currency, Decimal("0.2"))
+    num, den = rate.as_integer_ratio()
+    products = tuple(
+        tuple((prod.title, v.sku, prod.id, v.id, _cents(v.price)) for v in prod.variants)
+        for prod in catalog(seed, shop)
+    )
+    discounted = {(v[3], pct): round_half_up(v[4] * (100 - pct), 100)
+                  for variants in products for v in variants for pct in _DISCOUNTS}
     return _ShopConstants(
         rng_base=(seed * 1_000_003 + zlib.crc32(shop.encode())) << 32, currency=currency,
-        rate=_TAX_RATE.get(currency, Decimal("0.2")), products=products, discounted=discounted,
-        free_shipping_from=q2(Decimal(75) * scale), shipping=q2(Decimal("4.95") * scale),
+        rate=rate, rate_num=num, rate_den=den, products=products, discounted=discounted,
+        free_shipping_from=_cents(q2(Decimal(75) * scale)), shipping=_cents(q2(Decimal("4.95") * scale)),
         order_base=5_000_000_000_000 + shop_number(shop) * 1_000_000_000,
         line_base=13_000_000_000_000 + shop_number(shop) * 10_000_000_000,
     )
@@ -259,105 +311,124 @@ def _constants(seed: int, shop: str) -> _ShopConstants:
 _DISCOUNTS = (10, 15, 20, 30)
 _LINE_COUNTS = (1, 1, 1, 2, 2, 2, 3, 3, 4, 5)
 _QUANTITIES = (1, 1, 1, 1, 2, 2, 3, 4)
-_CENTS = [Decimal(n).scaleb(-2) for n in range(100, 1500)]
 
 
-def generate_order(p: DatasetParams, i: int) -> Order:
-    """Order ``i`` (0-based; ``created_at`` increases with ``i``).
+def draw_order(p: DatasetParams, i: int) -> Draw:
+    """The random draws of order ``i`` (0-based; creation time increases with ``i``).
 
-    Hot path of ``write_jsonl``: it draws with ``rng.random()`` only (``randrange`` and
-    ``choice`` are several times slower in CPython) and precomputes per-shop prices.
+    Hot path of ``write_jsonl``: ints only, and ``rng.random()`` only (``randrange`` and
+    ``choice`` are several times slower in CPython).
     """
     k = _constants(p.seed, p.shop)
     # an int seed: hashing a str seed (sha512) would dominate the generation time
     r = random.Random(k.rng_base + i).random
     span = p.days * 86400
+    anchor = int(p.anchor.timestamp())
     # Creation times increase with i (Shopify ids grow over time) with jitter inside the slot.
     created_off = int((i + r()) * span / max(p.orders, 1))
-    created = p.anchor - timedelta(seconds=span - created_off)
+    created = anchor - span + created_off
     age = span - created_off
     products = k.products
     n_products = len(products)
     li_base = k.line_base + i * 8
 
-    lines: list[LineItem] = []
+    lines: list[DrawLine] = []
     for j in range(_LINE_COUNTS[int(r() * 10)]):
         qty = _QUANTITIES[int(r() * 8)]
         if r() < 0.05:
-            unit = _CENTS[int(r() * 1400)]
-            lines.append(LineItem(li_base + j, _CUSTOM_TITLES[int(r() * 3)], None, None, None, qty, qty, unit, unit))
+            unit = 100 + int(r() * 1400)
+            lines.append((li_base + j, _CUSTOM_TITLES[int(r() * 3)], None, None, None, qty, qty, unit, unit))
             continue
         if r() < 0.6:  # a few best sellers, a long tail
-            prod = products[min(int(1.0 / (1.0 - r()) ** (1 / 1.2)) - 1, n_products - 1)]
+            variants = products[min(int(1.0 / (1.0 - r()) ** (1 / 1.2)) - 1, n_products - 1)]
         else:
-            prod = products[int(r() * n_products)]
-        var = prod.variants[int(r() * len(prod.variants))]
-        disc = var.price
+            variants = products[int(r() * n_products)]
+        title, sku, pid, vid, price = variants[int(r() * len(variants))]
+        disc = price
         if r() < 0.25:
-            disc = k.discounted[(var.id, _DISCOUNTS[int(r() * 4)])]
-        lines.append(LineItem(li_base + j, prod.title, var.sku, prod.id, var.id, qty, qty, var.price, disc))
+            disc = k.discounted[(vid, _DISCOUNTS[int(r() * 4)])]
+        lines.append((li_base + j, title, sku, pid, vid, qty, qty, price, disc))
 
     test = r() < 0.03
     processed = created
     if r() < 0.08:  # imported / POS orders: processed before they were created in Shopify
-        processed = created - timedelta(minutes=5 + int(r() * (3 * 24 * 60 - 5)))
+        processed = created - 60 * (5 + int(r() * (3 * 24 * 60 - 5)))
     upd = int(r() * 120)  # seconds after creation
 
-    def later(max_seconds: float) -> datetime:
+    def later(max_seconds: int) -> int:
         nonlocal upd
-        off = 60 + int(r() * (max(61, int(max_seconds)) - 60))
+        off = 60 + int(r() * (max(61, max_seconds) - 60))
         upd = max(upd, off)
-        return created + timedelta(seconds=off)
+        return created + off
 
-    subtotal = sum((li.discounted_unit_price * li.quantity for li in lines), ZERO)
-    shipping = ZERO if subtotal >= k.free_shipping_from else k.shipping
+    subtotal = sum(li[8] * li[5] for li in lines)
+    shipping = 0 if subtotal >= k.free_shipping_from else k.shipping
     if age > 3 * 86400:
         fulfilment = "FULFILLED"
         later(min(age, 3 * 86400))
     else:
         fulfilment = ("UNFULFILLED", "UNFULFILLED", "PARTIALLY_FULFILLED")[int(r() * 3)]
     financial = "PAID" if r() > 0.04 else ("PENDING", "AUTHORIZED")[int(r() * 2)]
-    cancelled_at = None
-    refunds: list[Refund] = []
+    cancelled = None
+    refunds: list[DrawRefund] = []
     roll = r()
     window = min(age, 20 * 86400)
-    rate = k.rate
     if roll < 0.04:
-        cancelled_at = later(min(age, 2 * 86400))
-        lines = [replace(li, current_quantity=0) for li in lines]
+        cancelled = later(min(age, 2 * 86400))
+        lines = [li[:6] + (0,) + li[7:] for li in lines]  # type: ignore[misc]
         fulfilment = "UNFULFILLED"
         if financial == "PAID" and r() < 0.6:
             financial = "REFUNDED"
-            tax = q2(subtotal * rate)
-            refunds.append(Refund(li_base + 6, cancelled_at, subtotal + shipping, tax,
-                                  tuple((li.id, li.quantity) for li in lines)))
+            tax = round_half_up(subtotal * k.rate_num, k.rate_den)
+            refunds.append((li_base + 6, cancelled, subtotal + shipping, tax, tuple((li[0], li[5]) for li in lines)))
         else:
             financial = "VOIDED"
     elif roll < 0.19 and financial == "PAID" and age > 3600:
         victims = list(range(len(lines)))
         random.Random(k.rng_base + i).shuffle(victims)
         refund_lines = []
-        sub = ZERO
+        sub = 0
         for j in victims[: max(1, len(victims) // 2)]:
             li = lines[j]
-            units = 1 + int(r() * li.quantity) if li.quantity > 1 else 1
-            if len(lines) == 1 and units == li.quantity and li.quantity > 1:
+            units = 1 + int(r() * li[5]) if li[5] > 1 else 1
+            if len(lines) == 1 and units == li[5] and li[5] > 1:
                 units -= 1  # keep single-line orders partially (not fully) refunded
-            lines[j] = replace(li, current_quantity=li.quantity - units)
-            refund_lines.append((li.id, units))
-            sub += li.discounted_unit_price * units
+            lines[j] = li[:6] + (li[5] - units,) + li[7:]  # type: ignore[assignment]
+            refund_lines.append((li[0], units))
+            sub += li[8] * units
         at = later(window)
-        refunds.append(Refund(li_base + 6, at, sub, q2(sub * rate), tuple(refund_lines)))
-        financial = "REFUNDED" if all(li.current_quantity == 0 for li in lines) else "PARTIALLY_REFUNDED"
+        refunds.append((li_base + 6, at, sub, round_half_up(sub * k.rate_num, k.rate_den), tuple(refund_lines)))
+        financial = "REFUNDED" if all(li[6] == 0 for li in lines) else "PARTIALLY_REFUNDED"
     if r() < 0.3:  # tags, notes, address edits: updates without money changes
         later(window)
-    updated = min(created + timedelta(seconds=upd), p.anchor)
 
+    return Draw(
+        id=k.order_base + i, name=f"#{1001 + i}", created=created, updated=min(created + upd, anchor),
+        processed=processed, cancelled=cancelled, test=test, currency=k.currency, financial=financial,
+        fulfilment=fulfilment, rate_num=k.rate_num, rate_den=k.rate_den, shipping=shipping, lines=lines,
+        refunds=refunds,
+    )
+
+
+def _dec(cents: int) -> Decimal:
+    return Decimal(cents).scaleb(-2)
+
+
+def _dt(epoch: int) -> datetime:
+    return _EPOCH + timedelta(seconds=epoch)
+
+
+def generate_order(p: DatasetParams, i: int) -> Order:
+    """Order ``i`` as Python objects (``Decimal`` money, aware UTC datetimes, int ids)."""
+    d = draw_order(p, i)
     return Order(
-        id=k.order_base + i, shop=p.shop, name=f"#{1001 + i}", created_at=created, updated_at=updated,
-        processed_at=processed, cancelled_at=cancelled_at, test=test, currency_code=k.currency,
-        display_financial_status=financial, display_fulfillment_status=fulfilment, tax_rate=rate,
-        shipping=shipping, line_items=tuple(lines), refunds=tuple(refunds),
+        id=d.id, shop=p.shop, name=d.name, created_at=_dt(d.created), updated_at=_dt(d.updated),
+        processed_at=_dt(d.processed), cancelled_at=None if d.cancelled is None else _dt(d.cancelled),
+        test=d.test, currency_code=d.currency, display_financial_status=d.financial,
+        display_fulfillment_status=d.fulfilment, tax_rate=_constants(p.seed, p.shop).rate, shipping=_dec(d.shipping),
+        line_items=tuple(LineItem(li[0], li[1], li[2], li[3], li[4], li[5], li[6], _dec(li[7]), _dec(li[8]))
+                         for li in d.lines),
+        refunds=tuple(Refund(rf[0], _dt(rf[1]), _dec(rf[2]), _dec(rf[3]), rf[4]) for rf in d.refunds),
     )
 
 

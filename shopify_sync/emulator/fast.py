@@ -16,30 +16,32 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
 from shopify_sync.emulator.dataset import (
-    ZERO,
     DatasetParams,
-    LineItem,
-    Order,
+    Draw,
+    DrawLine,
     default_anchor,
-    fmt_ts,
-    generate_order,
-    q2,
+    draw_order,
+    fmt_epoch,
+    round_half_up,
 )
-from shopify_sync.emulator.jsonl import UNGROUPED_PAGE, amount
+from shopify_sync.emulator.jsonl import UNGROUPED_PAGE
 
 
-def _money(value: Decimal, currency: str) -> str:
-    text = str(value)  # money is always 2 dp here: "25.00" -> "25.0", "19.90" -> "19.9"
-    if len(text) - text.find(".") != 3 or "E" in text:
-        text = amount(value)
-    elif text[-1] == "0":
-        text = text[:-1]
-    return '{"shopMoney":{"amount":"' + text + '","currencyCode":"' + currency + '"}}'
+@lru_cache(maxsize=1 << 16)
+def _amount(cents: int) -> str:
+    """Shopify's rendering of a 2-dp amount: 2500 -> "25.0", 1990 -> "19.9", 1234 -> "12.34"."""
+    whole, frac = divmod(cents, 100)
+    if frac % 10 == 0:
+        return f"{whole}.{frac // 10}"
+    return f"{whole}.{frac:02d}"
+
+
+def _money(cents: int, currency: str) -> str:
+    return '{"shopMoney":{"amount":"' + _amount(cents) + '","currencyCode":"' + currency + '"}}'
 
 
 @lru_cache(maxsize=65536)
@@ -49,38 +51,37 @@ def _s(value: str | None) -> str:
     return json.dumps(value, ensure_ascii=False).replace("/", "\\/")
 
 
-def _ts(value: datetime | None) -> str:
-    return "null" if value is None else '"' + fmt_ts(value) + '"'
+def _ts(epoch: int | None) -> str:
+    return "null" if epoch is None else '"' + fmt_epoch(epoch) + '"'
 
 
-def order_line(o: Order) -> str:
-    c = o.currency_code
-    # totals computed once here (the Order properties recompute on each access)
-    orig_sub = cur_sub = cur_disc = ZERO
-    for li in o.line_items:
-        orig_sub += li.discounted_unit_price * li.quantity
-        cur_sub += li.discounted_unit_price * li.current_quantity
-        cur_disc += (li.original_unit_price - li.discounted_unit_price) * li.current_quantity
-    refunded = refunded_tax = ZERO
+def order_line(d: Draw) -> str:
+    c = d.currency
+    orig_sub = cur_sub = cur_disc = 0
+    for li in d.lines:
+        orig_sub += li[8] * li[5]
+        cur_sub += li[8] * li[6]
+        cur_disc += (li[7] - li[8]) * li[6]
+    refunded = refunded_tax = 0
     parts = []
-    for r in o.refunds:
-        total = r.subtotal + r.tax
+    for r in d.refunds:
+        total = r[2] + r[3]
         refunded += total
-        refunded_tax += r.tax
-        parts.append('{"id":"gid:\\/\\/shopify\\/Refund\\/' + str(r.id) + '","createdAt":' + _ts(r.created_at)
+        refunded_tax += r[3]
+        parts.append('{"id":"gid:\\/\\/shopify\\/Refund\\/' + str(r[0]) + '","createdAt":' + _ts(r[1])
                      + ',"totalRefundedSet":' + _money(total, c) + "}")
-    if o.cancelled_at is None:
-        cur_tax = q2(orig_sub * o.tax_rate) - refunded_tax
-        cur_ship = o.shipping
+    if d.cancelled is None:
+        cur_tax = round_half_up(orig_sub * d.rate_num, d.rate_den) - refunded_tax
+        cur_ship = d.shipping
     else:
-        cur_tax = cur_ship = ZERO
+        cur_tax = cur_ship = 0
     return (
-        '{"id":"gid:\\/\\/shopify\\/Order\\/' + str(o.id) + '","name":"' + o.name
-        + '","createdAt":' + _ts(o.created_at) + ',"updatedAt":' + _ts(o.updated_at)
-        + ',"processedAt":' + _ts(o.processed_at) + ',"cancelledAt":' + _ts(o.cancelled_at)
-        + ',"test":' + ("true" if o.test else "false") + ',"currencyCode":"' + c + '"'
-        + ',"displayFinancialStatus":"' + o.display_financial_status + '"'
-        + ',"displayFulfillmentStatus":"' + o.display_fulfillment_status + '"'
+        '{"id":"gid:\\/\\/shopify\\/Order\\/' + str(d.id) + '","name":"' + d.name
+        + '","createdAt":' + _ts(d.created) + ',"updatedAt":' + _ts(d.updated)
+        + ',"processedAt":' + _ts(d.processed) + ',"cancelledAt":' + _ts(d.cancelled)
+        + ',"test":' + ("true" if d.test else "false") + ',"currencyCode":"' + c + '"'
+        + ',"displayFinancialStatus":"' + d.financial + '"'
+        + ',"displayFulfillmentStatus":"' + d.fulfilment + '"'
         + ',"currentTotalPriceSet":' + _money(cur_sub + cur_tax + cur_ship, c)
         + ',"currentSubtotalPriceSet":' + _money(cur_sub, c)
         + ',"currentTotalDiscountsSet":' + _money(cur_disc, c)
@@ -94,22 +95,20 @@ def order_line(o: Order) -> str:
 _LINE_BODY: dict[tuple, str] = {}
 
 
-def _line_body(li: LineItem, c: str) -> str:
+def _line_body(li: DrawLine, c: str) -> str:
     """Everything of a line item's JSON between its id and __parentId (highly repetitive: cached)."""
-    key = (li.title, li.sku, li.quantity, li.current_quantity, li.original_unit_price, li.discounted_unit_price,
-           li.variant_id, li.product_id, c)
+    key = (*li[1:], c)
     body = _LINE_BODY.get(key)
     if body is None:
+        _, title, sku, pid, vid, qty, cur, orig, disc = li
         body = (
-            '","sku":' + _s(li.sku) + ',"title":' + _s(li.title) + ',"quantity":' + str(li.quantity)
-            + ',"currentQuantity":' + str(li.current_quantity)
-            + ',"originalUnitPriceSet":' + _money(li.original_unit_price, c)
-            + ',"discountedUnitPriceAfterAllDiscountsSet":' + _money(li.discounted_unit_price, c)
-            + ',"discountedTotalSet":' + _money(li.discounted_unit_price * li.quantity, c)
-            + ',"variant":' + ("null" if li.variant_id is None
-                               else '{"id":"gid:\\/\\/shopify\\/ProductVariant\\/' + str(li.variant_id) + '"}')
-            + ',"product":' + ("null" if li.product_id is None
-                               else '{"id":"gid:\\/\\/shopify\\/Product\\/' + str(li.product_id) + '"}')
+            '","sku":' + _s(sku) + ',"title":' + _s(title) + ',"quantity":' + str(qty)
+            + ',"currentQuantity":' + str(cur)
+            + ',"originalUnitPriceSet":' + _money(orig, c)
+            + ',"discountedUnitPriceAfterAllDiscountsSet":' + _money(disc, c)
+            + ',"discountedTotalSet":' + _money(disc * qty, c)
+            + ',"variant":' + ("null" if vid is None else '{"id":"gid:\\/\\/shopify\\/ProductVariant\\/' + str(vid) + '"}')
+            + ',"product":' + ("null" if pid is None else '{"id":"gid:\\/\\/shopify\\/Product\\/' + str(pid) + '"}')
             + ',"__parentId":"gid:\\/\\/shopify\\/Order\\/'
         )
         if len(_LINE_BODY) > 200_000:  # bounded memory for any dataset size
@@ -118,42 +117,39 @@ def _line_body(li: LineItem, c: str) -> str:
     return body
 
 
-def line_item_lines(o: Order) -> list[str]:
-    c = o.currency_code
-    tail = str(o.id) + '"}\n'
-    return ['{"id":"gid:\\/\\/shopify\\/LineItem\\/' + str(li.id) + _line_body(li, c) + tail
-            for li in o.line_items]
+def line_item_lines(d: Draw) -> list[str]:
+    c = d.currency
+    tail = str(d.id) + '"}\n'
+    return ['{"id":"gid:\\/\\/shopify\\/LineItem\\/' + str(li[0]) + _line_body(li, c) + tail for li in d.lines]
 
 
-def iter_lines(p: DatasetParams, grouped: bool = False, page: int = UNGROUPED_PAGE,
-               orders: Iterator[Order] | None = None) -> Iterator[bytes]:
-    """Lines (bytes, newline-terminated) of the full orders query, in Shopify's order."""
-    source = orders if orders is not None else (generate_order(p, i) for i in range(p.orders))
-    if grouped:
-        for o in source:
-            yield order_line(o).encode()
-            for line in line_item_lines(o):
-                yield line.encode()
-        return
-    batch: list[Order] = []
-
-    def emit(batch: list[Order]) -> Iterator[bytes]:
-        children = []
-        for o in batch:
-            yield order_line(o).encode()
-            children.append(line_item_lines(o))
-        longest = max((len(c) for c in children), default=0)
-        for k in range(longest):
-            for c in children:
-                if k < len(c):
-                    yield c[k].encode()
-
-    for o in source:
-        batch.append(o)
-        if len(batch) >= page:
-            yield from emit(batch)
+def _render(p: DatasetParams, start: int, stop: int, grouped: bool, page: int) -> Iterator[str]:
+    batch: list[Draw] = []
+    for i in range(start, stop):
+        d = draw_order(p, i)
+        if grouped:
+            yield order_line(d)
+            yield from line_item_lines(d)
+            continue
+        batch.append(d)
+        if len(batch) >= page or i == stop - 1:
+            # ungrouped: the page's roots, then their children interleaved (jsonl.flatten's order)
+            children = []
+            for b in batch:
+                yield order_line(b)
+                children.append(line_item_lines(b))
+            longest = max((len(c) for c in children), default=0)
+            for k in range(longest):
+                for c in children:
+                    if k < len(c):
+                        yield c[k]
             batch = []
-    yield from emit(batch)
+
+
+def iter_lines(p: DatasetParams, grouped: bool = False, page: int = UNGROUPED_PAGE) -> Iterator[bytes]:
+    """Lines (bytes, newline-terminated) of the full orders query, in Shopify's order."""
+    for line in _render(p, 0, p.orders, grouped, page):
+        yield line.encode()
 
 
 @dataclass(frozen=True)
@@ -170,26 +166,7 @@ def render_range(p: DatasetParams, start: int, stop: int, grouped: bool = False,
     ``page`` so that concatenated ranges equal one sequential rendering."""
     if start % page:
         raise ValueError(f"render_range: start {start} is not a multiple of the page size {page}")
-    out: list[str] = []
-    batch: list[Order] = []
-    for i in range(start, stop):
-        o = generate_order(p, i)
-        if grouped:
-            out.append(order_line(o))
-            out.extend(line_item_lines(o))
-            continue
-        batch.append(o)
-        if len(batch) >= page or i == stop - 1:
-            children = []
-            for b in batch:
-                out.append(order_line(b))
-                children.append(line_item_lines(b))
-            longest = max((len(c) for c in children), default=0)
-            for k in range(longest):
-                for c in children:
-                    if k < len(c):
-                        out.append(c[k])
-            batch = []
+    out = list(_render(p, start, stop, grouped, page))
     return "".join(out).encode(), len(out)
 
 
