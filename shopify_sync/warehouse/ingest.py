@@ -106,7 +106,7 @@ _LINE_MONEY = {
     "discounted_total": "discountedTotalSet",
 }
 
-CHANGE_KINDS = ("created", "financial_status_changed", "fulfillment_status_changed", "refunded", "cancelled")
+CHANGE_KINDS = ("created", "status_changed", "refunded", "cancelled")
 
 
 class IngestError(ValueError):
@@ -122,20 +122,24 @@ class IngestError(ValueError):
 
 @dataclass(frozen=True)
 class OrderChange:
-    """One applied order that changed versus the stored row (source of COMMERCE_TELEMETRY events)."""
+    """One COMMERCE_TELEMETRY event of an applied order versus its stored row.
+
+    ``kind`` (alias ``event``) is one of ``created``, ``status_changed`` (financial or
+    fulfillment status), ``refunded`` (total_refunded grew), ``cancelled``; an order that
+    changed in several ways yields one record per kind. ``at`` is the order's updatedAt;
+    ``before`` / ``after`` hold the fields that changed (money as Decimal).
+    """
 
     order_id: int
     order_name: str | None
-    kinds: tuple[str, ...]
-    updated_at: datetime
-    financial_status: str | None
-    previous_financial_status: str | None
-    fulfillment_status: str | None
-    previous_fulfillment_status: str | None
-    total_refunded: Decimal | None
-    previous_total_refunded: Decimal | None
-    cancelled_at: datetime | None
-    currency_code: str | None
+    kind: str
+    at: datetime
+    before: dict[str, Any] | None
+    after: dict[str, Any]
+
+    @property
+    def event(self) -> str:
+        return self.kind
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,7 @@ class IngestResult:
 
     @property
     def orders_changed(self) -> int:
+        """Applied orders with at least one change (``changes`` may hold several records each)."""
         return self.changes_frame.height
 
 
@@ -446,10 +451,9 @@ def _changes(decided: pl.DataFrame) -> pl.DataFrame:
     created = pl.col("stored_updated_at").is_null()
     frame = decided.filter(pl.col("applied")).with_columns(
         created.alias("created"),
-        (~created & pl.col("financial_status").ne_missing(pl.col("stored_financial_status")))
-        .alias("financial_status_changed"),
-        (~created & pl.col("fulfillment_status").ne_missing(pl.col("stored_fulfillment_status")))
-        .alias("fulfillment_status_changed"),
+        (~created & (pl.col("financial_status").ne_missing(pl.col("stored_financial_status"))
+                     | pl.col("fulfillment_status").ne_missing(pl.col("stored_fulfillment_status"))))
+        .alias("status_changed"),
         (~created & (refunded_units > pl.col("stored_refunded_units").fill_null(0))).alias("refunded"),
         (pl.col("cancelled_at").is_not_null() & pl.col("stored_cancelled_at").is_null()).alias("cancelled"),
     )
@@ -470,21 +474,30 @@ _CHANGES_SCHEMA: dict[str, Any] = {
 
 
 def changes_from_frame(frame: pl.DataFrame) -> list[OrderChange]:
-    out = []
+    """Expand the compact change frame into event records (one per order and kind)."""
+    out: list[OrderChange] = []
     for r in frame.iter_rows(named=True):
-        prev = r["previous_refunded_units"]
-        out.append(OrderChange(
-            order_id=r["order_id"], order_name=r["order_name"],
-            kinds=tuple(k for k in CHANGE_KINDS if r[k]),
-            updated_at=r["updated_at"].replace(tzinfo=UTC),
-            financial_status=r["financial_status"], previous_financial_status=r["previous_financial_status"],
-            fulfillment_status=r["fulfillment_status"],
-            previous_fulfillment_status=r["previous_fulfillment_status"],
-            total_refunded=None if r["total_refunded"] is None else Decimal(r["total_refunded"]),
-            previous_total_refunded=None if prev is None else Decimal(prev).scaleb(-MONEY_SCALE),
-            cancelled_at=None if r["cancelled_at"] is None else r["cancelled_at"].replace(tzinfo=UTC),
-            currency_code=r["currency_code"],
-        ))
+        at = r["updated_at"].replace(tzinfo=UTC)
+        refunded = None if r["total_refunded"] is None else Decimal(r["total_refunded"])
+        prev_units = r["previous_refunded_units"]
+        prev_refunded = None if prev_units is None else Decimal(prev_units).scaleb(-MONEY_SCALE)
+        cancelled_at = None if r["cancelled_at"] is None else r["cancelled_at"].replace(tzinfo=UTC)
+        status = {"financial_status": r["financial_status"], "fulfillment_status": r["fulfillment_status"]}
+        if r["created"]:
+            out.append(OrderChange(r["order_id"], r["order_name"], "created", at, None,
+                                   {**status, "total_refunded": refunded, "cancelled_at": cancelled_at,
+                                    "currency_code": r["currency_code"]}))
+        if r["status_changed"]:
+            out.append(OrderChange(r["order_id"], r["order_name"], "status_changed", at,
+                                   {"financial_status": r["previous_financial_status"],
+                                    "fulfillment_status": r["previous_fulfillment_status"]}, status))
+        if r["refunded"]:
+            out.append(OrderChange(r["order_id"], r["order_name"], "refunded", at,
+                                   {"total_refunded": prev_refunded, "currency_code": r["currency_code"]},
+                                   {"total_refunded": refunded, "currency_code": r["currency_code"]}))
+        if r["cancelled"]:
+            out.append(OrderChange(r["order_id"], r["order_name"], "cancelled", at, {"cancelled_at": None},
+                                   {"cancelled_at": cancelled_at}))
     return out
 
 

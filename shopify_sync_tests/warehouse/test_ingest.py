@@ -77,8 +77,12 @@ def test_columns_are_mapped_as_spec_says(engine, tmp_path: Path) -> None:
     job = jobs.get_job(engine, job_id)
     assert job.lines_committed == 5 and jobs.job_rows(job) == result.rows
     assert job.max_updated_at == datetime(2026, 11, 21, 8)
-    kinds = {c.order_id: c.kinds for c in result.changes}
-    assert kinds == {1: ("created",), 2: ("created", "cancelled")}
+    kinds = sorted((c.order_id, c.kind) for c in result.changes)
+    assert kinds == [(1, "created"), (2, "cancelled"), (2, "created")]
+    created = next(c for c in result.changes if c.order_id == 1)
+    assert created.before is None and created.order_name == "#1"
+    assert created.after["financial_status"] == "PARTIALLY_REFUNDED"
+    assert created.at == datetime(2026, 11, 20, 10, 0, 0, 250000, tzinfo=UTC)
 
 
 def test_reingest_same_file_changes_nothing(engine, tmp_path: Path) -> None:
@@ -124,10 +128,14 @@ def test_lines_dropped_from_a_newer_version_are_deleted(engine, tmp_path: Path) 
     assert [r.line_item_id for r in _lines(engine, 2)] == [21]  # other orders untouched
     with engine.connect() as conn:
         assert [r.refund_id for r in conn.execute(sa.select(order_refund.c.refund_id))] == [6]
-    (change,) = result.changes
-    assert change.kinds == ("financial_status_changed", "fulfillment_status_changed", "refunded", "cancelled")
-    assert change.previous_financial_status == "PAID" and change.financial_status == "REFUNDED"
-    assert change.previous_total_refunded == Decimal("0") and change.total_refunded == Decimal("30.0")
+    events = {c.kind: c for c in result.changes}
+    assert sorted(events) == ["cancelled", "refunded", "status_changed"] and result.orders_changed == 1
+    assert events["status_changed"].before == {"financial_status": "PAID", "fulfillment_status": "UNFULFILLED"}
+    assert events["status_changed"].after == {"financial_status": "REFUNDED", "fulfillment_status": "FULFILLED"}
+    assert events["refunded"].before["total_refunded"] == Decimal("0")
+    assert events["refunded"].after["total_refunded"] == Decimal("30.0")
+    assert events["cancelled"].after == {"cancelled_at": datetime(2026, 11, 22, 10, tzinfo=UTC)}
+    assert all(c.at == datetime(2026, 11, 22, 10, tzinfo=UTC) and c.event == c.kind for c in result.changes)
 
 
 def test_child_order_does_not_matter(engine, tmp_path: Path) -> None:
@@ -278,6 +286,7 @@ def test_spilled_change_records_equal_in_memory_ones(tmp_path: Path, monkeypatch
     monkeypatch.setattr(ingest_module._ChangeSink, "SPILL_ROWS", 7)
     spilled = ingest_jsonl(make_engine(f"sqlite:///{tmp_path}/b.db"), path, shop="DEMO", job_id=None,
                            chunk_rows=50)
-    assert len(in_memory.changes) == 120
+    assert in_memory.orders_changed == spilled.orders_changed == 120
+    assert sum(c.kind == "created" for c in in_memory.changes) == 120
+    assert {c.kind for c in in_memory.changes} <= {"created", "cancelled"}  # a first load creates
     assert spilled.changes == in_memory.changes
-    assert {c.kinds[0] for c in spilled.changes} == {"created"}
