@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any
 
@@ -20,6 +20,7 @@ from shopify_sync.api.deps import (
     check_shop,
     day_end_exclusive,
     day_start,
+    days_before,
 )
 from shopify_sync.api.schemas import (
     Overview,
@@ -133,7 +134,7 @@ def commerce_overview(
 ) -> Overview:
     check_shop(b.settings, shop)
     end = end or datetime.now(UTC).date()
-    start = start or end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    start = start or days_before(end, DEFAULT_RANGE_DAYS - 1)
     check_range(start, end)
     return Overview(start=start, end=end, shops=overview_rows(b.engine(), start, end, shop))
 

@@ -112,12 +112,25 @@ def check_range(start: date | None, end: date | None) -> None:
         raise ApiError(400, "invalid_range", f"start ({start}) is after end ({end})")
 
 
+# Query bounds are clamped to what every backend can compare against (MariaDB's
+# DATETIME starts at year 1000); no order is that old or that far ahead anyway.
+_MIN_BOUND = datetime(1000, 1, 1, tzinfo=UTC)
+_MAX_BOUND = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
 def day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
+    return max(_MIN_BOUND, datetime.combine(day, time.min, tzinfo=UTC))
 
 
 def day_end_exclusive(day: date) -> datetime:
-    return day_start(day) + timedelta(days=1)
+    if day >= _MAX_BOUND.date():
+        return _MAX_BOUND
+    return max(_MIN_BOUND, datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC))
+
+
+def days_before(day: date, days: int) -> date:
+    """``day - days``, saturating at the first representable date instead of overflowing."""
+    return day - timedelta(days=days) if (day - date.min).days >= days else date.min
 
 
 def as_utc(value: Any) -> datetime | None:

@@ -27,6 +27,7 @@ from shopify_sync.api.schemas import LineItem, Order, OrderDetail, OrderPage, Re
 router = APIRouter(tags=["orders"])
 
 MAX_LIMIT = 500
+MAX_ID = 2**63 - 1  # BIGINT
 _CURSOR_VERSION = 1
 _ORDER_MONEY = ("total_price", "subtotal_price", "total_discounts", "total_tax", "total_shipping",
                 "total_refunded")
@@ -62,6 +63,8 @@ def decode_cursor(cursor: str, filters: list[Any]) -> tuple[datetime, str, int]:
         sort_value = as_utc(datetime.fromisoformat(payload["p"]))
         shop, order_id = payload["s"], payload["o"]
         if not isinstance(shop, str) or not isinstance(order_id, int) or isinstance(order_id, bool):
+            raise bad
+        if not 0 <= order_id <= MAX_ID or len(shop) > 32:
             raise bad
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise bad from None
@@ -138,7 +141,7 @@ def list_orders(
             responses={409: {"description": "the id exists in several shops; pass `shop`"}})
 def get_order(
     b: Annotated[Backends, Depends(backends)],
-    order_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="numeric tail of the Shopify order GID")],
+    order_id: Annotated[int, Path(ge=1, le=MAX_ID, description="numeric tail of the Shopify order GID")],
     shop: Annotated[str | None, Query(description="shop code, needed when the id exists in several shops")] = None,
 ) -> OrderDetail:
     check_shop(b.settings, shop)

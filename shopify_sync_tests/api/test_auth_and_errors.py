@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -24,6 +27,10 @@ def client(tmp_path) -> TestClient:
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
         c.headers["Authorization"] = f"Bearer {TOKEN}"
         yield c
+
+
+def _cursor(payload: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
 
 
 def _error(resp, status: int, code: str | None = None) -> str:
@@ -79,6 +86,9 @@ def test_framework_errors_use_our_shape(client: TestClient) -> None:
     ("shop=demo", 400, "unknown_shop"),
     ("cursor=not-a-cursor", 400, "bad_cursor"),
     ("cursor=eyJ2IjoxfQ", 400, "bad_cursor"),  # valid base64 JSON, missing fields
+    # Well-formed but forged: an order id beyond BIGINT must not reach the database.
+    ("cursor=" + _cursor({"v": 1, "p": "2026-01-01T00:00:00+00:00", "s": "DEMO", "o": 2**70,
+                          "f": [None, None, None]}), 400, "bad_cursor"),
     ("cursor=" + "A" * 1001, 422, "invalid_request"),
     ("strat=2026-01-01", 422, "invalid_request"),  # a misspelt filter is not silently ignored
 ])
@@ -100,6 +110,13 @@ def test_orders_bad_input_is_4xx(client: TestClient, query: str, status: int, co
 ])
 def test_other_bad_input_is_4xx(client: TestClient, path: str, status: int, code: str) -> None:
     _error(client.get(path), status, code)
+
+
+@pytest.mark.parametrize("query", ["end=0001-01-02", "start=9999-12-31&end=9999-12-31"])
+def test_extreme_dates_do_not_overflow(client: TestClient, query: str) -> None:
+    resp = client.get(f"/analytics/commerce/overview?{query}")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["shops"] == []
 
 
 def test_sync_with_unknown_shop_is_400(client: TestClient) -> None:

@@ -88,6 +88,9 @@ def test_overview_sub_range_and_shop_filter(synced: Synced) -> None:
     assert _overview(synced, start=start.isoformat(), end=end.isoformat()) == expected
     only_da = {k: v for k, v in expected.items() if k[0] == "DA"}
     assert only_da and _overview(synced, start=start.isoformat(), end=end.isoformat(), shop="DA") == only_da
+    # The widest possible range is not an error on any backend (bounds are clamped).
+    assert _overview(synced, start="0001-01-01", end="9999-12-31") == expected_overview(
+        synced.orders, date.min, date.max)
     # A range with no orders is an empty list, not an error.
     assert _overview(synced, start=(first - timedelta(days=40)).isoformat(),
                      end=(first - timedelta(days=30)).isoformat()) == {}
@@ -132,10 +135,12 @@ def test_orders_filtered_by_shop_and_dates(synced: Synced) -> None:
         # A cursor is bound to its filters: reusing it with other filters is refused.
         page = client.get("/orders", params={"shop": "DEMO", "limit": 1}).json()
         other = client.get("/orders", params={"shop": "DA", "cursor": page["next_cursor"]})
+        extreme = client.get("/orders", params={"start": "0001-01-01", "end": "9999-12-31", "limit": 500})
     expected = {o.id for o in synced.orders["DEMO"] if start <= o.processed_at.date() <= end}
     assert expected and {o["order_id"] for o in walked} == expected
     assert all(o["shop"] == "DEMO" for o in walked)
     assert other.status_code == 400 and other.json()["error"]["code"] == "bad_cursor"
+    assert extreme.status_code == 200 and len(extreme.json()["orders"]) == sum(map(len, synced.orders.values()))
 
 
 def _money(value: str | None) -> Decimal | None:
