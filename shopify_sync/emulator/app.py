@@ -31,6 +31,7 @@ from graphql import (
     OperationType,
     execute,
     parse,
+    print_ast,
     validate,
 )
 
@@ -434,6 +435,10 @@ class Emulator:
             self._log(kind, shop, version, None, 200, "invalid document")
             return Response.json(200, {"errors": errors, "extensions": ext}, extra)
 
+        bad_ids = _invalid_id_variables(doc, variables)
+        if bad_ids:
+            self._log(kind, shop, version, None, 200, "invalid variable")
+            return Response.json(200, {"errors": bad_ids, "extensions": ext}, extra)
         ctx = _Ctx(self, shop, version)
         result = execute(load_schema(version), doc, root_value=ctx.root(), variable_values=variables,
                          context_value=ctx)
@@ -818,6 +823,34 @@ def _version_errors(doc: Any, version: str) -> list[dict[str, Any]]:
                 err(f, path, "Field 'code' doesn't exist on type 'UserError'",
                     {"code": "undefinedField", "typeName": "UserError", "fieldName": "code"})
     return out
+
+
+def _invalid_id_variables(doc: Any, variables: dict[str, Any]) -> list[dict[str, Any]]:
+    """Shopify coerces ``ID`` variables as global ids before executing anything."""
+    errors = []
+    for d in doc.definitions:
+        if not isinstance(d, OperationDefinitionNode):
+            continue
+        for vd in d.variable_definitions or ():
+            type_node, text = vd.type, print_ast(vd.type)
+            while hasattr(type_node, "type"):
+                type_node = type_node.type
+            name = vd.variable.name.value
+            value = variables.get(name)
+            if getattr(type_node, "name", None) is None or type_node.name.value != "ID" or value is None:
+                continue
+            values = value if isinstance(value, list) else [value]
+            bad = next((v for v in values if _parse_gid(v) is None), None)
+            if bad is None:
+                continue
+            loc = vd.loc.source.get_location(vd.loc.start) if vd.loc else None
+            err: dict[str, Any] = {"message": f"Variable ${name} of type {text} was provided invalid value"}
+            if loc:
+                err["locations"] = [{"line": loc.line, "column": loc.column}]
+            err["extensions"] = {"code": "INVALID_VARIABLE", "value": value,
+                                 "problems": [{"path": [], "explanation": f"Invalid global id '{bad}'"}]}
+            errors.append(err)
+    return errors
 
 
 def _parse_gid(value: Any) -> tuple[str, int] | None:

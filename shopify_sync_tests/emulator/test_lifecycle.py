@@ -68,6 +68,12 @@ def test_node_and_bulk_operation_polls_agree_and_unknown_ids_are_null(emulator_s
     body = api.gql("query { bulkOperation(id: \"not-a-shopify-gid\") { id } }")
     assert body["data"] == {"bulkOperation": None}
     assert "Invalid global id 'not-a-shopify-gid'" in body["errors"][0]["message"]
+    body = api.gql("query($id: ID!) { bulkOperation(id: $id) { id } }", {"id": "not-a-shopify-gid"})
+    assert "data" not in body
+    assert body["errors"][0]["message"] == "Variable $id of type ID! was provided invalid value"
+    assert body["errors"][0]["extensions"]["code"] == "INVALID_VARIABLE"
+    assert body["errors"][0]["extensions"]["problems"] == [
+        {"path": [], "explanation": "Invalid global id 'not-a-shopify-gid'"}]
     # another shop does not see this shop's operation
     assert Api(emulator_server, shop="DA").poll(op_id) is None
     api.close()
