@@ -46,6 +46,7 @@ from shopify_sync.emulator.dataset import (
     default_anchor,
     fmt_ts,
     generate_order,
+    order_id_base,
     q2,
     shop_currency,
 )
@@ -246,6 +247,7 @@ class Emulator:
         self._ops: dict[int, BulkOp] = {}
         self._op_seq = itertools.count(7_933_223_797_042)
         self._orders: dict[str, dict[int, Order]] = {}  # materialised lazily per shop
+        self._overrides: dict[str, dict[int, Order]] = {}  # orders changed by update_order
         self._buckets: dict[str, tuple[float, float]] = {}
         self._clock_offset = 0.0
         self._secret = secrets.token_bytes(16)
@@ -273,22 +275,49 @@ class Emulator:
         n = self.config.shop_orders.get(shop, self.config.orders_per_shop)
         return DatasetParams(self.config.seed, shop, n, self.config.days, self.anchor)
 
-    def _shop_orders(self, shop: str) -> dict[int, Order]:
+    # Small datasets are materialised once (tests read them repeatedly); big ones (the CLI's
+    # --orders N) are regenerated on each pass from (seed, shop, i) so memory stays flat.
+    MATERIALISE_UP_TO = 50_000
+
+    def iter_orders(self, shop: str) -> Iterator[Order]:
+        """The shop's current orders (updates applied), by id, without materialising big datasets."""
+        p = self.params(shop)
         with self._lock:
-            if shop not in self._orders:
-                p = self.params(shop)
-                self._orders[shop] = {o.id: o for o in (generate_order(p, i) for i in range(p.orders))}
-            return self._orders[shop]
+            cached = self._orders.get(shop)
+            if cached is None and p.orders <= self.MATERIALISE_UP_TO:
+                cached = self._orders[shop] = {o.id: o for o in (generate_order(p, i) for i in range(p.orders))}
+            overrides = dict(self._overrides.get(shop, {}))
+        if cached is not None:
+            yield from list(cached.values())
+            return
+        for i in range(p.orders):
+            o = generate_order(p, i)
+            yield overrides.get(o.id, o)
 
     def orders(self, shop: str) -> list[Order]:
         """The shop's current orders (with updates applied), ordered by id."""
-        return list(self._shop_orders(shop).values())
+        return list(self.iter_orders(shop))
 
     def order(self, shop: str, order_id: int) -> Order:
-        try:
-            return self._shop_orders(shop)[order_id]
-        except KeyError:
-            raise KeyError(f"shop {shop} has no order {order_id}") from None
+        p = self.params(shop)
+        i = order_id - order_id_base(shop)
+        with self._lock:
+            cached = self._orders.get(shop)
+            if cached is not None:
+                found = cached.get(order_id)
+            elif order_id in self._overrides.get(shop, {}):
+                found = self._overrides[shop][order_id]
+            else:
+                found = generate_order(p, i) if 0 <= i < p.orders else None
+        if found is None:
+            raise KeyError(f"shop {shop} has no order {order_id}")
+        return found
+
+    def _store(self, shop: str, order: Order) -> None:
+        with self._lock:
+            if shop in self._orders:
+                self._orders[shop][order.id] = order
+            self._overrides.setdefault(shop, {})[order.id] = order
 
     def update_order(self, shop: str, order_id: int, at: datetime | None = None, **changes: Any) -> Order:
         """Apply an update at time ``at`` (default: now) and bump ``updated_at``.
@@ -338,7 +367,7 @@ class Emulator:
                 display_fulfillment_status=changes.get("fulfillment_status", o.display_fulfillment_status),
                 test=changes.get("test", o.test), updated_at=at,
             )
-            self._orders[shop][order_id] = new
+            self._store(shop, new)
             return new
 
     def product_titles(self, shop: str) -> dict[int, str]:
@@ -513,7 +542,7 @@ class Emulator:
         if name == "orders":
             pred = compile_query(literal("query"))
             reverse = str(literal("reverse")).lower() == "true"
-            selected = sort_orders([o for o in self.orders(shop) if pred(o)], literal("sortKey"), reverse)
+            selected = sort_orders([o for o in self.iter_orders(shop) if pred(o)], literal("sortKey"), reverse)
             titles = self.product_titles(shop)
             return (jsonl.raw_order(o, titles) for o in selected)
         if name == "products":

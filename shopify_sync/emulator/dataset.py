@@ -226,8 +226,9 @@ class DatasetParams:
     anchor: datetime
 
 
-def order_id(shop: str, i: int) -> int:
-    return 5_000_000_000_000 + shop_number(shop) * 1_000_000_000 + i
+def order_id_base(shop: str) -> int:
+    """Order ``i`` of ``shop`` has id ``order_id_base(shop) + i``."""
+    return 5_000_000_000_000 + shop_number(shop) * 1_000_000_000
 
 
 # --- generation ------------------------------------------------------------------------
@@ -303,7 +304,7 @@ def _constants(seed: int, shop: str) -> _ShopConstants:
         rng_base=(seed * 1_000_003 + zlib.crc32(shop.encode())) << 32, currency=currency,
         rate=rate, rate_num=num, rate_den=den, products=products, discounted=discounted,
         free_shipping_from=_cents(q2(Decimal(75) * scale)), shipping=_cents(q2(Decimal("4.95") * scale)),
-        order_base=5_000_000_000_000 + shop_number(shop) * 1_000_000_000,
+        order_base=order_id_base(shop),
         line_base=13_000_000_000_000 + shop_number(shop) * 10_000_000_000,
     )
 

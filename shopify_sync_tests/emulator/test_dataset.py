@@ -146,3 +146,19 @@ def test_demo_singleton_serves_recent_orders():
 def test_config_rejects_naive_anchor():
     with pytest.raises(ValueError, match="anchor"):
         EmulatorConfig(anchor=datetime(2026, 1, 1))
+
+
+def test_big_datasets_are_not_materialised_but_behave_the_same():
+    small = Emulator(EmulatorConfig(anchor=ANCHOR, orders_per_shop=300))
+    big = Emulator(EmulatorConfig(anchor=ANCHOR, orders_per_shop=300))
+    big.MATERIALISE_UP_TO = 100  # type: ignore[misc]  # force the streaming path
+    assert big.orders("DE") == small.orders("DE")
+    o = small.orders("DE")[123]
+    at = o.updated_at + timedelta(days=1)
+    for em in (small, big):
+        em.update_order("DE", o.id, at=at, cancel=True)
+    assert big.orders("DE") == small.orders("DE")
+    assert big.order("DE", o.id).cancelled_at == at
+    assert big._orders == {}  # nothing materialised
+    with pytest.raises(KeyError):
+        big.order("DE", o.id + 10_000)
