@@ -386,3 +386,28 @@ def test_parquet_refuses_frames_that_are_not_measurements() -> None:
         parquet_bytes(frame)
     with pytest.raises(TypeError):
         write_parquet(1, 2)  # type: ignore[call-overload]
+
+
+def test_sqlite_plans_drive_lines_by_order_not_by_a_product_range_scan(sqlite_url: str) -> None:
+    """Guards the quadratic plan (a (shop, product_id) range scan per order) seen without statistics."""
+    engine = make_engine(sqlite_url)
+    load(engine, generated(n=40))
+    captured: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "order_line_item" in statement:
+            captured.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        sales_frame(engine, "DE", D0 + timedelta(days=3))
+        performance_frame(engine, "DE", D0 + timedelta(days=40))
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", capture)
+    assert len(captured) >= 3
+    with engine.connect() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()
+        for statement, parameters in captured:
+            plan = " | ".join(str(row[-1]) for row in cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters))
+            assert "product_id>" not in plan.replace(" ", ""), plan
+            assert "ix_order_line_item_shop_order" in plan or "SCAN li" not in plan, plan
