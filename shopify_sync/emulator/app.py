@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import secrets
 import tempfile
 import threading
@@ -739,28 +740,43 @@ class Emulator:
         result = op.partial if name.startswith("partial-") else op.result
         if result is None:
             return xml_error(404, "NoSuchKey", "The specified key does not exist.")
-        send = result.size
-        if fault is not None and fault.kind == "download_truncated":
-            send = int(result.size * float(fault.params.get("fraction", 0.5)))
-        self._log("download", shop, op.version, op_id, 200, "truncated" if send < result.size else "")
         headers_out = {"Content-Type": "application/jsonl",
                        "Content-Disposition": f'attachment; filename="{name}"',
-                       "Cache-Control": "private, max-age=0"}
-        return Response(200, None, headers_out, stream=(result.size, _limit(_chunks(result), send)))
+                       "Cache-Control": "private, max-age=0", "Accept-Ranges": "bytes"}
+        start, end, status = 0, result.size, 200
+        rng = hdrs.get("range")
+        if rng:  # storage hosts honour single byte ranges: lets a client resume a broken download
+            m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())
+            if m is None or int(m.group(1)) >= result.size:
+                self._log("download", shop, op.version, op_id, 416, "bad range")
+                return Response(416, b"", {"Content-Range": f"bytes */{result.size}"})
+            start = int(m.group(1))
+            end = min(result.size, int(m.group(2)) + 1) if m.group(2) else result.size
+            status = 206
+            headers_out["Content-Range"] = f"bytes {start}-{end - 1}/{result.size}"
+        length = end - start
+        send = length
+        if fault is not None and fault.kind == "download_truncated":
+            send = int(length * float(fault.params.get("fraction", 0.5)))
+        self._log("download", shop, op.version, op_id, status, "truncated" if send < length else "")
+        return Response(status, None, headers_out, stream=(length, _limit(_chunks(result, start), send)))
 
 
-def _chunks(result: ResultFile, chunk: int = 1 << 16) -> Iterator[bytes]:
+def _chunks(result: ResultFile, offset: int = 0, chunk: int = 1 << 16) -> Iterator[bytes]:
     if result.path is not None:
         with open(result.path, "rb") as fh:
+            fh.seek(offset)
             while data := fh.read(chunk):
                 yield data
         return
     assert result.synthetic is not None
     block, full, tail = result.synthetic
-    for _ in range(full):
-        yield block
+    skip_blocks, skip = divmod(offset, len(block)) if block else (0, offset)
+    for _ in range(skip_blocks, full):
+        yield block[skip:]
+        skip = 0
     if tail:
-        yield tail
+        yield tail[max(0, offset - full * len(block)):] if skip_blocks >= full else tail
 
 
 def _limit(chunks: Iterator[bytes], n: int) -> Iterator[bytes]:

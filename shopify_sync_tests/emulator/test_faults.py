@@ -217,3 +217,24 @@ def test_fault_large_result_is_exact_valid_jsonl_and_streamed(api, emulator_serv
                 roots += "__parentId" not in obj
     assert total == size and tail == b""
     assert op["objectCount"] == str(count) and op["rootObjectCount"] == str(roots)
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_result_host_honours_byte_ranges(api, emulator_server, large):
+    if large:
+        emulator_server.emulator.faults.add("large_result", size_bytes=3 * 1024 * 1024 + 777)
+    url, op = _completed_url(api)
+    full = api.download(url).content
+    size = len(full)
+    assert str(size) == op["fileSize"]
+    ranges = [(0, 9), (size // 3, None), (size - 5, None), (size // 2, size // 2 + 70_000)]
+    if large:  # across the synthetic result's repeated blocks
+        ranges.append((1024 * 1024 + 3, 2 * 1024 * 1024 + 10))
+    for start, end in ranges:
+        header = f"bytes={start}-" + ("" if end is None else str(end))
+        r = api.download(url, Range=header)
+        stop = size if end is None else min(size, end + 1)
+        assert r.status_code == 206, header
+        assert r.content == full[start:stop]
+        assert r.headers["Content-Range"] == f"bytes {start}-{stop - 1}/{size}"
+    assert api.download(url, Range=f"bytes={size}-").status_code == 416
