@@ -215,3 +215,24 @@ def test_request_log_records_each_kind(emulator_server):
     assert [e.operation_id for e in log[:4]] == [op_id] * 4
     assert all(e.status_code == 200 for e in log)
     api.close()
+
+
+def test_bulk_operations_list_from_2026_01(emulator_server):
+    api = Api(emulator_server, version="2026-01")
+    ids = [api.submit(SIMPLE) for _ in range(3)]
+    api.poll(ids[0])
+    body = api.gql("{ bulkOperations(first: 10) { nodes { id status } } }")
+    assert [n["id"] for n in body["data"]["bulkOperations"]["nodes"]] == ids[::-1]  # newest first
+    body = api.gql("{ bulkOperations(first: 2, reverse: true) { edges { node { id } } } }")
+    assert [e["node"]["id"] for e in body["data"]["bulkOperations"]["edges"]] == ids[:2]
+    body = api.gql('{ bulkOperations(first: 10, query: "status:completed") { nodes { status } } }')
+    assert {n["status"] for n in body["data"]["bulkOperations"]["nodes"]} == {"COMPLETED"}
+    body = api.gql("{ bulkOperations { nodes { id } } }")
+    assert body["errors"][0]["message"] == "you must provide one of first or last"
+    body = api.gql("{ bulkOperations(first: 1, last: 1) { nodes { id } } }")
+    assert body["errors"][0]["message"] == "providing both first and last is not supported"
+    old = Api(emulator_server, version="2025-10")
+    assert old.gql("{ bulkOperations(first: 1) { nodes { id } } }")["errors"][0]["message"] == (
+        "Field 'bulkOperations' doesn't exist on type 'QueryRoot'")
+    api.close()
+    old.close()
