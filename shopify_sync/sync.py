@@ -497,34 +497,14 @@ class SyncEngine:
 def commerce_events(changes: Any) -> list[dict[str, Any]]:
     """COMMERCE_TELEMETRY events (SPEC §6) from the ingest's per-order change records.
 
-    One event per kind of change: an order created, a status change (financial or
-    fulfillment, each with its before/after), a refund, a cancellation.
+    The ingest already yields one record per kind of change (created, status_changed,
+    refunded, cancelled) with ``at`` / ``before`` / ``after``; this only fixes the shape.
     """
-    events: list[dict[str, Any]] = []
-    for c in changes:
-        base = {"order_id": c.order_id, "order_name": c.order_name, "at": c.updated_at}
-        for kind in c.kinds:
-            if kind == "created":
-                events.append({**base, "event": "created", "before": None,
-                               "after": {"financial_status": c.financial_status,
-                                         "fulfillment_status": c.fulfillment_status,
-                                         "currency_code": c.currency_code}})
-            elif kind == "financial_status_changed":
-                events.append({**base, "event": "status_changed",
-                               "before": {"financial_status": c.previous_financial_status},
-                               "after": {"financial_status": c.financial_status}})
-            elif kind == "fulfillment_status_changed":
-                events.append({**base, "event": "status_changed",
-                               "before": {"fulfillment_status": c.previous_fulfillment_status},
-                               "after": {"fulfillment_status": c.fulfillment_status}})
-            elif kind == "refunded":
-                events.append({**base, "event": "refunded",
-                               "before": {"total_refunded": c.previous_total_refunded},
-                               "after": {"total_refunded": c.total_refunded, "currency_code": c.currency_code}})
-            elif kind == "cancelled":
-                events.append({**base, "event": "cancelled", "before": None,
-                               "after": {"cancelled_at": c.cancelled_at}})
-    return events
+    return [
+        {"order_id": c.order_id, "order_name": c.order_name, "event": c.kind, "at": c.at,
+         "before": c.before, "after": c.after}
+        for c in changes
+    ]
 
 
 def _operation_is_dead(exc: BaseException) -> bool:

@@ -186,7 +186,15 @@ def test_watermark_rules(harness: Harness) -> None:
     # Advance on success: a newer update is fetched (window = watermark - lookback) and moves it.
     target = emu.orders("DEMO")[0]
     updated = emu.update_order("DEMO", target.id, at=wm1 + timedelta(minutes=3), financial_status="REFUNDED")
-    assert harness.daily("DEMO", day).success
+    second = harness.daily("DEMO", day)
+    assert second.success
+    # The change is in this run's COMMERCE_TELEMETRY.
+    from shopify_sync.telemetry import read_commerce_events
+
+    created = harness.instance.get_run_record_by_id(second.run_id).create_timestamp
+    events = read_commerce_events(harness.store(), created, second.run_id)
+    mine = [e for e in events if e["order_id"] == target.id and e["event"] == "status_changed"]
+    assert mine and mine[0]["after"]["financial_status"] == "REFUNDED"
     latest = _jobs(harness, "DEMO")[-1]
     assert _utc(latest.window_start) == wm1 - timedelta(minutes=15)
     assert harness.watermark("DEMO") == updated.updated_at
