@@ -12,6 +12,7 @@ refund and subtracted, so no cent is lost to rounding).
 
 from __future__ import annotations
 
+import _random
 import random
 import zlib
 from collections.abc import Iterator
@@ -322,7 +323,9 @@ def draw_order(p: DatasetParams, i: int) -> Draw:
     """
     k = _constants(p.seed, p.shop)
     # an int seed: hashing a str seed (sha512) would dominate the generation time
-    r = random.Random(k.rng_base + i).random
+    # _random.Random: the C generator random.Random builds on; same stream for an int seed,
+    # without the Python-level seed() wrapper
+    r = _random.Random(k.rng_base + i).random
     span = p.days * 86400
     anchor = int(p.anchor.timestamp())
     # Creation times increase with i (Shopify ids grow over time) with jitter inside the slot.

