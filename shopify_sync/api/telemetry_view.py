@@ -94,8 +94,7 @@ def summarise(run_id: str, records: list[dict[str, Any]]) -> RunView:
         last_step=last_step,
         started_at=_parse_ts(first.get("process_initiated_at")) or _parse_ts(first.get("at")),
         updated_at=_parse_ts(last.get("at")),
-        object_count=int(object_count) if isinstance(object_count, int | float | str) and str(object_count).isdigit()
-        else None,
+        object_count=object_count if isinstance(object_count, int) and not isinstance(object_count, bool) else None,
         error=error if status == "failed" else None,
     )
 

@@ -60,7 +60,7 @@ def _sync(tmp: Path, db_url: str) -> Synced:
     }
     day = datetime.now(UTC).date() - timedelta(days=1)
     run_ids: dict[str, str] = {}
-    with EmulatorServer(EmulatorConfig(seed=23, orders_per_shop=45, days=20)) as server, \
+    with EmulatorServer(EmulatorConfig(seed=23, orders_per_shop=30, days=20)) as server, \
             dg.instance_for_test() as instance, pytest.MonkeyPatch.context() as mp:
         for name in list(os.environ):
             if name.startswith(("SHOPIFY_", "DAGSTER_")):
