@@ -272,22 +272,24 @@ class S3ObjectStore(ObjectStore):
         validate_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _error(self, action: str, key: str, exc: Exception) -> ObjectStoreError:
+    def _error(self, action: str, key: str, exc: Exception, *, listing: bool = False) -> ObjectStoreError:
         from botocore.exceptions import ClientError, NoCredentialsError
 
+        # A listing prefix is not a key (may be empty or end with "/"): show it as is.
+        where = f"s3://{self.bucket}/{self.prefix + '/' if self.prefix else ''}{key}*" if listing else self.url_for(key)
         if isinstance(exc, NoCredentialsError):
             return ObjectStoreError(
-                f"{action} {self.url_for(key)}: no AWS credentials found "
+                f"{action} {where}: no AWS credentials found "
                 "(set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or an AWS profile)"
             )
         if isinstance(exc, ClientError):
             err = exc.response.get("Error", {})
             code = err.get("Code", "?")
-            if code in ("404", "NoSuchKey", "NotFound"):
+            if code in ("404", "NoSuchKey", "NotFound") and not listing:
                 return ObjectNotFoundError(key, self.url)
-            return ObjectStoreError(f"{action} {self.url_for(key)} failed: {code} {err.get('Message', '')}".rstrip())
+            return ObjectStoreError(f"{action} {where} failed: {code} {err.get('Message', '')}".rstrip())
         # Connection / endpoint errors: the type and message name the endpoint, never credentials.
-        return ObjectStoreError(f"{action} {self.url_for(key)} failed: {type(exc).__name__}: {exc}")
+        return ObjectStoreError(f"{action} {where} failed: {type(exc).__name__}: {exc}")
 
     def _call(self, action: str, key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -340,19 +342,18 @@ class S3ObjectStore(ObjectStore):
         return True
 
     def list_keys(self, prefix: str = "") -> list[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         validate_prefix(prefix)
         base = f"{self.prefix}/" if self.prefix else ""
-        paginator = self.client.get_paginator("list_objects_v2")
         keys: list[str] = []
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=base + prefix):
+            # Paginated: list_objects_v2 returns at most 1,000 keys per call.
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                               Prefix=base + prefix):
                 keys.extend(obj["Key"][len(base):] for obj in page.get("Contents", []))
-        except Exception as exc:
-            from botocore.exceptions import BotoCoreError, ClientError
-
-            if isinstance(exc, ClientError | BotoCoreError):
-                raise self._error("list", prefix or ".", exc) from None
-            raise
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("list", prefix, exc, listing=True) from None
         return sorted(keys)
 
     def delete(self, key: str) -> None:

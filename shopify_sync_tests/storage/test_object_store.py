@@ -221,3 +221,23 @@ def test_s3_unreachable_endpoint_is_a_clear_error(aws_env: None) -> None:  # noq
     with pytest.raises(ObjectStoreError, match="s3://b/k") as info:
         store.get_bytes("k")
     assert "testing-secret" not in str(info.value)
+
+
+def test_s3_listing_a_missing_bucket_is_a_clear_error(moto_endpoint: str, aws_env: None) -> None:  # noqa: F811
+    store = open_store("s3://no-such-bucket-here/p", endpoint_url=moto_endpoint)
+    with pytest.raises(ObjectStoreError, match=r"list s3://no-such-bucket-here/p/telemetry/sync/\* failed: NoSuchBucket"):
+        store.list_keys("telemetry/sync/")
+    with pytest.raises(ObjectStoreError, match=r"list s3://no-such-bucket-here/p/\* failed"):
+        store.list_keys("")
+
+
+def test_s3_without_credentials_says_which_variables(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+                                                     tmp_path: Path) -> None:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    store = open_store("s3://bucket/p", endpoint_url=moto_endpoint)
+    with pytest.raises(ObjectStoreError, match="no AWS credentials found .*AWS_ACCESS_KEY_ID"):
+        store.get_bytes("k")
