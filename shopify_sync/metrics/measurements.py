@@ -283,43 +283,44 @@ def performance_frame(engine: Engine, shop: str, as_of: date | datetime | str) -
 
 
 def refresh_products(engine: Engine, shop: str, as_of: date | datetime | str, *, force: bool = False) -> int:
-    """Upsert ``product`` with the 7/30-day figures as of ``as_of``; returns the rows written.
+    """Upsert ``product`` with the 7/30-day figures as of ``as_of``; returns the product rows written.
 
     Every product of the shop already in the table without a counted line in a window
     gets 0 for it (never a stale figure). The table holds the figures of the *latest*
-    computed date: refreshing as of an older day than the shop's current
-    ``metrics_as_of`` (a backfill of last month after today's daily run) changes
-    nothing and returns 0, unless ``force``. One transaction, so readers never see
-    the zeroed intermediate state.
+    computed date: when the shop's ``metrics_as_of`` is already newer than ``as_of``
+    (a backfill of last month after today's daily run), the figures are recomputed as
+    of that newer date instead, so the backfilled data is reflected without moving
+    the table back in time; ``force`` computes as of ``as_of`` regardless. One
+    transaction, so readers never see the zeroed intermediate state.
     """
     d = as_day(as_of)
-    rows = _performance_rows(engine, shop, d)
     p = product
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         latest = conn.execute(sa.select(sa.func.max(p.c.metrics_as_of)).where(p.c.shop == shop)).scalar()
-        if latest is not None and latest > d and not force:
-            return 0
-        zeroed = conn.execute(
+    if latest is not None and latest > d and not force:
+        d = latest
+    rows = _performance_rows(engine, shop, d)
+    values = [
+        {
+            "shop": shop,
+            "product_id": r["product_id"],
+            "title": r["title"],
+            **{k: r[k] for k in ("units_7d", "net_sales_7d", "orders_7d", "units_30d", "net_sales_30d", "orders_30d")},
+            "metrics_as_of": d,
+        }
+        for r in rows
+    ]
+    with engine.begin() as conn:
+        existing = set(conn.execute(sa.select(p.c.product_id).where(p.c.shop == shop)).scalars())
+        conn.execute(
             p.update()
             .where(p.c.shop == shop)
             .values(units_7d=0, net_sales_7d=ZERO, orders_7d=0, units_30d=0, net_sales_30d=ZERO, orders_30d=0,
                     metrics_as_of=d)
-        ).rowcount
-        values = [
-            {
-                "shop": shop,
-                "product_id": r["product_id"],
-                "title": r["title"],
-                **{k: r[k] for k in ("units_7d", "net_sales_7d", "orders_7d", "units_30d", "net_sales_30d",
-                                     "orders_30d")},
-                "metrics_as_of": d,
-            }
-            for r in rows
-        ]
+        )
         if values:
             conn.execute(_upsert(conn.dialect.name), values)
-    existing_only = max(int(zeroed or 0) - len(values), 0)
-    return len(values) + existing_only
+    return len(existing | {v["product_id"] for v in values})
 
 
 def _upsert(dialect: str) -> Any:

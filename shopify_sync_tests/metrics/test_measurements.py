@@ -299,9 +299,19 @@ def test_refresh_products_zeroes_stale_figures_and_never_regresses(engine: sa.En
     assert refresh_products(engine, "DE", far) == 3
     assert table() == {pid: (v[0], 0, Decimal(0), 0, 0, Decimal(0), 0, far) for pid, v in want.items()}
 
-    # An older day (a backfill after a newer daily run) does not overwrite newer figures.
-    assert refresh_products(engine, "DE", d) == 0
-    assert all(v[-1] == far for v in table().values())
+    # An older day (a backfill after a newer daily run) does not move the table back in
+    # time: it is recomputed as of the newer date, so late data is reflected there.
+    late = Order("DE", 99, at(far - timedelta(days=1)), "EUR",
+                 lines=[Line(9901, 11, 110, "N", "New", 2, 2, Decimal("4.00"), Decimal("3.50"), "EUR")])
+    load(engine, [late])
+    assert refresh_products(engine, "DE", d) == 4
+    got = table()
+    assert all(v[-1] == far for v in got.values())
+    assert got[11] == ("New", 2, Decimal("7.0000"), 1, 2, Decimal("7.0000"), 1, far)
+    assert got[7] == (want[7][0], 0, Decimal(0), 0, 0, Decimal(0), 0, far)
+    # force: as of the given day, even if older.
+    assert refresh_products(engine, "DE", d, force=True) == 4
+    assert table()[7] == want[7] and table()[11][1:] == (0, Decimal(0), 0, 0, Decimal(0), 0, d)
     # Other shops are untouched.
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(product).where(product.c.shop == "CH")).scalar() == 0
