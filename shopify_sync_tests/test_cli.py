@@ -148,3 +148,31 @@ def test_sigkill_while_polling_then_rerun_resumes_the_same_operation(tmp_path: P
         assert len(runs) == 2
         # The killed run is marked failed by the rerun (its process is gone), not left "started".
         assert sorted(r.status.value for r in runs) == ["FAILURE", "SUCCESS"]
+
+
+def test_a_failed_sync_exits_nonzero_with_one_line_naming_the_cause(tmp_path: Path, monkeypatch, capsys,
+                                                                    sqlite_url: str) -> None:
+    from shopify_sync_tests.defs.conftest import make_harness
+
+    for h in make_harness(tmp_path, monkeypatch, sqlite_url):
+        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+        h.emulator.faults.add("bulk_failed", times=1, error_code="ACCESS_DENIED")
+        day = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+        assert main(["sync", "--date", day]) == 1
+        err = capsys.readouterr().err
+        [line] = [ln for ln in err.splitlines() if ln.startswith("FAILED")]
+        assert f"sync DEMO {day}" in line and "shopify_bulk_jsonl" in line and "ACCESS_DENIED" in line
+        assert "shpat_" not in err
+        assert h.watermark("DEMO") is None
+        from shopify_sync.warehouse.tables import sync_job
+
+        eng = h.engine()
+        with eng.connect() as conn:
+            status, last_error = conn.execute(sa.select(sync_job.c.status, sync_job.c.last_error)).one()
+        eng.dispose()
+        assert status == "failed" and "ACCESS_DENIED" in last_error
+
+        # Scopes fixed: the same command continues the job with a new bulk operation and succeeds.
+        assert main(["sync", "--date", day]) == 0
+        assert len(h.run_queries("DEMO")) == 2
+        assert h.watermark("DEMO") is not None
