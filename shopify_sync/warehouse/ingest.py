@@ -28,6 +28,7 @@ How it stays correct:
 
 from __future__ import annotations
 
+import gzip
 import io
 import itertools
 import json
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import polars as pl
 import pyarrow as pa
@@ -186,9 +187,16 @@ class IngestResult:
 # -- reading ---------------------------------------------------------------------------------
 
 
+def _open(path: Path) -> IO[bytes]:
+    """The archive may be gzipped (SPEC §6 allows ``.jsonl.gz``): detected by its magic bytes."""
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
 def _iter_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[int, list[bytes]]]:
     """(index of the chunk's first line, its lines); lines are read at C speed by islice."""
-    with open(path, "rb") as fh:
+    with _open(path) as fh:
         first = 0
         while True:
             lines = list(itertools.islice(fh, chunk_rows))
@@ -565,19 +573,19 @@ def _write_chunk(
                 lambda r: f"LineItem parent {r['parent_gid']} does not appear before this line "
                           "(children must follow their parent)", path)
     lines = lines.filter(pl.col("applied"))
-    # Children of orders applied in an earlier chunk: recheck their stale siblings too, in
-    # case a concurrent writer inserted lines in between (cheap: usually a handful).
-    straggler_parents = lines.filter(~pl.col("order_id").is_in(orders.get_column("order_id").implode()))
     refunds = frames.refunds.join(applied.select("order_id", "order_updated_at"), on="order_id", how="inner")
     changes = _changes(decided)
     clock.lap("decide")
 
     writer.upsert(upsert.HEADERS, applied)
     clock.lap("upsert_order_header")
-    applied_ids = applied.get_column("order_id").to_list()
-    stale_line_ids = applied_ids + straggler_parents.get_column("order_id").unique().to_list()
-    writer.delete_stale("order_line_item", shop, stale_line_ids)
-    writer.delete_stale("order_refund", shop, applied_ids)
+    # Only a strictly newer version can leave stale children behind: a new order has none
+    # (children are written after their header), an equal version wrote the same ones.
+    replaced = applied.filter(pl.col("stored_updated_at").is_not_null()
+                              & (pl.col("updated_at") > pl.col("stored_updated_at")))
+    replaced_ids = replaced.get_column("order_id").to_list()
+    writer.delete_stale("order_line_item", shop, replaced_ids)
+    writer.delete_stale("order_refund", shop, replaced_ids)
     clock.lap("delete_stale")
     writer.upsert(upsert.REFUNDS, refunds)
     clock.lap("upsert_order_refund")
@@ -606,8 +614,7 @@ def _rebuild_parents(engine: Engine, path: Path, shop: str, start_line: int, chu
             break
         lines = lines[: start_line - first]
         frames = _prepare(_parse(lines, first, path), shop, path, datetime.now(UTC).replace(tzinfo=None))
-        seen += sum(1 for raw in lines if raw.strip()) if frames.n_orders + frames.n_lines != len(lines) \
-            else len(lines)
+        seen += frames.n_orders + frames.n_lines  # every non-blank line is one or the other
         with engine.connect() as conn:
             stored = _stored_versions(conn, shop, frames.orders.get_column("order_id"))
         decided = frames.orders.join(stored, on="order_id", how="left").with_columns(
@@ -631,12 +638,14 @@ _DONE = object()
 class _Prefetch:
     """Reads, parses and maps the next chunk in a thread while the database writes the current
     one: pyarrow and polars release the GIL, and the drivers wait on sockets, so the two
-    overlap. One chunk in flight bounds the memory; errors surface in line order."""
+    overlap. At most two chunks are alive (the one being written, the next one parsed),
+    which bounds the memory; errors surface in line order."""
 
     def __init__(self, path: Path, chunk_rows: int, start_line: int, shop: str) -> None:
         self.path, self.chunk_rows, self.start_line, self.shop = path, chunk_rows, start_line, shop
         self.timings: dict[str, float] = {}
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._slots = threading.Semaphore(2)  # released by the consumer when a chunk is done
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ingest-prefetch", daemon=True)
         self._thread.start()
@@ -658,6 +667,9 @@ class _Prefetch:
                     continue
                 if first < self.start_line:  # a resume point inside this chunk (chunk_rows changed)
                     lines, first = lines[self.start_line - first:], self.start_line
+                while not self._slots.acquire(timeout=0.1):
+                    if self._stop.is_set():
+                        return
                 clock.lap("read")
                 parsed = _parse(lines, first, self.path)
                 clock.lap("parse")
@@ -671,6 +683,10 @@ class _Prefetch:
             self._put(exc)
             return
         self._put(_DONE)
+
+    def done(self) -> None:
+        """The consumer finished a chunk: the producer may parse one more."""
+        self._slots.release()
 
     def __iter__(self) -> Iterator[tuple[int, int, ChunkFrames]]:
         while True:
@@ -826,6 +842,8 @@ def ingest_jsonl(
                 on_chunk(ChunkProgress(first, end_line, chunk_rows_seen, outcome.changes,
                                        time.perf_counter() - t0))
             clock.lap("on_chunk")
+            del frames, outcome
+            prefetch.done()
     finally:
         prefetch.close()
     for name, seconds in prefetch.timings.items():

@@ -290,3 +290,16 @@ def test_spilled_change_records_equal_in_memory_ones(tmp_path: Path, monkeypatch
     assert sum(c.kind == "created" for c in in_memory.changes) == 120
     assert {c.kind for c in in_memory.changes} <= {"created", "cancelled"}  # a first load creates
     assert spilled.changes == in_memory.changes
+
+
+def test_gzipped_archive_is_read_transparently(sqlite_url: str, tmp_path: Path) -> None:
+    import gzip
+
+    plain = write(tmp_path / "a.jsonl", [Ord(1, lines=[Line(11), Line(12)]), Ord(2, lines=[Line(21)])])
+    gz = tmp_path / "a.jsonl.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    engine = make_engine(sqlite_url)
+    result = ingest_jsonl(engine, gz, shop="DEMO", job_id=None, chunk_rows=2)
+    assert result.rows == {"order_header": 2, "order_line_item": 3, "order_refund": 0}
+    assert [r.line_item_id for r in _lines(engine, 1)] == [11, 12]
+    engine.dispose()

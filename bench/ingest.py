@@ -1,0 +1,294 @@
+"""Ingest benchmark: the project's ingest_jsonl vs a naive baseline, per backend.
+
+Generates a Shopify-shaped bulk JSONL with the emulator's dataset
+(``shopify_sync.emulator.write_jsonl``), then for each backend (SQLite, MariaDB,
+PostgreSQL), in this one process and on a fresh database each time:
+
+- ``ingest``: ``shopify_sync.warehouse.ingest_jsonl`` (file on disk → committed rows);
+- ``baseline``: line-by-line ``json.loads`` + SQLAlchemy ``executemany`` upserts of the
+  same rows (children kept in memory until the end, committed every ``--chunk-rows``).
+
+Prints rows/s, the ratio and the peak RSS of each phase (sampled), then one JSON line
+per backend. Timings are reported, never asserted. Example:
+
+    .venv/bin/python bench/ingest.py --line-items 1000000
+    .venv/bin/python bench/ingest.py --line-items 50000 --backends sqlite   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psutil
+import sqlalchemy as sa
+
+from shopify_sync.config import DEFAULT_CHUNK_ROWS
+from shopify_sync.emulator import write_jsonl
+from shopify_sync.warehouse import ingest_jsonl, jobs, make_engine
+from shopify_sync.warehouse.tables import order_header, order_line_item, order_refund
+
+MYSQL_URL = os.environ.get("SHOPIFY_SYNC_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+POSTGRES_URL = os.environ.get("SHOPIFY_SYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+LINE_ITEMS_PER_ORDER = 2.39  # the emulator dataset's average (measured), to size the file
+
+
+class RssPeak:
+    """Peak resident set size of this process while the block runs (sampled every 20 ms)."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._proc = psutil.Process()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            self._stop.wait(0.02)
+
+    @contextmanager
+    def measure(self) -> Iterator[RssPeak]:
+        self.peak = self._proc.memory_info().rss
+        t = threading.Thread(target=self._run, daemon=True)
+        t.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            t.join()
+            self._stop.clear()
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+
+
+@contextmanager
+def fresh_database(backend: str, workdir: Path) -> Iterator[str]:
+    name = f"ss_bench_{uuid.uuid4().hex[:8]}"
+    if backend == "sqlite":
+        path = workdir / f"{name}.db"
+        try:
+            yield f"sqlite:///{path}"
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return
+    admin_url = MYSQL_URL if backend == "mariadb" else POSTGRES_URL
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    quote = "`" if backend == "mariadb" else '"'
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {quote}{name}{quote}"))
+    try:
+        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            force = " WITH (FORCE)" if backend == "postgres" else ""
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quote}{name}{quote}{force}"))
+        admin.dispose()
+
+
+def _tail(gid: str | None) -> int | None:
+    return None if gid is None else int(gid.rsplit("/", 1)[1])
+
+
+def _ts(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC).replace(
+        tzinfo=None)
+
+
+def _amount(bag: dict[str, Any] | None) -> Decimal | None:
+    return None if bag is None else Decimal(bag["shopMoney"]["amount"])
+
+
+def _upsert_statement(conn: sa.Connection, table: sa.Table, guard: str) -> Any:
+    """A dialect-native upsert with the same "never older" guard, executed with executemany."""
+    cols = [c.name for c in table.columns if not c.primary_key]
+    pk = [c.name for c in table.primary_key.columns]
+    name = conn.dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table)
+        return stmt.on_conflict_do_update(index_elements=pk, set_={c: stmt.excluded[c] for c in cols},
+                                          where=stmt.excluded[guard] >= table.c[guard])
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(table)
+        return stmt.on_conflict_do_update(index_elements=pk, set_={c: stmt.excluded[c] for c in cols},
+                                          where=stmt.excluded[guard] >= table.c[guard])
+    from sqlalchemy.dialects.mysql import insert as my_insert
+
+    stmt = my_insert(table)
+    newer = stmt.inserted[guard] >= table.c[guard]
+    sets = {c: sa.func.IF(newer, stmt.inserted[c], table.c[c]) for c in cols if c != guard}
+    sets[guard] = sa.func.GREATEST(table.c[guard], stmt.inserted[guard])
+    return stmt.on_duplicate_key_update(**sets)
+
+
+def naive_ingest(engine: sa.Engine, path: Path, shop: str, chunk_rows: int) -> dict[str, int]:
+    """The straightforward way: json.loads per line, dicts, SQLAlchemy executemany upserts."""
+    rows = {"order_header": 0, "order_line_item": 0, "order_refund": 0}
+    versions: dict[int, datetime] = {}
+    headers: list[dict[str, Any]] = []
+    refunds: list[dict[str, Any]] = []
+    lines: list[dict[str, Any]] = []
+    now = datetime.now(UTC).replace(tzinfo=None)
+
+    def flush(conn: sa.Connection) -> None:
+        for table, batch, guard in ((order_header, headers, "updated_at"), (order_refund, refunds, "order_updated_at"),
+                                    (order_line_item, lines, "order_updated_at")):
+            if batch:
+                conn.execute(_upsert_statement(conn, table, guard), batch)
+                rows[table.name] += len(batch)
+                batch.clear()
+
+    with open(path, "rb") as fh:
+        pending = 0
+        for raw in fh:
+            obj = json.loads(raw)
+            gid = obj["id"]
+            if "/Order/" in gid:
+                oid = _tail(gid)
+                assert oid is not None
+                updated = _ts(obj["updatedAt"])
+                assert updated is not None
+                versions[oid] = updated
+                headers.append({
+                    "shop": shop, "order_id": oid, "order_name": obj["name"], "created_at": _ts(obj["createdAt"]),
+                    "updated_at": updated, "processed_at": _ts(obj["processedAt"]),
+                    "cancelled_at": _ts(obj["cancelledAt"]), "test": obj["test"],
+                    "currency_code": obj["currencyCode"], "financial_status": obj["displayFinancialStatus"],
+                    "fulfillment_status": obj["displayFulfillmentStatus"],
+                    "total_price": _amount(obj["currentTotalPriceSet"]),
+                    "subtotal_price": _amount(obj["currentSubtotalPriceSet"]),
+                    "total_discounts": _amount(obj["currentTotalDiscountsSet"]),
+                    "total_tax": _amount(obj["currentTotalTaxSet"]),
+                    "total_shipping": _amount(obj["currentShippingPriceSet"]),
+                    "total_refunded": _amount(obj["totalRefundedSet"]), "synced_at": now,
+                })
+                for r in obj["refunds"]:
+                    refunds.append({"shop": shop, "refund_id": _tail(r["id"]), "order_id": oid,
+                                    "created_at": _ts(r["createdAt"]), "total_refunded": _amount(r["totalRefundedSet"]),
+                                    "order_updated_at": updated})
+            else:
+                parent = _tail(obj["__parentId"])
+                assert parent is not None
+                lines.append({
+                    "shop": shop, "line_item_id": _tail(gid), "order_id": parent,
+                    "product_id": _tail((obj.get("product") or {}).get("id")),
+                    "variant_id": _tail((obj.get("variant") or {}).get("id")),
+                    "sku": obj.get("sku"), "title": obj.get("title"), "quantity": obj["quantity"],
+                    "current_quantity": obj["currentQuantity"],
+                    "original_unit_price": _amount(obj["originalUnitPriceSet"]),
+                    "discounted_unit_price": _amount(obj["discountedUnitPriceAfterAllDiscountsSet"]),
+                    "discounted_total": _amount(obj["discountedTotalSet"]),
+                    "currency_code": obj["discountedTotalSet"]["shopMoney"]["currencyCode"],
+                    "order_updated_at": versions[parent],
+                })
+            pending += 1
+            if pending >= chunk_rows:
+                with engine.begin() as conn:
+                    flush(conn)
+                pending = 0
+    with engine.begin() as conn:
+        flush(conn)
+    return rows
+
+
+def count_rows(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return sum(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                   for t in (order_header, order_line_item, order_refund))
+
+
+def run_phase(label: str, fn: Callable[[], dict[str, int]], rss: RssPeak) -> tuple[int, float, float]:
+    with rss.measure():
+        t0 = time.perf_counter()
+        rows = fn()
+        seconds = time.perf_counter() - t0
+    total = sum(rows.values())
+    print(f"  {label:<9} {total:>10,} rows in {seconds:7.2f} s = {total / seconds:>10,.0f} rows/s, "
+          f"peak RSS {rss.peak / 2**20:6.0f} MB", flush=True)
+    return total, seconds, rss.peak / 2**20
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--line-items", type=int, default=1_000_000, help="approximate line items in the file")
+    ap.add_argument("--backends", default="sqlite,mariadb,postgres")
+    ap.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--workdir", type=Path, default=None, help="where the JSONL and SQLite files go")
+    ap.add_argument("--no-baseline", action="store_true", help="only measure the project's ingest")
+    args = ap.parse_args(argv)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = set(backends) - {"sqlite", "mariadb", "postgres"}
+    if unknown:
+        ap.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
+
+    with tempfile.TemporaryDirectory(prefix="ss_bench_", dir=args.workdir) as tmp:
+        workdir = Path(tmp)
+        path = workdir / "orders.jsonl"
+        orders = max(1, round(args.line_items / LINE_ITEMS_PER_ORDER))
+        t0 = time.perf_counter()
+        stats = write_jsonl(path, "BENCH", orders=orders, seed=args.seed,
+                            anchor=datetime(2026, 11, 23, tzinfo=UTC))
+        print(f"generated {stats.objects:,} lines ({stats.roots:,} orders, {stats.objects - stats.roots:,} line "
+              f"items), {stats.size / 2**20:,.0f} MB in {time.perf_counter() - t0:.1f} s; "
+              f"chunk_rows={args.chunk_rows}; {os.cpu_count()} CPUs, load average "
+              f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+        rss = RssPeak()
+        results = []
+        for backend in backends:
+            print(f"{backend}:", flush=True)
+            with fresh_database(backend, workdir) as url:
+                engine = make_engine(url)
+                job_id = jobs.create_job(engine, shop="BENCH", job_type="BENCH", partition_key="bench").job_id
+
+                timings: dict[str, float] = {}
+
+                def ours(engine: sa.Engine = engine, job_id: str = job_id,
+                         timings: dict[str, float] = timings) -> dict[str, int]:
+                    result = ingest_jsonl(engine, path, shop="BENCH", job_id=job_id, chunk_rows=args.chunk_rows)
+                    timings.update(result.timings)
+                    return result.rows
+
+                total, seconds, peak = run_phase("ingest", ours, rss)
+                print("  phases    " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()), flush=True)
+                stored = count_rows(engine)
+                engine.dispose()
+            base_rate = None
+            if not args.no_baseline:
+                with fresh_database(backend, workdir) as url:
+                    engine = make_engine(url)
+
+                    def naive(engine: sa.Engine = engine) -> dict[str, int]:
+                        return naive_ingest(engine, path, "BENCH", args.chunk_rows)
+
+                    b_total, b_seconds, _ = run_phase("baseline", naive, rss)
+                    engine.dispose()
+                base_rate = b_total / b_seconds
+                print(f"  ratio     {total / seconds / base_rate:.2f}x the baseline", flush=True)
+            results.append({"bench": "ingest", "backend": backend, "rows": total, "stored_rows": stored,
+                            "lines": stats.objects, "file_mb": round(stats.size / 2**20, 1),
+                            "rows_per_s": round(total / seconds), "seconds": round(seconds, 2),
+                            "baseline_rows_per_s": None if base_rate is None else round(base_rate),
+                            "peak_rss_mb": round(peak), "chunk_rows": args.chunk_rows})
+        for r in results:
+            print(json.dumps(r), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
