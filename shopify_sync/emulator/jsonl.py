@@ -34,7 +34,7 @@ from graphql import (
     SelectionSetNode,
 )
 
-from shopify_sync.emulator.dataset import Order, Product, Variant, fmt_ts
+from shopify_sync.emulator.dataset import LineItem, Order, Product, Refund, Variant, fmt_ts
 
 UNGROUPED_PAGE = 10
 
@@ -64,7 +64,7 @@ def gid(kind: str, n: int) -> str:
 
 def money_bag(value: Decimal, currency: str) -> dict[str, Any]:
     money = {"__typename": "MoneyV2", "amount": amount(value), "currencyCode": currency}
-    return {"__typename": "MoneyBag", "shopMoney": money, "presentmentMoney": dict(money)}
+    return {"__typename": "MoneyBag", "shopMoney": money, "presentmentMoney": money}
 
 
 def raw_variant(v: Variant, product: Product | None = None) -> dict[str, Any]:
@@ -86,33 +86,37 @@ def raw_product(p: Product) -> dict[str, Any]:
     }
 
 
+def _raw_line(li: LineItem, c: str, titles: dict[int, str] | None) -> dict[str, Any]:
+    # money bags are zero-argument callables: only the selected ones get computed
+    return {
+        "__typename": "LineItem", "id": gid("LineItem", li.id), "name": li.title, "title": li.title,
+        "sku": li.sku, "quantity": li.quantity, "currentQuantity": li.current_quantity,
+        "refundableQuantity": li.current_quantity, "isGiftCard": False,
+        "originalUnitPriceSet": lambda: money_bag(li.original_unit_price, c),
+        "originalTotalSet": lambda: money_bag(li.original_total, c),
+        "discountedUnitPriceSet": lambda: money_bag(li.discounted_unit_price, c),
+        "discountedUnitPriceAfterAllDiscountsSet": lambda: money_bag(li.discounted_unit_price, c),
+        "discountedTotalSet": lambda: money_bag(li.discounted_total, c),
+        "totalDiscountSet": lambda: money_bag(li.original_total - li.discounted_total, c),
+        "variant": None if li.variant_id is None else {
+            "__typename": "ProductVariant", "id": gid("ProductVariant", li.variant_id), "sku": li.sku},
+        "product": None if li.product_id is None else {
+            "__typename": "Product", "id": gid("Product", li.product_id),
+            "title": (titles or {}).get(li.product_id, li.title)},
+    }
+
+
+def _raw_refund(r: Refund, c: str) -> dict[str, Any]:
+    return {"__typename": "Refund", "id": gid("Refund", r.id), "createdAt": fmt_ts(r.created_at),
+            "updatedAt": fmt_ts(r.created_at), "note": None,
+            "totalRefundedSet": lambda: money_bag(r.total_refunded, c), "refundLineItems": Connection([])}
+
+
 def raw_order(o: Order, titles: dict[int, str] | None = None) -> dict[str, Any]:
     """The order as a GraphQL object graph (only what the emulator models)."""
     c = o.currency_code
-    lines = []
-    for li in o.line_items:
-        lines.append({
-            "__typename": "LineItem", "id": gid("LineItem", li.id), "name": li.title, "title": li.title,
-            "sku": li.sku, "quantity": li.quantity, "currentQuantity": li.current_quantity,
-            "refundableQuantity": li.current_quantity, "isGiftCard": False,
-            "originalUnitPriceSet": money_bag(li.original_unit_price, c),
-            "originalTotalSet": money_bag(li.original_total, c),
-            "discountedUnitPriceSet": money_bag(li.discounted_unit_price, c),
-            "discountedUnitPriceAfterAllDiscountsSet": money_bag(li.discounted_unit_price, c),
-            "discountedTotalSet": money_bag(li.discounted_total, c),
-            "totalDiscountSet": money_bag(li.original_total - li.discounted_total, c),
-            "variant": None if li.variant_id is None else {
-                "__typename": "ProductVariant", "id": gid("ProductVariant", li.variant_id), "sku": li.sku},
-            "product": None if li.product_id is None else {
-                "__typename": "Product", "id": gid("Product", li.product_id),
-                "title": (titles or {}).get(li.product_id, li.title)},
-        })
-    refunds = [
-        {"__typename": "Refund", "id": gid("Refund", r.id), "createdAt": fmt_ts(r.created_at),
-         "updatedAt": fmt_ts(r.created_at), "note": None, "totalRefundedSet": money_bag(r.total_refunded, c),
-         "refundLineItems": Connection([])}
-        for r in o.refunds
-    ]
+    lines = [_raw_line(li, c, titles) for li in o.line_items]
+    refunds = [_raw_refund(r, c) for r in o.refunds]
     return {
         "__typename": "Order", "id": gid("Order", o.id), "legacyResourceId": str(o.id), "name": o.name,
         "createdAt": fmt_ts(o.created_at), "updatedAt": fmt_ts(o.updated_at),
@@ -123,21 +127,21 @@ def raw_order(o: Order, titles: dict[int, str] | None = None) -> dict[str, Any]:
         "sourceName": "web",
         "displayFinancialStatus": o.display_financial_status,
         "displayFulfillmentStatus": o.display_fulfillment_status,
-        "currentTotalPriceSet": money_bag(o.current_total, c),
-        "totalPriceSet": money_bag(o.original_total, c),
-        "currentSubtotalPriceSet": money_bag(o.current_subtotal, c),
-        "subtotalPriceSet": money_bag(o.original_subtotal, c),
-        "currentTotalDiscountsSet": money_bag(o.current_total_discounts, c),
-        "totalDiscountsSet": money_bag(
+        "currentTotalPriceSet": lambda: money_bag(o.current_total, c),
+        "totalPriceSet": lambda: money_bag(o.original_total, c),
+        "currentSubtotalPriceSet": lambda: money_bag(o.current_subtotal, c),
+        "subtotalPriceSet": lambda: money_bag(o.original_subtotal, c),
+        "currentTotalDiscountsSet": lambda: money_bag(o.current_total_discounts, c),
+        "totalDiscountsSet": lambda: money_bag(
             sum((li.original_total - li.discounted_total for li in o.line_items), Decimal("0.00")), c),
-        "currentTotalTaxSet": money_bag(o.current_total_tax, c),
-        "totalTaxSet": money_bag(o.original_tax, c),
-        "currentShippingPriceSet": money_bag(o.current_shipping, c),
-        "totalShippingPriceSet": money_bag(o.shipping, c),
-        "totalRefundedSet": money_bag(o.total_refunded, c),
-        "netPaymentSet": money_bag(o.original_total - o.total_refunded
-                                   if o.display_financial_status not in {"VOIDED", "PENDING", "AUTHORIZED"}
-                                   else Decimal("0.00"), c),
+        "currentTotalTaxSet": lambda: money_bag(o.current_total_tax, c),
+        "totalTaxSet": lambda: money_bag(o.original_tax, c),
+        "currentShippingPriceSet": lambda: money_bag(o.current_shipping, c),
+        "totalShippingPriceSet": lambda: money_bag(o.shipping, c),
+        "totalRefundedSet": lambda: money_bag(o.total_refunded, c),
+        "netPaymentSet": lambda: money_bag(
+            o.original_total - o.total_refunded
+            if o.display_financial_status not in {"VOIDED", "PENDING", "AUTHORIZED"} else Decimal("0.00"), c),
         "subtotalLineItemsQuantity": sum(li.quantity for li in o.line_items),
         "currentSubtotalLineItemsQuantity": sum(li.current_quantity for li in o.line_items),
         "refunds": refunds,
@@ -160,6 +164,9 @@ class Projector:
 
     def __init__(self, fragments: dict[str, FragmentDefinitionNode] | None = None) -> None:
         self.fragments = fragments or {}
+        # (selection set, typename) -> [(output key, field name, sub-selection)]: the same
+        # selection is applied to every node of a result, so expand fragments once
+        self._plans: dict[tuple[int, str | None], list[tuple[str, str, SelectionSetNode | None]]] = {}
 
     def _fields(self, sel: SelectionSetNode, typename: str | None) -> Iterator[FieldNode]:
         for s in sel.selections:
@@ -173,20 +180,33 @@ class Projector:
                 if frag and (typename is None or frag.type_condition.name.value == typename):
                     yield from self._fields(frag.selection_set, typename)
 
+    def _plan(self, sel: SelectionSetNode, typename: str | None) -> list[tuple[str, str, SelectionSetNode | None]]:
+        key = (id(sel), typename)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = [(f.alias.value if f.alias else f.name.value, f.name.value, f.selection_set)
+                    for f in self._fields(sel, typename)]
+            self._plans[key] = plan
+        return plan
+
     def value(self, raw: Any, sel: SelectionSetNode | None) -> Any:
         if raw is None or sel is None:
-            return raw
+            return raw() if callable(raw) else raw
+        if callable(raw):
+            raw = raw()
         if isinstance(raw, list):
             return [self.value(r, sel) for r in raw]
         if isinstance(raw, dict):
             out: dict[str, Any] = {}
-            for f in self._fields(sel, raw.get("__typename")):
-                name = f.name.value
-                key = f.alias.value if f.alias else name
+            typename = raw.get("__typename")
+            for key, name, sub in self._plan(sel, typename):
+                if name == "__typename":
+                    out[key] = typename
+                    continue
                 v = raw.get(name)
                 if isinstance(v, Connection):
                     continue  # split into lines by `tree`, never inlined
-                out[key] = raw.get("__typename") if name == "__typename" else self.value(v, f.selection_set)
+                out[key] = self.value(v, sub)
             return out
         return raw
 
