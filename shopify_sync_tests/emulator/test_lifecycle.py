@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 
 import pytest
@@ -13,39 +12,40 @@ from shopify_sync_tests.emulator.helpers import RUN, RUN_GROUPED, SIMPLE, Api
 
 @pytest.fixture
 def slow_server():
-    with EmulatorServer(EmulatorConfig(completion_seconds=1.0, cancel_seconds=0.6)) as srv:
+    # long durations, moved along with emulator.advance(): deterministic on a loaded machine
+    with EmulatorServer(EmulatorConfig(completion_seconds=100, cancel_seconds=40)) as srv:
         yield srv
 
 
-def _wait_for(api: Api, op_id: str, status: str, timeout: float = 10, via: str = "bulkOperation") -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait_for(api: Api, op_id: str, status: str, via: str = "bulkOperation") -> dict:
+    """Advance the emulator's clock in steps until the operation reaches ``status``."""
+    for _ in range(20):
         op = api.poll(op_id, via=via)
         if op["status"] == status:
             return op
-        time.sleep(0.05)
+        api.server.emulator.advance(10)
     raise AssertionError(f"{op_id} never reached {status}")
 
 
 def test_created_running_completed_with_counters_as_strings(slow_server):
     api = Api(slow_server)
-    op_id = api.submit(SIMPLE)
-    seen = []
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    submitted = api.run(SIMPLE)["bulkOperation"]
+    op_id = submitted["id"]
+    seen = [submitted["status"]]
+    for _ in range(12):
         op = api.poll(op_id)
-        if not seen or seen[-1] != op["status"]:
+        if seen[-1] != op["status"]:
             seen.append(op["status"])
         if op["status"] == "COMPLETED":
             break
         assert op["objectCount"] == "0" and op["url"] is None and op["completedAt"] is None
-        time.sleep(0.03)
+        slow_server.emulator.advance(10)
     assert seen == ["CREATED", "RUNNING", "COMPLETED"]
     assert isinstance(op["objectCount"], str) and int(op["objectCount"]) > int(op["rootObjectCount"]) > 0
     assert op["type"] == "QUERY" and op["errorCode"] is None
     created = datetime.fromisoformat(op["createdAt"].replace("Z", "+00:00"))
     completed = datetime.fromisoformat(op["completedAt"].replace("Z", "+00:00"))
-    assert created <= completed
+    assert 99 <= (completed - created).total_seconds() <= 101
     # the URL's expiry is fixed at completedAt + 7 days (pre-signed, another origin)
     assert f"Expires={int(completed.timestamp()) + 7 * 86400}" in op["url"]
     assert not op["url"].startswith(slow_server.base_url)
@@ -89,6 +89,8 @@ def test_cancel_semantics_and_messages(slow_server):
     # a CANCELING operation still blocks new submissions on < 2026-01
     again = api.cancel(op_id)
     assert again["userErrors"] == [{"field": None, "message": "A bulk operation cannot be canceled when it is canceling"}]
+    slow_server.emulator.advance(39)
+    assert api.poll(op_id)["status"] == "CANCELING"
     op = _wait_for(api, op_id, "CANCELED")
     assert op["completedAt"] is None and op["url"] is None
     assert api.cancel(op_id)["userErrors"] == [
