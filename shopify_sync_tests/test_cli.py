@@ -94,7 +94,7 @@ def test_sigkill_while_polling_then_rerun_resumes_the_same_operation(tmp_path: P
     from shopify_sync.emulator import EmulatorConfig, EmulatorServer
 
     day = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
-    with EmulatorServer(EmulatorConfig(seed=5, orders_per_shop=60, days=20, completion_seconds=6.0)) as srv:
+    with EmulatorServer(EmulatorConfig(seed=5, orders_per_shop=60, days=20, completion_seconds=600.0)) as srv:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SHOPIFY_", "DAGSTER_"))}
         env.update({
             "SHOPIFY_SHOPS": "DEMO",
@@ -119,12 +119,19 @@ def test_sigkill_while_polling_then_rerun_resumes_the_same_operation(tmp_path: P
                     break
             time.sleep(0.05)
         assert op_id is not None, first.communicate(timeout=5)
+        # At most one run per shop: a concurrent sync of the same shop is refused.
+        concurrent = _cli(env, "sync", "--shop", "DEMO", "--date", day)
+        _, cerr = concurrent.communicate(timeout=120)
+        assert concurrent.returncode == 1 and "another sync of shop DEMO is running" in cerr
+        assert first.poll() is None, "the first sync must still be polling"
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         assert first.returncode == -signal.SIGKILL
 
         [job] = _job(db)
         assert job.status != "completed" and job.bulk_operation_id == op_id and job.archive_key is None
+        # Let Shopify's job finish while nobody watches (the emulator's clock jumps ahead).
+        srv.emulator.advance(600)
 
         second = _cli(env, "sync", "--shop", "DEMO", "--date", day)
         out, err = second.communicate(timeout=180)

@@ -116,6 +116,26 @@ def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
     return orphaned
 
 
+def runs_in_progress(instance: dg.DagsterInstance, shop: str) -> list[dg.DagsterRun]:
+    """Daily / replay runs of ``shop`` that are running now (from the CLI, the UI or the daemon).
+
+    Backfills are left out on purpose: SPEC §3 lets a backfill run beside a daily sync.
+    """
+    from shopify_sync.sync import TAG_BACKFILL
+
+    runs = instance.get_runs(filters=dg.RunsFilter(
+        statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING]))
+    busy = []
+    for run in runs:
+        shops = {run.tags.get(TAG_SHOP), run.tags.get("dagster/partition/shop")}
+        if shop not in shops:
+            continue
+        if run.tags.get(TAG_BACKFILL) or run.tags.get(TAG_MODE) == Mode.FULL_BACKFILL_EXECUTE.value:
+            continue
+        busy.append(run)
+    return busy
+
+
 def run_sync_job(
     settings: Settings, instance: dg.DagsterInstance, *, tags: dict[str, str], partition_key: str | None,
     log_level: str = "INFO",
@@ -124,6 +144,14 @@ def run_sync_job(
     import socket
 
     fail_orphaned_runs(instance)
+    shop = tags.get(TAG_SHOP)
+    if shop and tags.get(TAG_MODE) != Mode.FULL_BACKFILL_EXECUTE.value:
+        # At most one run per shop at a time (SPEC §3); the instance's run queue enforces
+        # it for launched runs, and in-process runs check here.
+        busy = runs_in_progress(instance, shop)
+        if busy:
+            return RunOutcome(busy[0].run_id, False,
+                              f"another sync of shop {shop} is running (run {busy[0].run_id}); not started")
     job = _job(settings)
     tags = {**tags, TAG_PID: str(os.getpid()), TAG_HOST: socket.gethostname()}
     result = job.execute_in_process(
