@@ -321,7 +321,8 @@ class Emulator:
             self._overrides.setdefault(shop, {})[order.id] = order
 
     def update_order(self, shop: str, order_id: int, at: datetime | None = None, **changes: Any) -> Order:
-        """Apply an update at time ``at`` (default: now) and bump ``updated_at``.
+        """Apply an update at time ``at`` (default: now, or just after the last update) and bump
+        ``updated_at``.
 
         ``changes``: ``cancel=True``; ``refund={line_item_id: units}`` (a new refund of
         those units, tax included); ``financial_status=`` / ``fulfillment_status=``
@@ -331,9 +332,14 @@ class Emulator:
         unknown = set(changes) - allowed
         if unknown:
             raise TypeError(f"update_order: unknown change(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-        at = (at or self.now()).astimezone(UTC).replace(microsecond=0)
         with self._lock:
             o = self.order(shop, order_id)
+            if at is None:
+                # the dataset runs up to its anchor (up to an hour ahead): never go back in time
+                at = max(self.now().replace(microsecond=0), o.updated_at + timedelta(seconds=1))
+            if at.tzinfo is None:
+                raise ValueError("update_order: at must be timezone-aware (UTC)")
+            at = at.astimezone(UTC).replace(microsecond=0)
             if at < o.updated_at:
                 raise ValueError(f"update_order: at={fmt_ts(at)} is before the order's updatedAt {fmt_ts(o.updated_at)}")
             lines = list(o.line_items)

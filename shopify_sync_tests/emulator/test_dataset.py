@@ -111,6 +111,10 @@ def test_update_order_refund_cancel_and_status():
         em.update_order("DE", o.id, refund={li.id: 99})
     with pytest.raises(KeyError, match="no order"):
         em.update_order("DE", 1, cancel=True)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        em.update_order("DE", o.id, at=datetime(2030, 1, 1), test=True)
+    newest = max(em.orders("DE"), key=lambda x: x.updated_at)
+    assert em.update_order("DE", newest.id, test=True).updated_at > newest.updated_at  # default `at`
 
 
 def test_updated_order_is_served_with_new_updated_at(emulator_server):
