@@ -104,6 +104,10 @@ def _check_day(settings: Settings, day: date, what: str) -> None:
         raise CliError(f"{what} {day} is before SHOPIFY_SYNC_START_DATE ({first}); no partition exists for it")
     if day > today:
         raise CliError(f"{what} {day} is in the future (today is {today} UTC)")
+    if day == today:
+        # Daily partitions exist once their day has ended (the schedule syncs "yesterday").
+        raise CliError(f"{what} {day} is today (UTC): its partition opens at midnight UTC; "
+                       f"the latest day you can sync is {today - timedelta(days=1)}")
 
 
 def _run_all(settings: Settings, launches: list[tuple[str, dict[str, str], str | None]]) -> int:

@@ -55,6 +55,10 @@ def test_unknown_shop_and_bad_dates(clean_env, capsys) -> None:
     assert main(["sync", "--date", future]) == 1
     assert "is in the future" in _one_line(capsys.readouterr().err)
 
+    today = datetime.now(UTC).date().isoformat()
+    assert main(["sync", "--date", today]) == 1
+    assert "is today (UTC)" in _one_line(capsys.readouterr().err)
+
     assert main(["backfill", "--start", "2026-03-05", "--end", "2026-03-01"]) == 1
     assert "is before --start" in _one_line(capsys.readouterr().err)
 
@@ -183,3 +187,24 @@ def test_a_failed_sync_exits_nonzero_with_one_line_naming_the_cause(tmp_path: Pa
         assert main(["sync", "--date", day]) == 0
         assert len(h.run_queries("DEMO")) == 2
         assert h.watermark("DEMO") is not None
+
+
+def test_emulator_command_prints_its_base_url_and_serves(tmp_path: Path) -> None:
+    import httpx
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHOPIFY_", "DAGSTER_"))}
+    proc = _cli(env, "emulator", "--port", "0", "--token", "shpat_cli_test", "--orders", "5", "--seed", "3")
+    try:
+        assert proc.stdout is not None
+        base = proc.stdout.readline().strip()
+        assert base.startswith("http://127.0.0.1:")
+        query = {"query": "{ currentBulkOperation { id status } }"}
+        ok = httpx.post(f"{base}/admin/api/2026-10/graphql.json", json=query,
+                        headers={"X-Shopify-Access-Token": "shpat_cli_test"}, timeout=10)
+        assert ok.status_code == 200 and "errors" not in ok.json()
+        denied = httpx.post(f"{base}/admin/api/2026-10/graphql.json", json=query,
+                            headers={"X-Shopify-Access-Token": "wrong"}, timeout=10)
+        assert denied.status_code == 401
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
