@@ -19,6 +19,7 @@ headers and database-URL passwords.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -153,6 +154,19 @@ def _jsonable(value: Any, what: str) -> Any:
     raise TypeError(f"telemetry field {what} has a value of type {type(value).__name__} that is not JSON")
 
 
+def _count(value: Any, what: str) -> int:
+    """A count as a plain int: numpy / polars integers and Shopify's UnsignedInt64 strings
+    (``objectCount`` is a string in GraphQL) are accepted, fractions and bools are not."""
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise TypeError(f"telemetry {what} must be an int count, got {value!r}")
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -235,16 +249,11 @@ class SyncTelemetry:
             raise ValueError(f"telemetry recorded_by must be a lowercase word, got {recorded_by!r}")
         rows = fields.get("rows")
         if rows is not None:
-            if not isinstance(rows, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in rows.items()
-            ):
+            if not isinstance(rows, Mapping) or not all(isinstance(k, str) for k in rows):
                 raise TypeError(f"telemetry rows must map table name to an int count, got {rows!r}")
-        count = fields.get("object_count")
-        if isinstance(count, str) and count.isdigit():
-            # Shopify's objectCount is an UnsignedInt64 *string*; records keep numbers as numbers.
-            fields["object_count"] = int(count)
-        elif count is not None and (not isinstance(count, int) or isinstance(count, bool)):
-            raise TypeError(f"telemetry object_count must be an int, got {count!r}")
+            fields["rows"] = {k: _count(v, f"rows.{k}") for k, v in rows.items()}
+        if fields.get("object_count") is not None:
+            fields["object_count"] = _count(fields["object_count"], "object_count")
         error = fields.get("error")
         if error is not None:
             fields["error"] = error_info(error, self._secrets)

@@ -27,6 +27,14 @@ from shopify_sync_tests.storage.s3_server import aws_env, make_bucket, moto_endp
 CREATED = datetime(2026, 11, 22, 23, 58, tzinfo=UTC)  # just before midnight: the folder stays this date
 
 
+class IntLike:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __index__(self) -> int:
+        return self.n
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> LocalObjectStore:
     return LocalObjectStore(tmp_path / "objects")
@@ -46,7 +54,9 @@ def full_run(t: SyncTelemetry) -> list[str]:
         t.record("requested", "succeeded", bulk_operation_id="gid://shopify/BulkOperation/42"),
         t.record("polling", "started"),
         t.record("downloading", "started", object_count="7"),  # Shopify's UnsignedInt64 is a string
-        t.record("upserting", "succeeded", rows={"order_header": 2, "order_line_item": 4, "order_refund": 1}),
+        # integer-like values (numpy-style ints with __index__) are plain counts too
+        t.record("upserting", "succeeded", rows={"order_header": 2, "order_line_item": IntLike(4),
+                                                 "order_refund": 1}),
         t.record("transforming", "started"),
         t.record("completed", "succeeded", watermark_after=we),
     ]
@@ -145,6 +155,8 @@ def test_scrub_leaves_ordinary_text_alone() -> None:
         (lambda t: t.record("completed", "succeeded", row_count=3), TypeError, "unknown telemetry field"),
         (lambda t: t.record("completed", "succeeded", rows={"order_header": 1.5}), TypeError, "rows"),
         (lambda t: t.record("completed", "succeeded", object_count=object()), TypeError, "object_count"),
+        (lambda t: t.record("completed", "succeeded", object_count=True), TypeError, "object_count"),
+        (lambda t: t.record("completed", "succeeded", rows={"order_header": "x"}), TypeError, "rows.order_header"),
     ],
 )
 def test_bad_records_are_refused_with_the_cause(store: LocalObjectStore, call, exc, match: str) -> None:
