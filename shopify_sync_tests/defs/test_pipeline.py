@@ -368,3 +368,22 @@ def test_an_interrupted_ingest_resumes_after_the_last_committed_chunk(harness: H
     [done] = _jobs(harness, "DEMO")
     assert done.job_id == job.job_id and done.lines_committed == done.object_count
     assert harness.watermark("DEMO") == max(o.updated_at for o in orders)
+
+
+def test_a_rejected_token_fails_clearly_and_never_leaks(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "shpat_0123456789abcdefWRONG"
+    monkeypatch.setenv("SHOPIFY_DEMO_TOKEN", secret)
+    result = harness.daily("DEMO", yesterday())
+    assert not result.success
+    from shopify_sync.defs.runner import first_failure
+
+    message = first_failure(result)
+    assert "shopify_bulk_jsonl" in message and "SHOPIFY_DEMO_TOKEN" in message
+    # Nowhere: not in Dagster's event log, the run's tags, telemetry, or the sync_job row.
+    logs = harness.instance.all_logs(result.run_id)
+    assert secret not in "\n".join(str(e) for e in logs)
+    assert secret not in json.dumps(dict(harness.instance.get_run_by_id(result.run_id).tags))
+    assert secret not in json.dumps(_telemetry(harness, result.run_id))
+    [job] = _jobs(harness, "DEMO")
+    assert job.status == "failed" and secret not in (job.last_error or "") and job.last_error
+    assert harness.watermark("DEMO") is None
