@@ -376,6 +376,7 @@ class SyncEngine:
             raise RuntimeError(f"no archived raw file of run {self.run.replay_of!r} for shop {shop}")
         window = Window("updated_at" if source.job_type == Mode.DAILY_INCREMENTAL.value else "created_at",
                         as_utc(source.window_start), as_utc(source.window_end) if source.window_end else None)
+        adopted = job is not None
         if job is None:
             job = jobs.create_job(self.engine, run_id=self.run.run_id, shop=shop, job_type=Mode.REPLAY.value,
                                   partition_key=partition_key, initiator=self.run.initiator.value,
@@ -386,7 +387,7 @@ class SyncEngine:
         tel.record("initiated", "started", window_start=window.start, window_end=window.end,
                    bulk_operation_id=source.bulk_operation_id)
         return FetchOutcome(shop, job.job_id, partition_key, window, source.bulk_operation_id,
-                            source.object_count, None, source.archive_key, job is not None, True, watermark_before)
+                            source.object_count, None, source.archive_key, adopted, True, watermark_before)
 
     # -- step 2: order_header / order_line_item / order_refund ----------------------
 
