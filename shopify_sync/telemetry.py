@@ -24,7 +24,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -302,6 +302,25 @@ def _read_record(store: ObjectStore, key: str) -> dict[str, Any] | None:
     return rec if isinstance(rec, dict) else None
 
 
+# Up to this many days back, a ``since`` query lists one date folder per day instead
+# of the whole stream (which grows forever; S3 lists 1,000 keys per request).
+PER_DAY_LISTING_MAX_DAYS = 31
+
+
+def _sync_keys(store: ObjectStore, since: str | None) -> list[str]:
+    """Sync telemetry keys, all of them or only date folders >= ``since`` (unfiltered otherwise)."""
+    if since is not None:
+        first = date.fromisoformat(since)
+        # Tomorrow too: a run created by a host whose clock is slightly ahead.
+        last = _now().date() + timedelta(days=1)
+        if 0 <= (last - first).days <= PER_DAY_LISTING_MAX_DAYS:
+            keys: list[str] = []
+            for n in range((last - first).days + 1):
+                keys.extend(store.list_keys(sync_telemetry_prefix(first + timedelta(days=n))))
+            return keys
+    return store.list_keys(SYNC_TELEMETRY_PREFIX)
+
+
 def list_sync_records(
     store: ObjectStore,
     since_date: date | datetime | str | None = None,
@@ -313,13 +332,13 @@ def list_sync_records(
     ``since_date`` and/or of one ``run_id``. ``run_date`` (the day that run was created)
     makes a ``run_id`` lookup a single listing instead of a scan of every date folder.
     """
+    since = key_date(since_date) if since_date is not None else None
     if run_date is not None:
         if run_id is None:
             raise ValueError("run_date narrows a run_id lookup; pass run_id too")
         keys = store.list_keys(sync_telemetry_prefix(run_date, run_id))
     else:
-        keys = store.list_keys(SYNC_TELEMETRY_PREFIX)
-    since = key_date(since_date) if since_date is not None else None
+        keys = _sync_keys(store, since)
     selected = []
     for key in keys:
         parsed = parse_sync_telemetry_key(key)
@@ -400,7 +419,7 @@ def run_summaries(store: ObjectStore, limit: int = 50, *, since_date: date | dat
         return []
     by_run: dict[tuple[str, str], list[tuple[int, str]]] = {}
     since = key_date(since_date) if since_date is not None else None
-    for key in store.list_keys(SYNC_TELEMETRY_PREFIX):
+    for key in _sync_keys(store, since):
         parsed = parse_sync_telemetry_key(key)
         if parsed is None or (since is not None and parsed[0] < since):
             continue

@@ -275,3 +275,32 @@ def test_a_run_on_s3(moto_endpoint: str, aws_env: None) -> None:  # noqa: F811
     assert (summary.run_id, summary.step, summary.records) == ("s3-run", "failed", 8)
     write_commerce_events(store, CREATED, "s3-run", [{"order_id": 1, "event": "created", "at": CREATED}], shop="DE")
     assert read_commerce_events(store, CREATED, "s3-run")[0]["order_id"] == 1
+
+
+def test_since_queries_list_only_recent_date_folders(store: LocalObjectStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shopify_sync.telemetry as telemetry
+
+    full_run(tel(store, run_id="ancient", run_created_at=CREATED - timedelta(days=400)))
+    full_run(tel(store, run_id="recent", run_created_at=CREATED - timedelta(days=1)))
+    full_run(tel(store, run_id="today", run_created_at=CREATED))
+    monkeypatch.setattr(telemetry, "_now", lambda: CREATED + timedelta(hours=3))
+    prefixes: list[str] = []
+    real_list = store.list_keys
+
+    def spy(prefix: str = "") -> list[str]:
+        prefixes.append(prefix)
+        return real_list(prefix)
+
+    monkeypatch.setattr(store, "list_keys", spy)
+    recent = list_sync_records(store, since_date=CREATED - timedelta(days=1))
+    assert {r["run_id"] for r in recent} == {"recent", "today"} and len(recent) == 14
+    # one listing per day (since .. tomorrow; "now" is 2026-11-23 02:58Z), never the whole stream
+    assert prefixes == [f"telemetry/sync/date={d}/" for d in ("2026-11-21", "2026-11-22", "2026-11-23",
+                                                                        "2026-11-24")]
+    assert [s.run_id for s in run_summaries(store, 10, since_date="2026-11-22")] == ["today"]
+    # A long range falls back to one scan of the stream, with the same filtering.
+    prefixes.clear()
+    assert {r["run_id"] for r in list_sync_records(store, since_date=CREATED - timedelta(days=100))} == {"recent",
+                                                                                                      "today"}
+    assert prefixes == ["telemetry/sync/"]
+    assert {s.run_id for s in run_summaries(store, 10)} == {"ancient", "recent", "today"}
