@@ -29,6 +29,9 @@ SHOP_TOKEN = "shpat_emulator"
 SHOPS = ("DEMO", "DA")  # EUR and DKK
 
 
+_JOB: dict[str, Any] = {}
+
+
 @dataclass
 class Synced:
     settings: Settings
@@ -71,7 +74,11 @@ def _sync(tmp: Path, db_url: str) -> Synced:
             env[f"SHOPIFY_{code}_TOKEN"] = SHOP_TOKEN
         for k, v in env.items():
             mp.setenv(k, v)
-        job = build_definitions(load_settings()).resolve_job_def(SYNC_JOB_NAME)
+        if "job" not in _JOB:
+            # Built once: resources resolve their env vars at launch, so the same job
+            # serves every backend (loading the definitions is seconds on a busy box).
+            _JOB["job"] = build_definitions(load_settings()).resolve_job_def(SYNC_JOB_NAME)
+        job = _JOB["job"]
         for shop in SHOPS:
             _, tags, pkey = daily_launch(shop, day)
             result = job.execute_in_process(instance=instance, partition_key=pkey, tags=tags, raise_on_error=False)
