@@ -241,3 +241,16 @@ def test_s3_without_credentials_says_which_variables(moto_endpoint: str, monkeyp
     store = open_store("s3://bucket/p", endpoint_url=moto_endpoint)
     with pytest.raises(ObjectStoreError, match="no AWS credentials found .*AWS_ACCESS_KEY_ID"):
         store.get_bytes("k")
+
+
+def test_empty_objects_round_trip(store: ObjectStore, tmp_path: Path) -> None:
+    # A bulk operation over an empty window has no result file: the archive is an empty object.
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    store.put_file("raw/empty.jsonl", empty)
+    store.put_bytes("raw/empty-bytes.jsonl", b"")
+    assert store.exists("raw/empty.jsonl") and store.get_bytes("raw/empty.jsonl") == b""
+    assert store.get_bytes("raw/empty-bytes.jsonl") == b""
+    out = tmp_path / "out.jsonl"
+    store.download_file("raw/empty.jsonl", out)
+    assert out.exists() and out.read_bytes() == b""
