@@ -157,8 +157,15 @@ def test_sigkill_while_polling_then_rerun_resumes_the_same_operation(tmp_path: P
     with dg.DagsterInstance.from_config(str(tmp_path / "home" / "dagster_home")) as inst:
         runs = inst.get_runs()
         assert len(runs) == 2
-        # The killed run is marked failed by the rerun (its process is gone), not left "started".
+        # The killed run is marked failed by the rerun (its process is gone), not left "started",
+        # and its telemetry ends with the "failed" record it could not write itself.
         assert sorted(r.status.value for r in runs) == ["FAILURE", "SUCCESS"]
+        killed = next(r for r in runs if r.status.value == "FAILURE")
+        from shopify_sync.storage import open_store
+        from shopify_sync.telemetry import read_sync_records
+
+        records = read_sync_records(open_store(f"file://{tmp_path}/home/objects"), killed.run_id)
+        assert records[-1]["step"] == "failed" and records[-1]["error"]["type"] == "ProcessDied"
 
 
 def test_a_failed_sync_exits_nonzero_with_one_line_naming_the_cause(tmp_path: Path, monkeypatch, capsys,

@@ -93,11 +93,13 @@ TAG_PID = "shopify_sync/pid"
 TAG_HOST = "shopify_sync/host"
 
 
-def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
+def fail_orphaned_runs(instance: dg.DagsterInstance, settings: Settings | None = None) -> list[str]:
     """Mark as failed the in-process runs whose process died (SIGKILL, power loss).
 
     Without a daemon nobody else notices them and they would show as "started"
-    forever; the sync_job they left behind is what the next run continues.
+    forever; the sync_job they left behind is what the next run continues. Their
+    telemetry gets the ``failed`` record the run could not write (what the run-status
+    sensor does under the daemon).
     """
     import socket
 
@@ -111,8 +113,19 @@ def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
         pid = run.tags.get(TAG_PID, "")
         if run.tags.get(TAG_HOST) != host or not pid.isdigit() or psutil.pid_exists(int(pid)):
             continue
-        instance.report_run_failed(run, f"process {pid} running this sync ended without reporting (killed?)")
+        message = f"process {pid} running this sync ended without reporting (killed?)"
+        instance.report_run_failed(run, message)
         orphaned.append(run.run_id)
+        if settings is not None:
+            try:
+                from shopify_sync.defs.sensors import complete_run_telemetry
+                from shopify_sync.storage import open_store
+
+                store = open_store(settings.storage_url, endpoint_url=settings.s3_endpoint_url)
+                complete_run_telemetry(instance=instance, run=run, store=store, step="failed", status="failed",
+                                       error={"type": "ProcessDied", "message": message})
+            except Exception:  # noqa: BLE001 - bookkeeping of a dead run must not stop a new one
+                pass
     return orphaned
 
 
@@ -143,7 +156,7 @@ def run_sync_job(
     """Execute the sync job in this process; never raises for a failed run."""
     import socket
 
-    fail_orphaned_runs(instance)
+    fail_orphaned_runs(instance, settings)
     shop = tags.get(TAG_SHOP)
     if shop and tags.get(TAG_MODE) != Mode.FULL_BACKFILL_EXECUTE.value:
         # At most one run per shop at a time (SPEC §3); the instance's run queue enforces
