@@ -30,6 +30,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         if name.startswith(("SHOPIFY_", "DAGSTER_")):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SHOPIFY_SYNC_HOME", str(tmp_path / "home"))
+    # The CLI exports DAGSTER_HOME into os.environ; registering it with monkeypatch makes
+    # sure it is removed again and cannot leak into other tests.
+    monkeypatch.setenv("DAGSTER_HOME", "")
     return tmp_path
 
 
