@@ -145,13 +145,20 @@ def pipeline_health(b: Backends, now: datetime) -> list[PipelineHealth]:
     shops = list(b.settings.shop_codes)
     with b.engine().connect() as conn:
         watermarks = {r["shop"]: r for r in conn.execute(sa.select(wm)).mappings().all()}
+        newest_ok = (
+            sa.select(job.c.shop, sa.func.max(job.c.updated_at).label("at"))
+            .where(job.c.status == "completed")
+            .group_by(job.c.shop)
+            .subquery()
+        )
         last_ok = {
             r["shop"]: r
             for r in conn.execute(
                 sa.select(job.c.shop, job.c.run_id, job.c.updated_at)
+                .join(newest_ok, sa.and_(job.c.shop == newest_ok.c.shop, job.c.updated_at == newest_ok.c.at))
                 .where(job.c.status == "completed")
-                .order_by(job.c.shop, job.c.updated_at.desc())
-            ).mappings().all()[::-1]  # reversed so the newest per shop wins in the dict
+                .order_by(job.c.shop, job.c.run_id)
+            ).mappings().all()
         }
         open_jobs = dict(
             conn.execute(

@@ -9,6 +9,7 @@ password).
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 import sqlalchemy.exc
@@ -93,6 +94,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(503, "object_store_unavailable", "the object store is unavailable; retry later")
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled API error: %s", type(exc).__name__)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        from shopify_sync.telemetry import scrub_secrets
+
+        # The operator needs the traceback; it is scrubbed because driver errors can quote URLs.
+        trace = "".join(traceback.format_exception(exc))
+        log.error("unhandled API error on %s %s: %s", request.method, request.url.path, scrub_secrets(trace))
         return error_response(500, "internal_error", "internal error; see the API server log")

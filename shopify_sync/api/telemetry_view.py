@@ -109,27 +109,32 @@ def recent_runs(store: Any, *, days: int = 7, limit: int = 50, shop: str | None 
     from shopify_sync.storage import parse_sync_telemetry_key, sync_telemetry_prefix
 
     today = today or datetime.now(UTC).date()
-    by_run: dict[str, list[tuple[int, str]]] = {}
+    runs: list[RunView] = []
+    # Newest day first; a run lives in the folder of the day it was created, so once a
+    # whole day has been read and the limit is reached, older days cannot matter.
     for i in range(days):
+        by_run: dict[str, list[tuple[int, str]]] = {}
         for key in store.list_keys(sync_telemetry_prefix(today - timedelta(days=i))):
             parsed = parse_sync_telemetry_key(key)
             if parsed is not None:
                 by_run.setdefault(parsed[1], []).append((parsed[2], key))
-    runs = []
-    for run_id, keys in by_run.items():
-        by_shop: dict[str | None, list[dict[str, Any]]] = {}
-        for _, key in sorted(keys):
-            try:
-                rec = json.loads(store.get_bytes(key))
-            except (ValueError, KeyError, FileNotFoundError) as exc:
-                # A half-written or foreign object must not take the endpoint down.
-                log.warning("skipping unreadable telemetry record %s: %s", key, type(exc).__name__)
-                continue
-            if isinstance(rec, dict):
-                by_shop.setdefault(rec.get("shop"), []).append(rec)
-        for rec_shop, records in by_shop.items():
-            if shop is None or rec_shop == shop:
-                runs.append(summarise(run_id, records))
+        for run_id, keys in by_run.items():
+            by_shop: dict[str | None, list[dict[str, Any]]] = {}
+            for _, key in sorted(keys):
+                try:
+                    rec = json.loads(store.get_bytes(key))
+                except (ValueError, KeyError, FileNotFoundError) as exc:
+                    # A half-written or foreign object must not take the endpoint down.
+                    log.warning("skipping unreadable telemetry record %s: %s", key, type(exc).__name__)
+                    continue
+                if isinstance(rec, dict):
+                    by_shop.setdefault(rec.get("shop"), []).append(rec)
+            for rec_shop, records in by_shop.items():
+                if shop is None or rec_shop == shop:
+                    runs.append(summarise(run_id, records))
+        if len(runs) >= limit:
+            break
+    runs.sort(key=lambda r: r.shop or "")  # ties (one ranged run, several shops) by shop code
     runs.sort(key=lambda r: (r.started_at or r.updated_at or datetime.min.replace(tzinfo=UTC), r.run_id),
               reverse=True)
     return runs[:limit]
