@@ -182,18 +182,28 @@ CHUNK_ORDERS = 2000  # a multiple of UNGROUPED_PAGE
 PARALLEL_FROM = 50_000  # below this, starting worker processes costs more than it saves
 
 
+def _auto_workers() -> int:
+    """Idle CPUs, at most 4: on a busy machine extra processes only add overhead."""
+    cpus = os.cpu_count() or 1
+    try:
+        idle = cpus - os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        idle = cpus
+    return max(1, min(4, int(idle + 0.5)))
+
+
 def write_jsonl(path: str | Path, shop: str, orders: int = 200, seed: int = 7, grouped: bool = False,
                 days: int = 60, anchor: datetime | None = None, workers: int | None = None) -> JsonlStats:
     """Write the JSONL the emulator would serve for the full orders query (see module doc).
 
-    ``workers``: processes rendering chunks of orders in parallel (default: one per CPU, at
-    most 4, for >= 50k orders); the output is identical for any value.
+    ``workers``: processes rendering chunks of orders in parallel (default for >= 50k orders:
+    one per idle CPU, at most 4); the output is identical for any value.
     """
     if orders < 0:
         raise ValueError("write_jsonl: orders must be >= 0")
     p = DatasetParams(seed, shop, orders, days, anchor or default_anchor())
     if workers is None:
-        workers = min(os.cpu_count() or 1, 4) if orders >= PARALLEL_FROM else 1
+        workers = _auto_workers() if orders >= PARALLEL_FROM else 1
     path = Path(path)
     chunks = [(p, start, min(start + CHUNK_ORDERS, orders), grouped) for start in range(0, orders, CHUNK_ORDERS)]
     objects = size = 0
