@@ -30,6 +30,7 @@ from shopify_sync.api.schemas import (
     Pipelines,
     money_str,
 )
+from shopify_sync.warehouse import tables
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["analytics"])
@@ -37,12 +38,6 @@ router = APIRouter(tags=["analytics"])
 DEFAULT_RANGE_DAYS = 30
 MAX_FAILURES = 5
 _DONE_JOB_STATUSES = ("completed", "failed")
-
-
-def _tables() -> Any:
-    from shopify_sync.warehouse import tables
-
-    return tables
 
 
 def _sum_money(expr: sa.ColumnElement[Any], money_type: sa.types.TypeEngine[Any]) -> sa.ColumnElement[Any]:
@@ -63,7 +58,7 @@ def overview_rows(engine: sa.Engine, start: date, end: date, shop: str | None) -
     Two aggregates (orders/refunds per header, sales per line) because joining lines
     would multiply header sums by the number of lines.
     """
-    t = _tables()
+    t = tables
     h, li = t.order_header, t.order_line_item
     dt = h.c.processed_at.type
     counted = sa.and_(
@@ -140,7 +135,7 @@ def commerce_overview(
 
 
 def pipeline_health(b: Backends, now: datetime) -> list[PipelineHealth]:
-    t = _tables()
+    t = tables
     wm, job = t.sync_watermark, t.sync_job
     shops = list(b.settings.shop_codes)
     with b.engine().connect() as conn:

@@ -23,6 +23,7 @@ from shopify_sync.api.deps import (
 )
 from shopify_sync.api.errors import ApiError
 from shopify_sync.api.schemas import LineItem, Order, OrderDetail, OrderPage, Refund, money_str
+from shopify_sync.warehouse import tables
 
 router = APIRouter(tags=["orders"])
 
@@ -32,12 +33,6 @@ _CURSOR_VERSION = 1
 _ORDER_MONEY = ("total_price", "subtotal_price", "total_discounts", "total_tax", "total_shipping",
                 "total_refunded")
 _LINE_MONEY = ("original_unit_price", "discounted_unit_price", "discounted_total")
-
-
-def _tables() -> Any:
-    from shopify_sync.warehouse import tables
-
-    return tables
 
 
 def _sort_key(h: sa.Table) -> sa.ColumnElement[Any]:
@@ -104,7 +99,7 @@ def list_orders(
     check_range(start, end)
     filters = [shop, start.isoformat() if start else None, end.isoformat() if end else None]
     after = decode_cursor(cursor, filters) if cursor else None
-    h = _tables().order_header
+    h = tables.order_header
     key = _sort_key(h)
     stmt = sa.select(h, key.label("_sort")).order_by(key.desc(), h.c.shop.asc(), h.c.order_id.asc())
     if shop is not None:
@@ -145,7 +140,7 @@ def get_order(
     shop: Annotated[str | None, Query(description="shop code, needed when the id exists in several shops")] = None,
 ) -> OrderDetail:
     check_shop(b.settings, shop)
-    t = _tables()
+    t = tables
     h, li, rf = t.order_header, t.order_line_item, t.order_refund
     stmt = sa.select(h).where(h.c.order_id == order_id).order_by(h.c.shop)
     if shop is not None:
