@@ -72,3 +72,22 @@ def test_serve_prints_its_base_url_and_answers():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_given_emulator_outlives_its_server_and_keeps_state():
+    from shopify_sync.emulator import Emulator
+
+    em = Emulator(EmulatorConfig(orders_per_shop=10))
+    with EmulatorServer(em) as first:
+        api = Api(first)
+        op_id = api.submit(SIMPLE)
+        r = api.post("{ shop { name } }")
+        assert r.headers["X-Shopify-API-Version"] == "2026-10"
+        api.close()
+    with EmulatorServer(em) as second:  # same state behind a new port: the operation is still there
+        api = Api(second)
+        op = api.poll(op_id)
+        assert op["status"] == "COMPLETED"
+        assert api.download(op["url"]).status_code == 200
+        api.close()
+    em.close()
