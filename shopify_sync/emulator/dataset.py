@@ -172,12 +172,16 @@ def _day_prefix(day: int) -> str:
     return (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")
 
 
+# precomputed "HH:MM:" per minute of the day and "SSZ" per second: string formatting is
+# the bulk of timestamp rendering, and every JSONL line has several timestamps
+_HOUR_MINUTE = [f"{m // 60:02d}:{m % 60:02d}:" for m in range(1440)]
+_SECOND_Z = [f"{sec:02d}Z" for sec in range(60)]
+
+
 def fmt_epoch(secs: int) -> str:
     """``2026-07-02T23:39:19Z`` from Unix seconds (the hot path of JSONL rendering)."""
     day, rest = divmod(secs, 86400)
-    h, rest = divmod(rest, 3600)
-    m, sec = divmod(rest, 60)
-    return f"{_day_prefix(day)}{h:02d}:{m:02d}:{sec:02d}Z"
+    return _day_prefix(day) + _HOUR_MINUTE[rest // 60] + _SECOND_Z[rest % 60]
 
 
 def fmt_ts(ts: datetime) -> str:

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from shopify_sync.emulator import EmulatorConfig, EmulatorServer, write_jsonl
-from shopify_sync.emulator.dataset import DatasetParams, generate_order, iter_orders
+from shopify_sync.emulator.dataset import DatasetParams, fmt_epoch, generate_order, iter_orders
 from shopify_sync.emulator.jsonl import amount
 from shopify_sync.shopify.queries import orders_query
 from shopify_sync_tests.emulator.helpers import Api
@@ -188,3 +188,9 @@ def test_write_jsonl_in_parallel_equals_sequential(tmp_path):
     assert one.path.read_bytes() == two.path.read_bytes()
     assert (one.objects, one.roots, one.size) == (two.objects, two.roots, two.size)
     assert one.size == one.path.stat().st_size and one.roots == 4100
+
+
+@pytest.mark.parametrize("secs", [0, 59, 60, 3599, 86399, 86400, 951782400, 1790003599, 4102444799])
+def test_timestamps_render_like_shopify(secs):
+    expected = (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=secs)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert fmt_epoch(secs) == expected
