@@ -47,5 +47,5 @@ def launch_sync(
     day = datetime.now(UTC).date() - timedelta(days=1)
     launcher: DagsterLauncher = request.app.state.launcher
     launched = launcher.launch_daily(day, shops)
-    return SyncLaunch(date=day, runs=[LaunchedRun(shop=r.shop, partition=r.partition, run_id=r.run_id)
-                                      for r in launched])
+    return SyncLaunch(date=day, runs=[LaunchedRun(shop=r.shop, partition=r.partition, run_id=r.run_id,
+                                                  already_running=r.already_running) for r in launched])

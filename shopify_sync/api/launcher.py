@@ -35,6 +35,20 @@ class Launched:
     shop: str
     partition: str
     run_id: str
+    already_running: bool = False
+
+
+# Runs of the same job and partition that have not finished yet.
+_IN_FLIGHT_QUERY = """
+query InFlight($filter: RunsFilter!) {
+  runsOrError(filter: $filter, limit: 1) {
+    __typename
+    ... on Runs { results { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+_IN_FLIGHT_STATUSES = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED"]
 
 
 def partition_key(day: date, shop: str) -> str:
@@ -82,11 +96,34 @@ class DagsterLauncher:
         return DagsterGraphQLClient(self._hostname, port_number=self._port, use_https=self._https,
                                     path_prefix=self._path_prefix, timeout=self.timeout)
 
+    def in_flight_run(self, partition: str) -> str | None:
+        """The id of an unfinished run of the sync job for ``partition``, if any."""
+        import httpx
+
+        variables = {"filter": {"pipelineName": self.job_name, "statuses": _IN_FLIGHT_STATUSES,
+                                "tags": [{"key": "dagster/partition", "value": partition}]}}
+        resp = httpx.post(f"{self.url}/graphql", json={"query": _IN_FLIGHT_QUERY, "variables": variables},
+                          timeout=self.timeout)
+        resp.raise_for_status()
+        payload = resp.json()
+        result = (payload.get("data") or {}).get("runsOrError") or {}
+        if result.get("__typename") != "Runs":
+            raise RuntimeError(f"runs query failed: {payload.get('errors') or result.get('message')}")
+        runs = result.get("results") or []
+        return runs[0]["runId"] if runs else None
+
     def launch_daily(self, day: date, shops: Sequence[str]) -> list[Launched]:
+        """One run per shop for ``day``; a shop whose run for that day is still queued or
+        running gets that run back instead of a duplicate (a double click, or the 06:00
+        schedule's run still going)."""
         launched: list[Launched] = []
         try:
             client = self._client()
             for shop in shops:
+                existing = self.in_flight_run(partition_key(day, shop))
+                if existing is not None:
+                    launched.append(Launched(shop, partition_key(day, shop), existing, already_running=True))
+                    continue
                 run_id = client.submit_job_execution(
                     self.job_name,
                     repository_location_name=LOCATION_NAME,

@@ -159,6 +159,8 @@ class LaunchedRun(BaseModel):
     shop: str
     partition: str
     run_id: str
+    already_running: bool = Field(
+        description="true when this shop's run for the day was already queued or running (no duplicate launched)")
 
 
 class SyncLaunch(BaseModel):

@@ -79,7 +79,8 @@ def webserver(tmp_path: Path) -> Iterator[dict[str, object]]:
     (home / "dagster.yaml").write_text(DAGSTER_YAML)
     (tmp_path / "workspace.yaml").write_text(WORKSPACE_YAML)
     port = _free_port()
-    with EmulatorServer(EmulatorConfig(seed=31, orders_per_shop=30, days=10)) as emulator:
+    with EmulatorServer(EmulatorConfig(seed=31, orders_per_shop=30, days=10,
+                                                completion_seconds=4.0)) as emulator:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SHOPIFY_", "DAGSTER_"))}
         app_env = {
             "SHOPIFY_SHOPS": "DEMO",
@@ -139,6 +140,13 @@ def test_post_sync_launches_runs_that_complete(webserver: dict[str, object]) -> 
         assert body["date"] == yesterday.isoformat()
         assert [(r["shop"], r["partition"]) for r in body["runs"]] == [("DEMO", f"{yesterday}|DEMO")]
         run_id = body["runs"][0]["run_id"]
+        assert body["runs"][0]["already_running"] is False
+
+        # A second click while the run is in flight (the bulk operation takes 4 s) gets
+        # the same run back instead of a duplicate.
+        again = api.post("/api/performance-metrics/sync")
+        assert again.status_code == 202, again.text
+        assert [(r["run_id"], r["already_running"]) for r in again.json()["runs"]] == [(run_id, True)]
 
         client = DagsterGraphQLClient("127.0.0.1", port_number=webserver["port"])  # type: ignore[arg-type]
         deadline = time.monotonic() + RUN_TIMEOUT
