@@ -9,6 +9,7 @@ engine, so every entry point can call it: the schema is applied on first use.
 from __future__ import annotations
 
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _PG_LOCK_KEY = 0x53_48_4F_50_53_59_4E_43  # "SHOPSYNC"
 _MYSQL_LOCK_NAME = "shopify_sync_migrations"
 
-_ensured: set[int] = set()
+# Engines already at head. Weak: an id() could be reused by a new engine on another database.
+_ensured: weakref.WeakSet[Engine] = weakref.WeakSet()
 _ensured_lock = threading.Lock()
 
 
@@ -100,14 +102,13 @@ def current_revision(engine: Engine) -> str | None:
 
 def ensure_schema(engine: Engine) -> None:
     """Upgrade the database to the latest migration; a no-op when already there."""
-    key = id(engine)
     with _ensured_lock:
-        if key in _ensured:
+        if engine in _ensured:
             return
         head = head_revision()
         if current_revision(engine) != head:
             _upgrade_locked(engine)
-        _ensured.add(key)
+        _ensured.add(engine)
 
 
 def _upgrade_locked(engine: Engine) -> None:
