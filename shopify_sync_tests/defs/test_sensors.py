@@ -237,3 +237,26 @@ def test_definitions_include_the_sensors() -> None:
     for name in names:
         sensor = defs.resolve_sensor_def(name)
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_sensor_ticks_pick_up_the_failure_like_the_daemon(env: dict[str, Any]) -> None:
+    """Evaluated tick by tick with the cursor carried over, as the daemon does."""
+    instance, resources = env["instance"], {"object_store": env["store_resource"]}
+    job = dg.define_asset_job("probe_job", selection=[probe_with_broken_resource])
+    defs = dg.Definitions(assets=[probe_with_broken_resource], jobs=[job], sensors=[sync_telemetry_on_failure],
+                          resources={"warehouse": BrokenWarehouse(), **resources})
+    repo = defs.get_repository_def()
+
+    def tick(cursor: str | None) -> str | None:
+        ctx = dg.build_sensor_context(instance=instance, repository_def=repo, cursor=cursor, resources=resources)
+        return sync_telemetry_on_failure.evaluate_tick(ctx).cursor
+
+    cursor = tick(None)  # the first tick only positions the cursor
+    result = defs.resolve_job_def("probe_job").execute_in_process(instance=instance, tags=DAILY_TAGS,
+                                                                   raise_on_error=False)
+    assert not result.success
+    cursor = tick(cursor)
+    (rec,) = _records(env, result.run_id)
+    assert (rec["step"], rec["error"]["type"], rec["recorded_by"]) == ("failed", "ConnectionError", "run_status_sensor")
+    tick(cursor)  # nothing new happened: nothing new is written
+    assert len(_records(env, result.run_id)) == 1
