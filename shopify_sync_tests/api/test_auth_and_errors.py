@@ -54,6 +54,12 @@ def test_protected_routes_need_the_token(client: TestClient, path: str) -> None:
     _error(client.get(path, headers={"Authorization": f"Bearer {TOKEN}x"}), 401, "unauthorized")
 
 
+@pytest.mark.parametrize("path", ["/orders?limit=0", "/orders/abc", "/orders?strat=1", "/orders?shop=NOPE"])
+def test_auth_is_checked_before_input(client: TestClient, path: str) -> None:
+    # An anonymous caller learns nothing about parameters or shops.
+    _error(client.get(path, headers={"Authorization": ""}), 401, "unauthorized")
+
+
 def test_post_sync_needs_the_token(client: TestClient) -> None:
     _error(client.post("/api/performance-metrics/sync", headers={"Authorization": ""}), 401, "unauthorized")
 
