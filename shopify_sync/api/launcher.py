@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from shopify_sync.api.errors import ApiError
+from shopify_sync.config import ConfigError
 
 if TYPE_CHECKING:
     from dagster_graphql import DagsterGraphQLClient
@@ -79,7 +80,7 @@ class DagsterLauncher:
     def __init__(self, graphql_url: str, *, job_name: str = SYNC_JOB_NAME, timeout: int = 30) -> None:
         parsed = urlparse(graphql_url)
         if parsed.scheme not in {"http", "https"} or not parsed.hostname:
-            raise ValueError(f"SHOPIFY_SYNC_DAGSTER_URL: must be http(s)://host:port, got {graphql_url!r}")
+            raise ConfigError("SHOPIFY_SYNC_DAGSTER_URL", f"must be http(s)://host[:port], got {graphql_url!r}")
         self.url = graphql_url.rstrip("/")
         self._hostname = parsed.hostname
         self._port = parsed.port

@@ -146,6 +146,14 @@ def test_serve_refuses_without_token(tmp_path) -> None:
     assert "\n" not in str(err.value)
 
 
+def test_bad_dagster_url_is_a_config_error(tmp_path) -> None:
+    settings = load_settings({"SHOPIFY_SYNC_HOME": str(tmp_path), "SHOPIFY_SYNC_API_TOKEN": TOKEN,
+                              "SHOPIFY_SYNC_DAGSTER_URL": "localhost:3000"})
+    with pytest.raises(ConfigError) as err:
+        create_app(settings)
+    assert err.value.variable == "SHOPIFY_SYNC_DAGSTER_URL"
+
+
 def test_cli_api_refuses_without_token(tmp_path) -> None:
     import os
     import subprocess
