@@ -8,8 +8,9 @@ PostgreSQL), in this one process and on a fresh database each time:
 - ``baseline``: line-by-line ``json.loads`` + SQLAlchemy ``executemany`` upserts of the
   same rows (children kept in memory until the end, committed every ``--chunk-rows``).
 
-Prints rows/s, the ratio and the peak RSS of each phase (sampled), then one JSON line
-per backend. Timings are reported, never asserted. Example:
+Each phase runs in a fresh (spawned) process, so its peak RSS (ru_maxrss, interpreter
+and imports included) is its own. Prints rows/s, the ratio and the peak RSS of each
+phase, then one JSON line per backend. Timings are reported, never asserted. Example:
 
     .venv/bin/python bench/ingest.py --line-items 1000000
     .venv/bin/python bench/ingest.py --line-items 50000 --backends sqlite   # quick
@@ -19,20 +20,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
+import resource
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import psutil
 import sqlalchemy as sa
 
 from shopify_sync.config import DEFAULT_CHUNK_ROWS
@@ -43,33 +44,6 @@ from shopify_sync.warehouse.tables import order_header, order_line_item, order_r
 MYSQL_URL = os.environ.get("SHOPIFY_SYNC_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 POSTGRES_URL = os.environ.get("SHOPIFY_SYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 LINE_ITEMS_PER_ORDER = 2.39  # the emulator dataset's average (measured), to size the file
-
-
-class RssPeak:
-    """Peak resident set size of this process while the block runs (sampled every 20 ms)."""
-
-    def __init__(self) -> None:
-        self.peak = 0
-        self._stop = threading.Event()
-        self._proc = psutil.Process()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-            self._stop.wait(0.02)
-
-    @contextmanager
-    def measure(self) -> Iterator[RssPeak]:
-        self.peak = self._proc.memory_info().rss
-        t = threading.Thread(target=self._run, daemon=True)
-        t.start()
-        try:
-            yield self
-        finally:
-            self._stop.set()
-            t.join()
-            self._stop.clear()
-            self.peak = max(self.peak, self._proc.memory_info().rss)
 
 
 @contextmanager
@@ -212,15 +186,45 @@ def count_rows(engine: sa.Engine) -> int:
                    for t in (order_header, order_line_item, order_refund))
 
 
-def run_phase(label: str, fn: Callable[[], dict[str, int]], rss: RssPeak) -> tuple[int, float, float]:
-    with rss.measure():
+def _phase_child(kind: str, url: str, path: str, chunk_rows: int, out: Any) -> None:
+    """One measured phase in a fresh process, so its peak RSS is its own (ru_maxrss)."""
+    engine = make_engine(url)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if kind == "ingest":
+        job_id = jobs.create_job(engine, shop="BENCH", job_type="BENCH", partition_key="bench").job_id
         t0 = time.perf_counter()
-        rows = fn()
-        seconds = time.perf_counter() - t0
-    total = sum(rows.values())
+        result = ingest_jsonl(engine, Path(path), shop="BENCH", job_id=job_id, chunk_rows=chunk_rows)
+        rows, timings = result.rows, result.timings
+    else:
+        rows = naive_ingest(engine, Path(path), "BENCH", chunk_rows)
+    seconds = time.perf_counter() - t0
+    stored = count_rows(engine)
+    engine.dispose()
+    out.send({"rows": sum(rows.values()), "stored": stored, "seconds": seconds, "timings": timings,
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+
+def run_phase(label: str, kind: str, url: str, path: Path, chunk_rows: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_phase_child, args=(kind, url, str(path), chunk_rows, child))
+    proc.start()
+    child.close()
+    try:
+        result: dict[str, Any] = parent.recv()
+    except EOFError:
+        proc.join()
+        raise RuntimeError(f"{label} phase died (exit code {proc.exitcode})") from None
+    proc.join()
+    total, seconds = result["rows"], result["seconds"]
     print(f"  {label:<9} {total:>10,} rows in {seconds:7.2f} s = {total / seconds:>10,.0f} rows/s, "
-          f"peak RSS {rss.peak / 2**20:6.0f} MB", flush=True)
-    return total, seconds, rss.peak / 2**20
+          f"peak RSS {result['peak_rss_mb']:6.0f} MB", flush=True)
+    if result["timings"]:
+        print("  phases    " + ", ".join(f"{k} {v:.1f}s" for k, v in result["timings"].items()), flush=True)
+    if result["stored"] != total:
+        print(f"  WARNING: {result['stored']:,} rows stored for {total:,} in the file", flush=True)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,43 +252,23 @@ def main(argv: list[str] | None = None) -> int:
               f"items), {stats.size / 2**20:,.0f} MB in {time.perf_counter() - t0:.1f} s; "
               f"chunk_rows={args.chunk_rows}; {os.cpu_count()} CPUs, load average "
               f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-        rss = RssPeak()
         results = []
         for backend in backends:
             print(f"{backend}:", flush=True)
             with fresh_database(backend, workdir) as url:
-                engine = make_engine(url)
-                job_id = jobs.create_job(engine, shop="BENCH", job_type="BENCH", partition_key="bench").job_id
-
-                timings: dict[str, float] = {}
-
-                def ours(engine: sa.Engine = engine, job_id: str = job_id,
-                         timings: dict[str, float] = timings) -> dict[str, int]:
-                    result = ingest_jsonl(engine, path, shop="BENCH", job_id=job_id, chunk_rows=args.chunk_rows)
-                    timings.update(result.timings)
-                    return result.rows
-
-                total, seconds, peak = run_phase("ingest", ours, rss)
-                print("  phases    " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()), flush=True)
-                stored = count_rows(engine)
-                engine.dispose()
+                ours = run_phase("ingest", "ingest", url, path, args.chunk_rows)
+            rate = ours["rows"] / ours["seconds"]
             base_rate = None
             if not args.no_baseline:
                 with fresh_database(backend, workdir) as url:
-                    engine = make_engine(url)
-
-                    def naive(engine: sa.Engine = engine) -> dict[str, int]:
-                        return naive_ingest(engine, path, "BENCH", args.chunk_rows)
-
-                    b_total, b_seconds, _ = run_phase("baseline", naive, rss)
-                    engine.dispose()
-                base_rate = b_total / b_seconds
-                print(f"  ratio     {total / seconds / base_rate:.2f}x the baseline", flush=True)
-            results.append({"bench": "ingest", "backend": backend, "rows": total, "stored_rows": stored,
-                            "lines": stats.objects, "file_mb": round(stats.size / 2**20, 1),
-                            "rows_per_s": round(total / seconds), "seconds": round(seconds, 2),
-                            "baseline_rows_per_s": None if base_rate is None else round(base_rate),
-                            "peak_rss_mb": round(peak), "chunk_rows": args.chunk_rows})
+                    base = run_phase("baseline", "baseline", url, path, args.chunk_rows)
+                base_rate = base["rows"] / base["seconds"]
+                print(f"  ratio     {rate / base_rate:.2f}x the baseline", flush=True)
+            results.append({"bench": "ingest", "backend": backend, "rows": ours["rows"],
+                            "rows_per_s": round(rate), "baseline_rows_per_s": None if base_rate is None
+                            else round(base_rate), "peak_rss_mb": round(ours["peak_rss_mb"]),
+                            "seconds": round(ours["seconds"], 2), "lines": stats.objects,
+                            "file_mb": round(stats.size / 2**20, 1), "chunk_rows": args.chunk_rows})
         for r in results:
             print(json.dumps(r), flush=True)
     return 0

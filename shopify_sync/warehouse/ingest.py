@@ -460,6 +460,14 @@ def _stored_versions(conn: Connection, shop: str, order_ids: pl.Series) -> pl.Da
     else:
         units = f"CAST(total_refunded * {10 ** MONEY_SCALE} AS SIGNED)"
     rows: list[tuple[Any, ...]] = []
+    if dialect == "postgresql":
+        # An array parameter: PostgreSQL plans a long literal IN list slowly (measured 8 s of a
+        # 47 s ingest), and the statement text stays constant.
+        rows.extend(conn.execute(sa.text(
+            f"SELECT order_id, updated_at, financial_status, fulfillment_status, {units}, cancelled_at "
+            "FROM order_header WHERE shop = :shop AND order_id = ANY(:ids)"
+        ), {"shop": shop, "ids": order_ids.to_list()}).all())
+        return pl.DataFrame(rows, schema=_STORED_SCHEMA, orient="row")
     for part in upsert._parts(order_ids.to_list(), 20_000):
         rows.extend(conn.execute(sa.text(
             f"SELECT order_id, updated_at, financial_status, fulfillment_status, {units}, cancelled_at "
@@ -689,10 +697,11 @@ class _Prefetch:
                     continue
                 if first < self.start_line:  # a resume point inside this chunk (chunk_rows changed)
                     lines, first = lines[self.start_line - first:], self.start_line
+                clock.lap("read")
                 while not self._slots.acquire(timeout=0.1):
                     if self._stop.is_set():
                         return
-                clock.lap("read")
+                clock.lap("wait")  # the writer is behind: parsing is not the bottleneck
                 parsed = _parse(lines, first, self.path)
                 clock.lap("parse")
                 frames = _prepare(parsed, self.shop, self.path, datetime.now(UTC).replace(tzinfo=None))
@@ -700,7 +709,7 @@ class _Prefetch:
                 clock.lap("prepare")
                 if not self._put((first, len(lines), frames)):
                     return
-                clock.lap("prefetch_wait")
+                clock.lap("wait")
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised in order
             self._put(exc)
             return
@@ -874,7 +883,7 @@ def ingest_jsonl(
     finally:
         prefetch.close()
     for name, seconds in prefetch.timings.items():
-        timings[f"prefetch_{name}" if not name.startswith("prefetch") else name] = seconds
+        timings[f"prefetch_{name}"] = seconds
 
     changes = sink.frame()
     return IngestResult(

@@ -216,13 +216,15 @@ class PostgresWriter(BulkWriter):
                 f"WHERE excluded.{spec.guard} >= {spec.name}.{spec.guard}"
             )
 
-    def _delete_stale(self, table: str, shop: str, ids: str) -> None:
+    def delete_stale(self, table: str, shop: str, order_ids: Sequence[int]) -> None:
+        if not order_ids:
+            return
         self.conn.execute(
             sa.text(
                 f"DELETE FROM {table} c USING order_header h WHERE h.shop = c.shop AND h.order_id = c.order_id "
-                f"AND c.shop = :shop AND c.order_id IN ({ids}) AND c.order_updated_at < h.updated_at"
+                "AND c.shop = :shop AND c.order_id = ANY(:ids) AND c.order_updated_at < h.updated_at"
             ),
-            {"shop": shop},
+            {"shop": shop, "ids": [int(i) for i in order_ids]},
         )
 
 
