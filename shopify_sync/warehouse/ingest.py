@@ -469,10 +469,12 @@ def _stored_versions(conn: Connection, shop: str, order_ids: pl.Series) -> pl.Da
         ), {"shop": shop, "ids": order_ids.to_list()}).all())
         return pl.DataFrame(rows, schema=_STORED_SCHEMA, orient="row")
     for part in upsert._parts(order_ids.to_list(), 20_000):
-        rows.extend(conn.execute(sa.text(
+        rows.extend(upsert.run_uncached(
+            conn,
             f"SELECT order_id, updated_at, financial_status, fulfillment_status, {units}, cancelled_at "
-            f"FROM order_header WHERE shop = :shop AND order_id IN ({upsert.id_list(part)})"
-        ), {"shop": shop}).all())
+            f"FROM order_header WHERE shop = :shop AND order_id IN ({upsert.id_list(part)})",
+            shop,
+        ).all())
     if dialect == "sqlite":
         # Raw text() reads return SQLAlchemy's stored text format on SQLite.
         frame = pl.DataFrame(rows, schema={**_STORED_SCHEMA, "stored_updated_at": pl.String,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 import sqlalchemy as sa
@@ -130,14 +131,25 @@ class BulkWriter:
         raise NotImplementedError
 
     def _delete_stale(self, table: str, shop: str, ids: str) -> None:
-        self.conn.execute(
-            sa.text(
-                f"DELETE FROM {table} WHERE shop = :shop AND order_id IN ({ids}) AND order_updated_at < "
-                f"(SELECT h.updated_at FROM order_header h WHERE h.shop = {table}.shop "
-                f"AND h.order_id = {table}.order_id)"
-            ),
-            {"shop": shop},
+        run_uncached(
+            self.conn,
+            f"DELETE FROM {table} WHERE shop = :shop AND order_id IN ({ids}) AND order_updated_at < "
+            f"(SELECT h.updated_at FROM order_header h WHERE h.shop = {table}.shop "
+            f"AND h.order_id = {table}.order_id)",
+            shop,
         )
+
+
+def run_uncached(conn: Connection, sql: str, shop: str) -> sa.CursorResult[Any]:
+    """Execute SQL with one ``:shop`` parameter, bypassing SQLAlchemy's compiled-statement
+    cache: statements with inline id lists are all different, and caching them (500 entries
+    of ~100 KB each) made the RSS grow with the file."""
+    style = conn.dialect.paramstyle
+    placeholder = {"qmark": "?", "format": "%s", "pyformat": "%(shop)s", "named": ":shop"}.get(style)
+    if placeholder is None:
+        raise ValueError(f"unsupported DBAPI paramstyle {style!r}")
+    params: Any = {"shop": shop} if style in {"pyformat", "named"} else (shop,)
+    return conn.exec_driver_sql(sql.replace(":shop", placeholder), params)
 
 
 def _parts(items: list[int], size: int) -> list[list[int]]:
@@ -284,12 +296,11 @@ class MysqlWriter(BulkWriter):
             cur.close()
 
     def _delete_stale(self, table: str, shop: str, ids: str) -> None:
-        self.conn.execute(
-            sa.text(
-                f"DELETE c FROM {table} c JOIN order_header h ON h.shop = c.shop AND h.order_id = c.order_id "
-                f"WHERE c.shop = :shop AND c.order_id IN ({ids}) AND c.order_updated_at < h.updated_at"
-            ),
-            {"shop": shop},
+        run_uncached(
+            self.conn,
+            f"DELETE c FROM {table} c JOIN order_header h ON h.shop = c.shop AND h.order_id = c.order_id "
+            f"WHERE c.shop = :shop AND c.order_id IN ({ids}) AND c.order_updated_at < h.updated_at",
+            shop,
         )
 
 
