@@ -181,7 +181,9 @@ class IngestResult:
     objects: int
     rows: dict[str, int]
     max_updated_at: datetime | None
-    changes_frame: pl.DataFrame
+    # Change records, memory-mapped from a temporary Arrow IPC file (file-backed pages, read
+    # only when used): a first load has one per order, millions for a big shop.
+    changes_table: pa.Table = field(repr=False)
     start_line: int = 0
     lines_committed: int = 0
     chunks: int = 0
@@ -194,16 +196,29 @@ class IngestResult:
     _changes: list[OrderChange] | None = field(default=None, repr=False)
 
     @property
+    def changes_frame(self) -> pl.DataFrame:
+        frame = pl.from_arrow(self.changes_table)
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    @property
     def changes(self) -> list[OrderChange]:
-        """Change records of this call's chunks (built lazily: the frame is the compact form)."""
+        """Change records of this call's chunks as a list (see ``iter_changes`` for big loads)."""
         if self._changes is None:
-            self._changes = changes_from_frame(self.changes_frame)
+            self._changes = list(self.iter_changes())
         return self._changes
+
+    def iter_changes(self, batch_rows: int = 10_000) -> Iterator[OrderChange]:
+        """Change records streamed in batches: bounded memory however many orders changed."""
+        for batch in self.changes_table.to_batches(max_chunksize=batch_rows):
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            yield from changes_from_frame(frame)
 
     @property
     def orders_changed(self) -> int:
         """Applied orders with at least one change (``changes`` may hold several records each)."""
-        return self.changes_frame.height
+        return self.changes_table.num_rows
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -758,17 +773,15 @@ class _ChangeSink:
             self._writer = pa.ipc.new_file(self._path, table.schema)
         self._writer.write_table(table)
 
-    def frame(self) -> pl.DataFrame:
+    def table(self) -> pa.Table:
         if self._writer is None or self._path is None:
-            return pl.DataFrame(schema=_CHANGES_SCHEMA)
+            return pl.DataFrame(schema=_CHANGES_SCHEMA).to_arrow(compat_level=pl.CompatLevel.oldest())
         self._writer.close()
         try:
-            mapped = pl.from_arrow(pa.ipc.open_file(pa.memory_map(self._path)).read_all())
+            return pa.ipc.open_file(pa.memory_map(self._path)).read_all()  # zero-copy, file-backed
         finally:
             # The mapping keeps the data readable after the unlink (Linux keeps the inode).
             os.unlink(self._path)
-        assert isinstance(mapped, pl.DataFrame)
-        return mapped
 
     def discard(self) -> None:
         if self._writer is not None:
@@ -887,11 +900,11 @@ def ingest_jsonl(
     for name, seconds in prefetch.timings.items():
         timings[f"prefetch_{name}"] = seconds
 
-    changes = sink.frame()
+    changes = sink.table()
     return IngestResult(
         objects=objects, rows=rows,
         max_updated_at=max_updated.replace(tzinfo=UTC) if max_updated is not None else None,
-        changes_frame=changes, start_line=start_line, lines_committed=lines_committed, chunks=chunks,
+        changes_table=changes, start_line=start_line, lines_committed=lines_committed, chunks=chunks,
         orders_skipped_older=skipped, size_retries=size_retries, seconds=time.perf_counter() - began,
         timings={k: round(v, 3) for k, v in timings.items()},
     )

@@ -289,6 +289,7 @@ def test_change_records_do_not_depend_on_chunking(tmp_path: Path) -> None:
         return (c.order_id, c.kind)  # type: ignore[attr-defined]
 
     assert sorted(many.changes, key=key) == sorted(one_chunk.changes, key=key)
+    assert list(one_chunk.iter_changes(batch_rows=7)) == one_chunk.changes  # streamed in small batches
 
 
 def test_gzipped_archive_is_read_transparently(sqlite_url: str, tmp_path: Path) -> None:
