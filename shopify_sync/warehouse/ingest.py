@@ -483,7 +483,16 @@ def _stored_versions(conn: Connection, shop: str, order_ids: pl.Series) -> pl.Da
             "FROM order_header WHERE shop = :shop AND order_id = ANY(:ids)"
         ), {"shop": shop, "ids": order_ids.to_list()}).all())
         return pl.DataFrame(rows, schema=_STORED_SCHEMA, orient="row")
-    for part in upsert._parts(order_ids.to_list(), 20_000):
+    if dialect == "sqlite":
+        # One constant statement with a JSON array: Python's sqlite3 keeps the last 128
+        # prepared statements, and distinct literal IN lists made that cache grow with the
+        # file (measured +70 MB of RSS over 3.4M lines).
+        rows.extend(conn.exec_driver_sql(
+            "SELECT order_id, updated_at, financial_status, fulfillment_status, total_refunded, cancelled_at "
+            "FROM order_header WHERE shop = ? AND order_id IN (SELECT value FROM json_each(?))",
+            (shop, f"[{upsert.id_list(order_ids)}]"),
+        ).all())
+    for part in upsert._parts(order_ids.to_list() if dialect != "sqlite" else [], 20_000):
         rows.extend(upsert.run_uncached(
             conn,
             f"SELECT order_id, updated_at, financial_status, fulfillment_status, {units}, cancelled_at "

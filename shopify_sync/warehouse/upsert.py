@@ -166,6 +166,16 @@ def scaled_money(col: str) -> pl.Expr:
 
 
 class SqliteWriter(BulkWriter):
+    def _delete_stale(self, table: str, shop: str, ids: str) -> None:
+        # A constant statement with a JSON array: Python's sqlite3 caches the last 128 prepared
+        # statements, and distinct literal id lists made that cache grow with the file.
+        self.conn.exec_driver_sql(
+            f"DELETE FROM {table} WHERE shop = ? AND order_id IN (SELECT value FROM json_each(?)) "
+            f"AND order_updated_at < (SELECT h.updated_at FROM order_header h WHERE h.shop = {table}.shop "
+            f"AND h.order_id = {table}.order_id)",
+            (shop, f"[{ids}]"),
+        )
+
     def _upsert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
         exprs = []
         for c in spec.columns:
