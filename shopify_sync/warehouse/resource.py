@@ -17,6 +17,18 @@ class WarehouseResource(dg.ConfigurableResource):
 
     _engine: Engine | None = PrivateAttr(default=None)
 
+    def __repr__(self) -> str:
+        # The URL may carry the database password: never show it.
+        from sqlalchemy.engine import make_url
+
+        try:
+            shown = make_url(self.database_url).render_as_string(hide_password=True)
+        except Exception:  # noqa: BLE001 - a malformed URL is reported when the engine is made
+            shown = "<unparsable URL>"
+        return f"WarehouseResource(database_url={shown!r}, chunk_rows={self.chunk_rows})"
+
+    __str__ = __repr__
+
     def get_engine(self) -> Engine:
         """The engine, created and migrated to head on first use."""
         if self._engine is None:

@@ -16,3 +16,9 @@ def test_resource_engine_is_migrated_on_first_use(sqlite_url: str) -> None:
     assert "order_line_item" in sa.inspect(engine).get_table_names()
     assert resource.chunk_rows == 123
     engine.dispose()
+
+
+def test_resource_repr_hides_the_database_password() -> None:
+    resource = WarehouseResource(database_url="mysql+pymysql://app:s3cr3t-pw@db.example:3306/shop")
+    assert "s3cr3t-pw" not in repr(resource) and "s3cr3t-pw" not in str(resource)
+    assert "db.example" in repr(resource)
