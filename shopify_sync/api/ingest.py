@@ -11,7 +11,7 @@ from shopify_sync.api import telemetry_view
 from shopify_sync.api.deps import Backends, backends, check_shop
 from shopify_sync.api.errors import ErrorResponse
 from shopify_sync.api.launcher import DagsterLauncher
-from shopify_sync.api.schemas import IngestRun, IngestRuns, LaunchedRun, SyncLaunch
+from shopify_sync.api.schemas import IngestRuns, LaunchedRun, SyncLaunch
 
 router = APIRouter(tags=["ingest"])
 
@@ -25,7 +25,7 @@ def ingest_runs(
 ) -> IngestRuns:
     check_shop(b.settings, shop)
     views = telemetry_view.recent_runs(b.store(), days=days, limit=limit, shop=shop)
-    return IngestRuns(runs=[IngestRun(**v.__dict__) for v in views])
+    return IngestRuns(runs=views)
 
 
 @router.post(

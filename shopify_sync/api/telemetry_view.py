@@ -9,30 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from shopify_sync.api.deps import as_utc
-from shopify_sync.api.schemas import ErrorInfo
+from shopify_sync.api.schemas import ErrorInfo, IngestRun
 
 log = logging.getLogger(__name__)
 
 TERMINAL_STEPS = ("completed", "failed")
-
-
-@dataclass(frozen=True)
-class RunView:
-    run_id: str
-    shop: str | None
-    job_type: str | None
-    initiator: str | None
-    status: str
-    last_step: str | None
-    started_at: datetime | None
-    updated_at: datetime | None
-    object_count: int | None
-    error: ErrorInfo | None
 
 
 def parse_error(raw: Any) -> ErrorInfo | None:
@@ -62,7 +47,7 @@ def _parse_ts(value: Any) -> datetime | None:
         return None
 
 
-def summarise(run_id: str, records: list[dict[str, Any]]) -> RunView:
+def summarise(run_id: str, records: list[dict[str, Any]]) -> IngestRun:
     """Fold one run's records (in seq order) into its current state."""
     first, last = records[0], records[-1]
 
@@ -85,7 +70,7 @@ def summarise(run_id: str, records: list[dict[str, Any]]) -> RunView:
             error = parse_error(rec["error"])
             break
     object_count = latest("object_count")
-    return RunView(
+    return IngestRun(
         run_id=run_id,
         shop=latest("shop"),
         job_type=latest("job_type"),
@@ -100,7 +85,7 @@ def summarise(run_id: str, records: list[dict[str, Any]]) -> RunView:
 
 
 def recent_runs(store: Any, *, days: int = 7, limit: int = 50, shop: str | None = None,
-                today: date | None = None) -> list[RunView]:
+                today: date | None = None) -> list[IngestRun]:
     """Runs created in the last ``days`` UTC days, one entry per (run, shop), newest first.
 
     A ranged run may cover several shops; each shop's records are its own sequence
@@ -109,7 +94,7 @@ def recent_runs(store: Any, *, days: int = 7, limit: int = 50, shop: str | None 
     from shopify_sync.storage import parse_sync_telemetry_key, sync_telemetry_prefix
 
     today = today or datetime.now(UTC).date()
-    runs: list[RunView] = []
+    runs: list[IngestRun] = []
     # Newest day first; a run lives in the folder of the day it was created, so once a
     # whole day has been read and the limit is reached, older days cannot matter.
     for i in range(days):
