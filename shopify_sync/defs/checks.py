@@ -178,18 +178,25 @@ def compare_product_sample(engine: Any, shop: str, limit: int) -> list[tuple[int
         products = conn.execute(
             sa.select(p).where(p.c.shop == shop).order_by(p.c.product_id).limit(limit)
         ).mappings().all()
+        dated = [(prod, _as_day(prod["metrics_as_of"])) for prod in products if prod["metrics_as_of"] is not None]
+        if not dated:
+            return []
+        # One query for the whole sample, through the (shop, processed_at) and
+        # (shop, order_id) indexes: lines have no product index (it slowed every ingest).
+        earliest = min(day for _, day in dated) - timedelta(days=30)
+        by_product: dict[int, list[Any]] = {}
+        for ln in conn.execute(
+            sa.select(li.c.product_id, li.c.order_id, li.c.current_quantity, li.c.discounted_unit_price,
+                      oh.c.processed_at)
+            .join(oh, sa.and_(oh.c.shop == li.c.shop, oh.c.order_id == li.c.order_id))
+            .where(oh.c.shop == shop, oh.c.processed_at >= datetime.combine(earliest, datetime.min.time()),
+                   li.c.product_id.in_([int(prod["product_id"]) for prod, _ in dated]),
+                   oh.c.test.is_(False), oh.c.cancelled_at.is_(None))
+        ):
+            by_product.setdefault(int(ln.product_id), []).append(ln)
         out = []
-        for prod in products:
-            as_of = prod["metrics_as_of"]
-            if as_of is None:
-                continue
-            as_of_day = as_of if isinstance(as_of, date) and not isinstance(as_of, datetime) else as_utc(as_of).date()
-            lines = conn.execute(
-                sa.select(li.c.order_id, li.c.current_quantity, li.c.discounted_unit_price, oh.c.processed_at)
-                .join(oh, sa.and_(oh.c.shop == li.c.shop, oh.c.order_id == li.c.order_id))
-                .where(li.c.shop == shop, li.c.product_id == prod["product_id"],
-                       oh.c.test.is_(False), oh.c.cancelled_at.is_(None))
-            ).all()
+        for prod, as_of_day in dated:
+            lines = by_product.get(int(prod["product_id"]), [])
             expected = []
             for days in (7, 30):
                 lo = as_of_day - timedelta(days=days - 1)
@@ -209,3 +216,7 @@ def compare_product_sample(engine: Any, shop: str, limit: int) -> list[tuple[int
                       int(prod["units_30d"]), Decimal(str(prod["net_sales_30d"])), int(prod["orders_30d"])]
             out.append((int(prod["product_id"]), tuple(stored), tuple(expected)))
     return out
+
+
+def _as_day(as_of: Any) -> date:
+    return as_of if isinstance(as_of, date) and not isinstance(as_of, datetime) else as_utc(as_of).date()
