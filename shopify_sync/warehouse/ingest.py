@@ -1,9 +1,12 @@
 """Bulk JSONL → ``order_header`` / ``order_line_item`` / ``order_refund``: chunked, resumable, idempotent.
 
-How it stays fast with bounded memory: the file is read ``chunk_rows`` lines at a
-time and each chunk is parsed by pyarrow's JSON reader against an explicit schema
-(what ``shopify.queries`` selects), then mapped and validated with polars
-expressions; there is no per-line ``json.loads`` except to explain an error.
+How it stays fast with bounded memory: the file is read in big blocks cut after
+every ``chunk_rows``-th line (no per-line Python objects), each chunk is parsed by
+pyarrow's JSON reader against an explicit schema (what ``shopify.queries`` selects),
+then mapped and validated with polars expressions; there is no per-line
+``json.loads`` except to explain an error. Orders with no stored row yet (a first
+load: all of them) are written with the backend's plain bulk insert, the rest with
+guarded upserts (see ``upsert``).
 
 How it stays correct:
 
@@ -31,8 +34,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gzip
-import io
-import itertools
 import json
 import os
 import queue
@@ -191,6 +192,8 @@ class IngestResult:
     # chunks re-sent in smaller statements after the database refused the size (or dropped
     # the connection while an oversized statement was being sent)
     size_retries: int = 0
+    # chunks redone on the upsert path because a row of a "fresh" order existed after all
+    fresh_conflicts: int = 0
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase (benchmark insight)
     _changes: list[OrderChange] | None = field(default=None, repr=False)
@@ -231,20 +234,68 @@ def _open(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
-def _iter_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[int, list[bytes]]]:
-    """(index of the chunk's first line, its lines); lines are read at C speed by islice."""
+_BLOCK_BYTES = 16 << 20
+
+
+def _iter_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[int, memoryview, int]]:
+    """(index of the chunk's first line, the chunk's bytes, its number of lines).
+
+    The file is read in big blocks and cut after every ``chunk_rows``-th newline, so the
+    bytes go to the JSON parser without ever being split into per-line objects (which
+    cost 0.7 s per GB). A final line without a newline counts as a line, as it does for a
+    line iterator.
+    """
     with _open(path) as fh:
         first = 0
+        buf, pos = b"", 0          # unconsumed data starts at pos
+        end, found = 0, 0          # newlines found so far after pos, and where the last one ends
+        eof = False
         while True:
-            lines = list(itertools.islice(fh, chunk_rows))
-            if not lines:
+            find = buf.find
+            while found < chunk_rows:
+                nl = find(b"\n", end)
+                if nl < 0:
+                    break
+                end, found = nl + 1, found + 1
+            if found == chunk_rows:
+                yield first, memoryview(buf)[pos:end], found
+                first += found
+                pos, found = end, 0
+                continue
+            if eof:
+                if pos < len(buf):
+                    yield first, memoryview(buf)[pos:], found + (1 if end < len(buf) else 0)
                 return
-            yield first, lines
-            first += len(lines)
+            block = fh.read(_BLOCK_BYTES)
+            eof = not block
+            buf, end, pos = buf[pos:] + block, end - pos, 0
 
 
-def _diagnose(lines: list[bytes], first: int, path: Path) -> IngestError:
+def _split_lines(chunk: memoryview | bytes) -> list[bytes]:
+    """The chunk's lines (slow path: resume offsets inside a chunk, blank lines, diagnosis)."""
+    lines = bytes(chunk).split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+def _cut_lines(chunk: memoryview, n: int) -> tuple[memoryview, memoryview]:
+    """(the chunk's first ``n`` lines, the rest): only for a resume point inside a chunk."""
+    data = bytes(chunk)
+    pos = 0
+    for _ in range(n):
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            pos = len(data)
+            break
+        pos = nl + 1
+    view = memoryview(data)
+    return view[:pos], view[pos:]
+
+
+def _diagnose(chunk: memoryview | bytes, first: int, path: Path) -> IngestError:
     """Slow path, only after the fast parser failed: find the first bad line and say why."""
+    lines = _split_lines(chunk)
     for i, raw in enumerate(lines):
         if not raw.strip():
             continue
@@ -276,21 +327,21 @@ def _diagnose(lines: list[bytes], first: int, path: Path) -> IngestError:
     return IngestError(f"could not parse lines {first + 1}-{first + len(lines)}", None, path)
 
 
-def _parse(lines: list[bytes], first: int, path: Path) -> pl.DataFrame:
+def _parse(chunk: memoryview | bytes, n_lines: int, first: int, path: Path) -> pl.DataFrame:
     try:
-        table = pj.read_json(io.BytesIO(b"".join(lines)), read_options=_READ, parse_options=_PARSE,
+        table = pj.read_json(pa.BufferReader(pa.py_buffer(chunk)), read_options=_READ, parse_options=_PARSE,
                              memory_pool=_POOL)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise _diagnose(lines, first, path) from exc
+        raise _diagnose(chunk, first, path) from exc
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
-    if frame.height == len(lines):
+    if frame.height == n_lines:
         line_no = pl.int_range(first + 1, first + 1 + frame.height, eager=True, dtype=pl.Int64)
     else:
         # Blank lines are skipped by the parser; keep real line numbers for errors.
-        numbers = [first + i + 1 for i, raw in enumerate(lines) if raw.strip()]
+        numbers = [first + i + 1 for i, raw in enumerate(_split_lines(chunk)) if raw.strip()]
         if len(numbers) != frame.height:
-            raise _diagnose(lines, first, path)
+            raise _diagnose(chunk, first, path)
         line_no = pl.Series(numbers, dtype=pl.Int64)
     return frame.with_columns(line_no.alias("_line"))
 
@@ -565,11 +616,12 @@ def changes_from_frame(frame: pl.DataFrame) -> list[OrderChange]:
     return out
 
 
-_PARENTS_SCHEMA = {"order_id": pl.Int64, "order_updated_at": pl.Datetime("us"), "applied": pl.Boolean}
+_PARENTS_SCHEMA = {"order_id": pl.Int64, "order_updated_at": pl.Datetime("us"), "applied": pl.Boolean,
+                   "fresh": pl.Boolean}
 
 
 class _Parents:
-    """Every order seen so far in the file: (id, version, applied). ~17 bytes per order."""
+    """Every order seen so far in the file: (id, version, applied, fresh). ~18 bytes per order."""
 
     def __init__(self) -> None:
         self.frame = pl.DataFrame(schema=_PARENTS_SCHEMA)
@@ -587,7 +639,7 @@ class _Parents:
             return local
         wanted = missing.get_column("order_id").unique()
         earlier = self.frame.filter(pl.col("order_id").is_in(wanted.implode())).unique("order_id", keep="last")
-        fixed = missing.drop(["order_updated_at", "applied"]).join(earlier, on="order_id", how="left")
+        fixed = missing.drop(["order_updated_at", "applied", "fresh"]).join(earlier, on="order_id", how="left")
         return pl.concat([local.filter(pl.col("applied").is_not_null()), fixed], how="vertical")
 
 
@@ -609,19 +661,32 @@ class _Clock:
         self.t = now
 
 
+def _decide(orders: pl.DataFrame, stored: pl.DataFrame) -> pl.DataFrame:
+    """Join the stored versions: ``applied`` (not older than the stored row) and ``fresh``
+    (no stored row at all, so the order and its children can only be inserted)."""
+    return orders.join(stored, on="order_id", how="left").with_columns(
+        (pl.col("stored_updated_at").is_null() | (pl.col("updated_at") >= pl.col("stored_updated_at")))
+        .alias("applied"),
+        pl.col("stored_updated_at").is_null().alias("fresh"),
+        pl.col("updated_at").alias("order_updated_at"),
+    )
+
+
 def _write_chunk(
     conn: Connection, frames: ChunkFrames, parents: _Parents, shop: str, statement_bytes: int, path: Path,
-    clock: _Clock,
+    clock: _Clock, insert_fresh: bool = True,
 ) -> _ChunkOutcome:
+    """One chunk's writes. Rows of *fresh* orders (no stored header when the chunk began)
+    can only be new, so with ``insert_fresh`` they take the backend's plain bulk insert
+    (PostgreSQL: ``COPY`` straight into the table), measured 35-45 % cheaper than the
+    guarded upsert. Should one exist after all (a concurrent sync of the same shop, a
+    child id repeated in the file), the insert fails on the key and the caller redoes the
+    chunk with ``insert_fresh=False``: the upsert path for every row."""
     writer = upsert.writer_for(conn, statement_bytes)
     orders = frames.orders
     stored = _stored_versions(conn, shop, orders.get_column("order_id"))
     clock.lap("select_stored")
-    decided = orders.join(stored, on="order_id", how="left").with_columns(
-        (pl.col("stored_updated_at").is_null() | (pl.col("updated_at") >= pl.col("stored_updated_at")))
-        .alias("applied"),
-        pl.col("updated_at").alias("order_updated_at"),
-    )
+    decided = _decide(orders, stored)
     applied = decided.filter(pl.col("applied"))
 
     lines = parents.resolve(frames.lines, decided)
@@ -629,11 +694,19 @@ def _write_chunk(
                 lambda r: f"LineItem parent {r['parent_gid']} does not appear before this line "
                           "(children must follow their parent)", path)
     lines = lines.filter(pl.col("applied"))
-    refunds = frames.refunds.join(applied.select("order_id", "order_updated_at"), on="order_id", how="inner")
+    refunds = frames.refunds.join(applied.select("order_id", "order_updated_at", "fresh"), on="order_id",
+                                  how="inner")
     changes = _changes(decided)
     clock.lap("decide")
 
-    writer.upsert(upsert.HEADERS, applied)
+    def write(spec: upsert.TableSpec, frame: pl.DataFrame) -> None:
+        if insert_fresh:
+            writer.insert(spec, frame.filter(pl.col("fresh")))
+            writer.upsert(spec, frame.filter(~pl.col("fresh")))
+        else:
+            writer.upsert(spec, frame)
+
+    write(upsert.HEADERS, applied)
     clock.lap("upsert_order_header")
     # Only a strictly newer version can leave stale children behind: a new order has none
     # (children are written after their header), an equal version wrote the same ones.
@@ -643,9 +716,9 @@ def _write_chunk(
     writer.delete_stale("order_line_item", shop, replaced_ids)
     writer.delete_stale("order_refund", shop, replaced_ids)
     clock.lap("delete_stale")
-    writer.upsert(upsert.REFUNDS, refunds)
+    write(upsert.REFUNDS, refunds)
     clock.lap("upsert_order_refund")
-    writer.upsert(upsert.LINES, lines)
+    write(upsert.LINES, lines)
     clock.lap("upsert_order_line_item")
     return _ChunkOutcome(
         decided=decided.select(list(_PARENTS_SCHEMA)),
@@ -665,20 +738,17 @@ def _rebuild_parents(engine: Engine, path: Path, shop: str, start_line: int, chu
     rows = {"order_header": 0, "order_line_item": 0, "order_refund": 0}
     max_updated: datetime | None = None
     seen = 0
-    for first, lines in _iter_chunks(path, chunk_rows):
+    for first, chunk, n_lines in _iter_chunks(path, chunk_rows):
         if first >= start_line:
             break
-        lines = lines[: start_line - first]
-        frames = _prepare(_parse(lines, first, path), shop, path, datetime.now(UTC).replace(tzinfo=None))
+        if first + n_lines > start_line:
+            chunk, _ = _cut_lines(chunk, start_line - first)
+            n_lines = start_line - first
+        frames = _prepare(_parse(chunk, n_lines, first, path), shop, path, datetime.now(UTC).replace(tzinfo=None))
         seen += frames.n_orders + frames.n_lines  # every non-blank line is one or the other
         with engine.connect() as conn:
             stored = _stored_versions(conn, shop, frames.orders.get_column("order_id"))
-        decided = frames.orders.join(stored, on="order_id", how="left").with_columns(
-            (pl.col("stored_updated_at").is_null() | (pl.col("updated_at") >= pl.col("stored_updated_at")))
-            .alias("applied"),
-            pl.col("updated_at").alias("order_updated_at"),
-        )
-        parents.add(decided)
+        parents.add(_decide(frames.orders, stored))
         rows["order_header"] += frames.n_orders
         rows["order_line_item"] += frames.n_lines
         rows["order_refund"] += frames.n_refunds
@@ -718,22 +788,24 @@ class _Prefetch:
     def _run(self) -> None:
         clock = _Clock(self.timings)
         try:
-            for first, lines in _iter_chunks(self.path, self.chunk_rows):
-                if first + len(lines) <= self.start_line:
+            for first, chunk, n_lines in _iter_chunks(self.path, self.chunk_rows):
+                if first + n_lines <= self.start_line:
                     continue
                 if first < self.start_line:  # a resume point inside this chunk (chunk_rows changed)
-                    lines, first = lines[self.start_line - first:], self.start_line
+                    _, chunk = _cut_lines(chunk, self.start_line - first)
+                    first, n_lines = self.start_line, first + n_lines - self.start_line
                 clock.lap("read")
                 while not self._slots.acquire(timeout=0.1):
                     if self._stop.is_set():
                         return
                 clock.lap("wait")  # the writer is behind: parsing is not the bottleneck
-                parsed = _parse(lines, first, self.path)
+                parsed = _parse(chunk, n_lines, first, self.path)
                 clock.lap("parse")
                 frames = _prepare(parsed, self.shop, self.path, datetime.now(UTC).replace(tzinfo=None))
                 del parsed
                 clock.lap("prepare")
-                if not self._put((first, len(lines), frames)):
+                del chunk
+                if not self._put((first, n_lines, frames)):
                     return
                 clock.lap("wait")
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised in order
@@ -847,7 +919,7 @@ def ingest_jsonl(
     sink = _ChangeSink()
     timings: dict[str, float] = {}
     clock = _Clock(timings)
-    chunks = skipped = size_retries = 0
+    chunks = skipped = size_retries = fresh_conflicts = 0
     lines_committed = start_line
     prefetch = _Prefetch(path, chunk_rows, start_line, shop)
     try:
@@ -865,11 +937,12 @@ def ingest_jsonl(
 
             batch_bytes = statement_bytes
             attempts = 0
+            insert_fresh = True
             while True:
                 attempts += 1
                 try:
                     with engine.begin() as conn:
-                        outcome = _write_chunk(conn, frames, parents, shop, batch_bytes, path, clock)
+                        outcome = _write_chunk(conn, frames, parents, shop, batch_bytes, path, clock, insert_fresh)
                         if job_id is not None:
                             update_job_in(conn, job_id, lines_committed=end_line, max_updated_at=new_max,
                                           rows=total_rows)
@@ -877,6 +950,12 @@ def ingest_jsonl(
                     break
                 except IngestError:
                     raise
+                except upsert.FreshRowExists:
+                    if not insert_fresh:
+                        raise
+                    insert_fresh = False  # a "fresh" row exists after all: upsert every row
+                    fresh_conflicts += 1
+                    continue
                 except sa.exc.DBAPIError as exc:
                     shrinkable = batch_bytes > 16 << 10 and size_retries < 8
                     if shrinkable and (upsert._is_size_error(exc) or upsert.is_disconnect(exc)):
@@ -914,7 +993,7 @@ def ingest_jsonl(
         objects=objects, rows=rows,
         max_updated_at=max_updated.replace(tzinfo=UTC) if max_updated is not None else None,
         changes_table=changes, start_line=start_line, lines_committed=lines_committed, chunks=chunks,
-        orders_skipped_older=skipped, size_retries=size_retries, seconds=time.perf_counter() - began,
+        orders_skipped_older=skipped, size_retries=size_retries, fresh_conflicts=fresh_conflicts, seconds=time.perf_counter() - began,
         timings={k: round(v, 3) for k, v in timings.items()},
     )
 

@@ -1,16 +1,25 @@
-"""Per-dialect bulk upserts with the "never older" guard, and stale-child deletes.
+"""Per-dialect bulk writes with the "never older" guard, and stale-child deletes.
 
-One statement shape per backend, each measured by ``bench/ingest.py``:
+Two write shapes per backend, each measured by ``bench/ingest.py``:
 
-- SQLite: ``executemany`` of ``INSERT … ON CONFLICT DO UPDATE … WHERE excluded.guard >= t.guard``
-  (money as scaled integers, timestamps in SQLAlchemy's text format, so ORM reads agree).
-- PostgreSQL: ``COPY`` (CSV rendered by polars) into a temp table, then one
-  ``INSERT … SELECT … ON CONFLICT DO UPDATE … WHERE``: no per-value Python work.
-- MySQL / MariaDB: multi-row ``INSERT … ON DUPLICATE KEY UPDATE`` whose VALUES text is
-  rendered vectorised by polars (escaped as MySQL's string literal rules require).
-  ``LOAD DATA`` is not used (PlanetScale refuses it). MySQL evaluates the assignments
-  left to right, so every ``col = IF(VALUES(guard) >= guard, …)`` comes before the guard
-  column itself is assigned.
+- ``insert``: rows of orders that had no stored header (a first load is all of them),
+  which can only be new. A key that exists after all raises ``FreshRowExists`` and the
+  ingest redoes the chunk with ``upsert``.
+- ``upsert``: everything else, guarded so an older version never overwrites a newer one.
+
+Per backend:
+
+- SQLite: ``executemany`` of ``INSERT`` / ``INSERT … ON CONFLICT DO UPDATE … WHERE
+  excluded.guard >= t.guard`` (money as scaled integers, timestamps in SQLAlchemy's text
+  format, so ORM reads agree).
+- PostgreSQL: ``COPY`` (CSV rendered by polars) straight into the table for inserts; for
+  upserts into a temp table, then one ``INSERT … SELECT … ON CONFLICT DO UPDATE … WHERE``.
+  No per-value Python work either way.
+- MySQL / MariaDB: multi-row ``INSERT`` (``… ON DUPLICATE KEY UPDATE`` for upserts) whose
+  VALUES text is rendered vectorised by polars (escaped as MySQL's string literal rules
+  require). ``LOAD DATA`` is not used (PlanetScale refuses it). MySQL evaluates the
+  assignments left to right, so every ``col = IF(VALUES(guard) >= guard, …)`` comes before
+  the guard column itself is assigned.
 """
 
 from __future__ import annotations
@@ -57,6 +66,10 @@ class TableSpec:
 HEADERS = TableSpec("order_header", HEADER_COLUMNS, ("shop", "order_id"), "updated_at", ("synced_at",))
 LINES = TableSpec("order_line_item", LINE_COLUMNS, ("shop", "line_item_id"), "order_updated_at")
 REFUNDS = TableSpec("order_refund", REFUND_COLUMNS, ("shop", "refund_id"), "order_updated_at")
+
+
+class FreshRowExists(Exception):
+    """An insert-only write met an existing key: redo the chunk on the upsert path."""
 
 
 class StatementTooLarge(Exception):
@@ -122,6 +135,21 @@ class BulkWriter:
         if frame.height:
             self._upsert(spec, frame.select(spec.columns))
 
+    def insert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
+        """Rows the caller believes new; a key that exists after all raises ``FreshRowExists``
+        (the transaction is then unusable: the caller rolls back and upserts instead)."""
+        if not frame.height:
+            return
+        dbapi_error = getattr(self.conn.dialect.loaded_dbapi, "IntegrityError", sa.exc.IntegrityError)
+        try:
+            self._insert(spec, frame.select(spec.columns))
+        except (sa.exc.IntegrityError, dbapi_error) as exc:  # raw cursors raise the driver's own class
+            raise FreshRowExists(f"{spec.name}: a row believed new already exists ({type(exc).__name__})") from exc
+
+    def _insert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
+        # Without a cheaper insert-only statement the guarded upsert is just as right.
+        self._upsert(spec, frame)
+
     def delete_stale(self, table: str, shop: str, order_ids: Sequence[int]) -> None:
         """Delete children of these orders read with an older order version than the stored header."""
         for part in _parts(list(order_ids), 20_000):
@@ -176,19 +204,12 @@ class SqliteWriter(BulkWriter):
             (shop, f"[{ids}]"),
         )
 
+    def _insert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
+        cols = ", ".join(spec.columns)
+        marks = ", ".join("?" for _ in spec.columns)
+        self._executemany(f"INSERT INTO {spec.name} ({cols}) VALUES ({marks})", spec, frame)
+
     def _upsert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
-        exprs = []
-        for c in spec.columns:
-            dtype = frame.schema[c]
-            if c in MONEY_COLUMNS:
-                exprs.append(scaled_money(c))
-            elif dtype == pl.Datetime("us"):
-                exprs.append(_ts_text(c))
-            elif dtype == pl.Boolean:
-                exprs.append(pl.col(c).cast(pl.Int8))
-            else:
-                exprs.append(pl.col(c))
-        values = frame.select(exprs)
         cols = ", ".join(spec.columns)
         marks = ", ".join("?" for _ in spec.columns)
         sets = []
@@ -202,6 +223,21 @@ class SqliteWriter(BulkWriter):
                 sets.append(f"{c} = excluded.{c}")
         sql = (f"INSERT INTO {spec.name} ({cols}) VALUES ({marks}) ON CONFLICT ({', '.join(spec.key)}) "
                f"DO UPDATE SET {', '.join(sets)} WHERE excluded.{spec.guard} >= {spec.name}.{spec.guard}")
+        self._executemany(sql, spec, frame)
+
+    def _executemany(self, sql: str, spec: TableSpec, frame: pl.DataFrame) -> None:
+        exprs = []
+        for c in spec.columns:
+            dtype = frame.schema[c]
+            if c in MONEY_COLUMNS:
+                exprs.append(scaled_money(c))
+            elif dtype == pl.Datetime("us"):
+                exprs.append(_ts_text(c))
+            elif dtype == pl.Boolean:
+                exprs.append(pl.col(c).cast(pl.Int8))
+            else:
+                exprs.append(pl.col(c))
+        values = frame.select(exprs)
         cur = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             # Slices bound the Python tuples alive at once (memory), at no cost in speed.
@@ -211,18 +247,29 @@ class SqliteWriter(BulkWriter):
             cur.close()
 
 
+def _pg_csv(frame: pl.DataFrame) -> bytes:
+    return frame.write_csv(include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f",
+                           null_value="").encode("utf-8")
+
+
 class PostgresWriter(BulkWriter):
+    def _insert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
+        # COPY straight into the table: no staging pass, no conflict arbitration.
+        raw = self.conn.connection.dbapi_connection
+        with raw.cursor() as cur:  # type: ignore[union-attr]
+            with cur.copy(f"COPY {spec.name} ({', '.join(spec.columns)}) FROM STDIN (FORMAT csv)") as copy:
+                copy.write(_pg_csv(frame))
+
     def _upsert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
         stage = f"_stage_{spec.name}"
         cols = ", ".join(spec.columns)
-        csv = frame.write_csv(include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f", null_value="")
         raw = self.conn.connection.dbapi_connection
         with raw.cursor() as cur:  # type: ignore[union-attr]
             # Per-connection staging table; ON COMMIT DELETE ROWS empties it at each chunk's commit.
             cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {spec.name}) ON COMMIT DELETE ROWS")
             cur.execute(f"TRUNCATE {stage}")
             with cur.copy(f"COPY {stage} ({cols}) FROM STDIN (FORMAT csv)") as copy:
-                copy.write(csv.encode("utf-8"))
+                copy.write(_pg_csv(frame))
             sets = []
             for c in spec.columns:
                 if c in spec.key:
@@ -276,11 +323,10 @@ class MysqlWriter(BulkWriter):
             expr = pl.col(c).cast(pl.String)
         return expr.fill_null(pl.lit("NULL"))
 
+    def _insert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
+        self._send(spec, frame, "")
+
     def _upsert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
-        tuples = frame.select(
-            (pl.lit("(") + pl.concat_str([self._literal(frame, c) for c in spec.columns], separator=",")
-             + pl.lit(")")).alias("t")
-        ).to_series()
         sets = []
         for c in spec.columns:
             if c in spec.key or c == spec.guard:
@@ -289,8 +335,14 @@ class MysqlWriter(BulkWriter):
             sets.append(f"{c} = IF(VALUES({spec.guard}) {cond} {spec.guard}, VALUES({c}), {c})")
         # Assigned last: every IF above must still see the stored guard value.
         sets.append(f"{spec.guard} = GREATEST({spec.guard}, VALUES({spec.guard}))")
+        self._send(spec, frame, f" ON DUPLICATE KEY UPDATE {', '.join(sets)}")
+
+    def _send(self, spec: TableSpec, frame: pl.DataFrame, suffix: str) -> None:
+        tuples = frame.select(
+            (pl.lit("(") + pl.concat_str([self._literal(frame, c) for c in spec.columns], separator=",")
+             + pl.lit(")")).alias("t")
+        ).to_series()
         prefix = f"INSERT INTO {spec.name} ({', '.join(spec.columns)}) VALUES "
-        suffix = f" ON DUPLICATE KEY UPDATE {', '.join(sets)}"
         lengths = tuples.str.len_bytes()
         total = int(lengths.sum()) + tuples.len()
         n_statements = max(1, -(-total // max(1, self.statement_bytes - len(prefix) - len(suffix))))

@@ -303,3 +303,38 @@ def test_gzipped_archive_is_read_transparently(sqlite_url: str, tmp_path: Path) 
     assert result.rows == {"order_header": 2, "order_line_item": 3, "order_refund": 0}
     assert [r.line_item_id for r in _lines(engine, 1)] == [11, 12]
     engine.dispose()
+
+
+def test_fresh_order_whose_child_already_exists_is_redone_as_upsert(engine, tmp_path: Path) -> None:
+    """Rows of a new order take the insert-only path; a child key that exists anyway (here a
+    line id first seen under another order, then repeated within the file) makes the insert
+    fail, and the chunk is redone with guarded upserts: same tables as the upsert path."""
+    ingest_jsonl(engine, write(tmp_path / "a.jsonl", [Ord(1, lines=[Line(11), Line(12)])]),
+                 shop="DEMO", job_id=None, chunk_rows=10)
+    moved = [Ord(2, lines=[Line(11, quantity=7)]), Ord(3, lines=[Line(31), Line(31, quantity=4)])]
+    # page=1, chunk_rows=2: chunks [order 2, line 11] [order 3, line 31] [line 31 again]
+    result = ingest_jsonl(engine, write(tmp_path / "b.jsonl", moved, page=1), shop="DEMO", job_id=None,
+                          chunk_rows=2)
+    assert result.fresh_conflicts == 2  # line 11 (stored under order 1), then line 31 repeated
+    with engine.connect() as conn:
+        lines = {r.line_item_id: (r.order_id, r.quantity) for r in conn.execute(sa.select(order_line_item))}
+        headers = sorted(r.order_id for r in conn.execute(sa.select(order_header.c.order_id)))
+    assert lines == {11: (2, 7), 12: (1, 1), 31: (3, 4)}
+    assert headers == [1, 2, 3]
+    assert result.rows == {"order_header": 2, "order_line_item": 3, "order_refund": 0}
+
+
+@pytest.mark.parametrize("data", [b"", b"a\n", b"a", b"a\nb", b"a\nb\n", b"\n\n", b"a\n\nb", b"x" * 70 + b"\n"])
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3])
+def test_chunks_are_cut_exactly_like_a_line_iterator(tmp_path: Path, data: bytes, chunk_rows: int,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from shopify_sync.warehouse import ingest as ingest_mod
+
+    monkeypatch.setattr(ingest_mod, "_BLOCK_BYTES", 4)  # lines straddle many blocks
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(data)
+    got = [(first, bytes(chunk), n) for first, chunk, n in ingest_mod._iter_chunks(path, chunk_rows)]
+    lines = data.splitlines(keepends=True)
+    expected = [(i, b"".join(lines[i:i + chunk_rows]), len(lines[i:i + chunk_rows]))
+                for i in range(0, len(lines), chunk_rows)]
+    assert got == expected
