@@ -236,7 +236,8 @@ def _open(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
-_BLOCK_BYTES = 16 << 20
+# 4 MB reads: 16 MB ones measured 40-60 MB more peak RSS at the same speed.
+_BLOCK_BYTES = 4 << 20
 
 
 def _iter_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[int, memoryview, int]]:
