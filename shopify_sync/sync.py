@@ -10,7 +10,7 @@ a crash) and pick up where the last one stopped.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -412,13 +412,14 @@ class SyncEngine:
                     self._info(f"{shop}: resuming the ingest after line {start_line}")
                 result = ingest_jsonl(self.engine, path, shop=shop, job_id=job.job_id,
                                       chunk_rows=self.chunk_rows, start_line=start_line)
-            events = commerce_events(result.changes)
-            write_commerce_events(self.store, run_id=self.run.run_id, events=events, shop=shop,
+            # Streamed: a first load has one change per order, millions for a big shop.
+            counted = _Counted(commerce_events(result.iter_changes()))
+            write_commerce_events(self.store, run_id=self.run.run_id, events=counted, shop=shop,
                                   date=self.run.created_at)
             jobs.update_job(self.engine, job.job_id, status="loaded")
             tel.record("upserting", "succeeded", rows=dict(result.rows))
             return LoadOutcome(shop, job.job_id, result.objects, dict(result.rows), result.max_updated_at,
-                               start_line, len(events))
+                               start_line, counted.count)
         except BaseException as exc:
             self._fail(tel, shop, partition_key, "upserting", exc)
             raise
@@ -495,17 +496,30 @@ class SyncEngine:
             pass
 
 
-def commerce_events(changes: Any) -> list[dict[str, Any]]:
-    """COMMERCE_TELEMETRY events (SPEC §6) from the ingest's per-order change records.
+def commerce_events(changes: Iterable[Any]) -> Iterator[dict[str, Any]]:
+    """COMMERCE_TELEMETRY events (SPEC §6) from the ingest's per-order change records, lazily.
 
     The ingest already yields one record per kind of change (created, status_changed,
     refunded, cancelled) with ``at`` / ``before`` / ``after``; this only fixes the shape.
     """
-    return [
+    return (
         {"order_id": c.order_id, "order_name": c.order_name, "event": c.kind, "at": c.at,
          "before": c.before, "after": c.after}
         for c in changes
-    ]
+    )
+
+
+class _Counted(Iterator[Any]):
+    """Counts what passes through an iterator (the events written, for the outcome)."""
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self._it = iter(items)
+        self.count = 0
+
+    def __next__(self) -> Any:
+        item = next(self._it)
+        self.count += 1
+        return item
 
 
 def _operation_is_dead(exc: BaseException) -> bool:

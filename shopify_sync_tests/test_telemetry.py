@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -304,3 +306,34 @@ def test_since_queries_list_only_recent_date_folders(store: LocalObjectStore, mo
                                                                                                       "today"}
     assert prefixes == ["telemetry/sync/"]
     assert {s.run_id for s in run_summaries(store, 10)} == {"ancient", "recent", "today"}
+
+
+def test_commerce_events_stream_in_batches_and_fail_atomically(store: LocalObjectStore) -> None:
+    """A first load passes millions of events as a generator: they are written in batches
+    (duplicates found across batch boundaries and against the stored object), and an event
+    that fails half-way leaves the stored object exactly as it was."""
+    at = datetime(2026, 11, 22, 6, 1, tzinfo=UTC)
+
+    def gen(ids: range) -> Iterator[dict]:
+        for i in ids:
+            yield {"order_id": i, "event": "created", "at": at}
+
+    key = write_commerce_events(store, "2026-11-22", "big", gen(range(15_000)), shop="DE")
+    before = store.get_bytes(key)
+    assert len(before.splitlines()) == 15_000
+
+    # Overlaps the stored 10,000-14,999 and repeats 20,000-22,499 twice across batches.
+    write_commerce_events(store, "2026-11-22", "big", itertools.chain(gen(range(10_000, 25_000)),
+                                                                      gen(range(20_000, 22_500))), shop="DE")
+    ids = [e["order_id"] for e in read_commerce_events(store, "2026-11-22", "big")]
+    assert ids == list(range(25_000))
+
+    snapshot = store.get_bytes(key)
+
+    def broken() -> Iterator[dict]:
+        yield from gen(range(30_000, 42_000))  # more than one batch already written to the temp file
+        yield {"order_id": "x", "event": "created", "at": at}
+
+    with pytest.raises(ValueError, match="int order_id"):
+        write_commerce_events(store, "2026-11-22", "big", broken(), shop="DE")
+    assert store.get_bytes(key) == snapshot
