@@ -494,14 +494,19 @@ def test_download_retried_after_500(make_client, server, sleeper, tmp_path) -> N
     assert not (tmp_path / "r.jsonl.part").exists()
 
 
-def test_truncated_download_is_retried(make_client, server, tmp_path) -> None:
+def test_truncated_download_resumes_where_it_broke(make_client, server, tmp_path) -> None:
     client = make_client()
     op = _completed(client)
-    server.emulator.faults.add("download_truncated", times=1, fraction=0.3)
+    clean = tmp_path / "clean.jsonl"
+    client.download(op.url, clean, op.file_size)
+    server.emulator.faults.add("download_truncated", times=2, fraction=0.3)
     n = client.download(op.url, tmp_path / "r.jsonl", op.file_size)
     assert n == op.file_size
-    assert [e.detail for e in kinds(server, "download")] == ["truncated", ""]
-    assert lines(tmp_path / "r.jsonl")[-1].endswith("}\n")
+    downloads = kinds(server, "download")[1:]
+    # 30 % of the file, then 30 % of the remaining 70 %, then the rest: each retry is a range.
+    assert [(e.status_code, e.detail) for e in downloads] == [(200, "truncated"), (206, "truncated"), (206, "")]
+    assert (tmp_path / "r.jsonl").read_bytes() == clean.read_bytes()
+    assert not (tmp_path / "r.jsonl.part").exists()
 
 
 def test_size_mismatch_is_never_accepted(make_client, server, tmp_path) -> None:
