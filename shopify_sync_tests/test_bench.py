@@ -1,0 +1,25 @@
+"""The benchmark scripts still run end to end (tiny sizes; their figures are not judged here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ingest_bench_runs_and_prints_its_json_lines(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "ingest.py"), "--line-items", "3000", "--backends", "sqlite",
+         "--chunk-rows", "500", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (line,) = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert line["bench"] == "ingest" and line["backend"] == "sqlite"
+    assert line["rows"] > 3000 and line["rows_per_s"] > 0 and line["baseline_rows_per_s"] > 0
+    assert line["peak_rss_mb"] > 0 and line["client_cpu_s"] > 0
+    assert "WARNING" not in proc.stdout  # both phases stored every row of the file
+    assert list(tmp_path.iterdir()) == []  # the generated file and databases are removed
