@@ -180,6 +180,11 @@ class LoadOutcome:
     max_updated_at: datetime | None
     start_line: int
     commerce_events: int
+    # How the ingest went: what the UI shows next to the rows (rows/s, older versions skipped,
+    # chunks redone as upserts because a "new" order existed after all).
+    ingest_seconds: float = 0.0
+    orders_skipped_older: int = 0
+    fresh_conflicts: int = 0
 
 
 @dataclass
@@ -419,7 +424,9 @@ class SyncEngine:
             jobs.update_job(self.engine, job.job_id, status="loaded")
             tel.record("upserting", "succeeded", rows=dict(result.rows))
             return LoadOutcome(shop, job.job_id, result.objects, dict(result.rows), result.max_updated_at,
-                               start_line, counted.count)
+                               start_line, counted.count, ingest_seconds=result.seconds,
+                               orders_skipped_older=result.orders_skipped_older,
+                               fresh_conflicts=result.fresh_conflicts)
         except BaseException as exc:
             self._fail(tel, shop, partition_key, "upserting", exc)
             raise

@@ -155,7 +155,15 @@ def build_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.Assets
             "resumed_from_line": ", ".join(f"{lo.shop}: {lo.start_line}" for lo in loads),
             "commerce_events": sum(lo.commerce_events for lo in loads),
             "max_updated_at": "; ".join(f"{lo.shop}: {_ts(lo.max_updated_at)}" for lo in loads),
+            "ingest_seconds": round(sum(lo.ingest_seconds for lo in loads), 2),
+            "orders_skipped_older": sum(lo.orders_skipped_older for lo in loads),
+            "chunks_redone_as_upserts": sum(lo.fresh_conflicts for lo in loads),
         }
+        # A resumed load's rows include chunks an earlier attempt committed: no honest rate.
+        whole = [lo for lo in loads if lo.start_line == 0 and lo.ingest_seconds > 0]
+        if whole:
+            common["ingest_rows_per_s"] = round(sum(sum(lo.rows.values()) for lo in whole)
+                                                / sum(lo.ingest_seconds for lo in whole))
         for key in (ORDER_HEADER, ORDER_LINE_ITEM, ORDER_REFUND):
             n = sum(int(lo.rows.get(key.path[-1], 0)) for lo in loads)
             yield dg.MaterializeResult(

@@ -111,6 +111,9 @@ def test_daily_run_end_to_end_on_every_backend(backend_harness: Harness) -> None
     assert md["objectCount"].value == job.object_count
     assert md["bulk_operation_id"].value == job.bulk_operation_id
     assert "updated_at" in md["window"].value
+    tables_md = result.asset_materializations_for_node("order_tables")[0].metadata
+    assert tables_md["ingest_rows_per_s"].value > 0 and tables_md["ingest_seconds"].value > 0
+    assert tables_md["orders_skipped_older"].value == 0 and tables_md["chunks_redone_as_upserts"].value == 0
 
     _assert_metrics(h, orders, day)
 
@@ -361,6 +364,7 @@ def test_an_interrupted_ingest_resumes_after_the_last_committed_chunk(harness: H
     assert rerun.success and all(_checks(rerun).values())
     md = rerun.asset_materializations_for_node("order_tables")[0].metadata
     assert md["resumed_from_line"].value == "DEMO: 74"
+    assert "ingest_rows_per_s" not in md  # its rows include the chunks committed before the crash
     assert len(harness.run_queries("DEMO")) == 1
     orders = harness.emulator.orders("DEMO")
     assert _count(harness, "order_header", "DEMO") == len(orders)
