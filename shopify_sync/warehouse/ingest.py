@@ -711,11 +711,14 @@ def _write_chunk(
     clock.lap("decide")
 
     def write(spec: upsert.TableSpec, frame: pl.DataFrame) -> None:
-        if insert_fresh:
+        fresh = frame.get_column("fresh").sum() if insert_fresh else 0
+        if fresh == frame.height:  # a first load: no split needed
+            writer.insert(spec, frame)
+        elif fresh == 0:
+            writer.upsert(spec, frame)
+        else:
             writer.insert(spec, frame.filter(pl.col("fresh")))
             writer.upsert(spec, frame.filter(~pl.col("fresh")))
-        else:
-            writer.upsert(spec, frame)
 
     write(upsert.HEADERS, applied)
     clock.lap("upsert_order_header")
