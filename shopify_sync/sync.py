@@ -402,7 +402,7 @@ class SyncEngine:
         from pathlib import Path
 
         from shopify_sync.telemetry import write_commerce_events
-        from shopify_sync.warehouse import ingest_jsonl, jobs
+        from shopify_sync.warehouse import delete_job_changes, ingest_jsonl, iter_job_changes, jobs
 
         tel = self.telemetry(shop)
         try:
@@ -417,11 +417,13 @@ class SyncEngine:
                     self._info(f"{shop}: resuming the ingest after line {start_line}")
                 result = ingest_jsonl(self.engine, path, shop=shop, job_id=job.job_id,
                                       chunk_rows=self.chunk_rows, start_line=start_line)
-            # Streamed: a first load has one change per order, millions for a big shop.
-            counted = _Counted(commerce_events(result.iter_changes()))
+            # Every committed chunk's changes, an earlier attempt's included (stored with the
+            # chunks, so a crash mid-ingest loses none); streamed: a first load has one per order.
+            counted = _Counted(commerce_events(iter_job_changes(self.engine, job.job_id)))
             write_commerce_events(self.store, run_id=self.run.run_id, events=counted, shop=shop,
                                   date=self.run.created_at)
             jobs.update_job(self.engine, job.job_id, status="loaded")
+            delete_job_changes(self.engine, job.job_id)
             tel.record("upserting", "succeeded", rows=dict(result.rows))
             return LoadOutcome(shop, job.job_id, result.objects, dict(result.rows), result.max_updated_at,
                                start_line, counted.count, ingest_seconds=result.seconds,

@@ -57,6 +57,7 @@ from sqlalchemy.engine import Connection, Engine
 from shopify_sync.warehouse import upsert
 from shopify_sync.warehouse.engine import ensure_schema
 from shopify_sync.warehouse.jobs import get_job, update_job_in
+from shopify_sync.warehouse.tables import sync_job_changes
 from shopify_sync.warehouse.types import MONEY_SCALE
 
 # -- the JSONL shape (must follow shopify_sync/shopify/queries.py) ---------------------------
@@ -885,6 +886,43 @@ class _ChangeSink:
             os.unlink(self._path)
 
 
+_CHANGES_IPC = pa.ipc.IpcWriteOptions(compression="zstd")
+
+
+def _store_changes(conn: Connection, job_id: str, start_line: int, end_line: int, changes: pl.DataFrame) -> None:
+    """The chunk's change records, in the chunk's transaction: committed exactly with its rows."""
+    if changes.height == 0:
+        return
+    table = changes.cast(_CHANGES_SCHEMA).to_arrow(compat_level=pl.CompatLevel.oldest())
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=_CHANGES_IPC) as writer:
+        writer.write_table(table)
+    conn.execute(sa.insert(sync_job_changes).values(job_id=job_id, start_line=start_line, end_line=end_line,
+                                                    payload=sink.getvalue().to_pybytes()))
+
+
+def iter_job_changes(engine: Engine, job_id: str) -> Iterator[OrderChange]:
+    """Every change record a job's committed chunks produced, in file order, whichever run
+    committed them (an attempt that crashed included); one chunk in memory at a time."""
+    with engine.connect() as conn:
+        starts = conn.execute(sa.select(sync_job_changes.c.start_line)
+                              .where(sync_job_changes.c.job_id == job_id)
+                              .order_by(sync_job_changes.c.start_line)).scalars().all()
+    for start in starts:
+        with engine.connect() as conn:
+            payload = conn.execute(sa.select(sync_job_changes.c.payload).where(
+                sync_job_changes.c.job_id == job_id, sync_job_changes.c.start_line == start)).scalar_one()
+        frame = pl.from_arrow(pa.ipc.open_stream(payload).read_all())
+        assert isinstance(frame, pl.DataFrame)
+        yield from changes_from_frame(frame)
+
+
+def delete_job_changes(engine: Engine, job_id: str) -> None:
+    """Drop a job's stored change records once its events are written."""
+    with engine.begin() as conn:
+        conn.execute(sa.delete(sync_job_changes).where(sync_job_changes.c.job_id == job_id))
+
+
 def ingest_jsonl(
     engine: Engine,
     path: str | Path,
@@ -922,6 +960,11 @@ def ingest_jsonl(
     if start_line < 0:
         raise ValueError(f"start_line must be >= 0, got {start_line}")
 
+    if job_id is not None:
+        # Change records past the resume point belong to chunks about to be written again.
+        with engine.begin() as conn:
+            conn.execute(sa.delete(sync_job_changes).where(sync_job_changes.c.job_id == job_id,
+                                                          sync_job_changes.c.start_line >= start_line))
     parents = _Parents()
     rows, max_updated, objects = {"order_header": 0, "order_line_item": 0, "order_refund": 0}, None, 0
     if start_line:
@@ -958,6 +1001,7 @@ def ingest_jsonl(
                     with engine.begin() as conn:
                         outcome = _write_chunk(conn, frames, parents, shop, batch_bytes, path, clock, insert_fresh)
                         if job_id is not None:
+                            _store_changes(conn, job_id, first, end_line, outcome.changes)
                             update_job_in(conn, job_id, lines_committed=end_line, max_updated_at=new_max,
                                           rows=total_rows)
                     clock.lap("commit")
@@ -1012,4 +1056,5 @@ def ingest_jsonl(
     )
 
 
-__all__ = ["ChunkProgress", "IngestError", "IngestResult", "OrderChange", "ingest_jsonl", "JSONL_SCHEMA"]
+__all__ = ["ChunkProgress", "IngestError", "IngestResult", "OrderChange", "delete_job_changes", "ingest_jsonl",
+           "iter_job_changes", "JSONL_SCHEMA"]

@@ -8,6 +8,7 @@ consistent itself. Extra columns beyond SPEC are documented inline.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 from shopify_sync.warehouse.types import Money, UtcDateTime
 
@@ -131,6 +132,19 @@ sync_job = sa.Table(
     sa.Index("ix_sync_job_resume", "shop", "job_type", "partition_key", "created_at"),
     sa.Index("ix_sync_job_run_id", "run_id"),
     sa.Index("ix_sync_job_shop_created_at", "shop", "created_at"),
+)
+
+# Not in SPEC: the change records (COMMERCE_TELEMETRY's source) of each committed chunk,
+# written in the chunk's own transaction, so a crash loses none: the load step writes the
+# run's events from here once the whole file is in, then deletes the job's rows. One row
+# per chunk: an Arrow IPC stream (zstd), a few hundred KB for a 20k-line chunk.
+sync_job_changes = sa.Table(
+    "sync_job_changes",
+    metadata,
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("start_line", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("end_line", sa.BigInteger, nullable=False),
+    sa.Column("payload", sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb"), nullable=False),
 )
 
 ORDER_TABLES = ("order_header", "order_line_item", "order_refund")

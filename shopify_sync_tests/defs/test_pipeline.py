@@ -365,6 +365,19 @@ def test_an_interrupted_ingest_resumes_after_the_last_committed_chunk(harness: H
     md = rerun.asset_materializations_for_node("order_tables")[0].metadata
     assert md["resumed_from_line"].value == "DEMO: 74"
     assert "ingest_rows_per_s" not in md  # its rows include the chunks committed before the crash
+    # The run's COMMERCE_TELEMETRY has every order, those of the two chunks committed before the
+    # crash included (their change records were stored with them), and the store is emptied.
+    from shopify_sync.telemetry import read_commerce_events
+    from shopify_sync.warehouse.tables import sync_job_changes
+
+    created = harness.instance.get_run_record_by_id(rerun.run_id).create_timestamp
+    events = read_commerce_events(harness.store(), created, rerun.run_id)
+    assert sorted(e["order_id"] for e in events if e["event"] == "created") == sorted(
+        o.id for o in harness.emulator.orders("DEMO"))
+    check = harness.engine()
+    with check.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(sync_job_changes)).scalar_one() == 0
+    check.dispose()
     assert len(harness.run_queries("DEMO")) == 1
     orders = harness.emulator.orders("DEMO")
     assert _count(harness, "order_header", "DEMO") == len(orders)

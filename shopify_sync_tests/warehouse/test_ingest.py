@@ -358,3 +358,38 @@ def test_concurrent_ingests_of_one_shop_end_like_one(engine, tmp_path: Path) -> 
     assert snapshot(engine) == together
     assert all(r.rows == alone.rows for r in results)
     assert len(together["order_header"]) == 300
+
+
+def test_change_records_of_a_crashed_attempt_survive_with_their_chunks(engine, tmp_path: Path) -> None:
+    """Each chunk's change records commit with the chunk, so after a crash and a resume the
+    job still holds every order's record exactly once: those of the crashed attempt too."""
+    from shopify_sync.warehouse import delete_job_changes, iter_job_changes
+
+    path = tmp_path / "demo.jsonl"
+    write_jsonl(path, "DEMO", orders=120, seed=9, anchor=ANCHOR)
+    job_id = _job(engine)
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_two(progress) -> None:
+        if progress.end_line >= 100:
+            raise Crash
+
+    with pytest.raises(Crash):
+        ingest_jsonl(engine, path, shop="DEMO", job_id=job_id, chunk_rows=50, on_chunk=crash_after_two)
+    resumed = ingest_jsonl(engine, path, shop="DEMO", job_id=job_id, chunk_rows=50)
+    assert resumed.start_line == 100 and len(resumed.changes) < 120  # this call's chunks only
+
+    stored = list(iter_job_changes(engine, job_id))
+    pairs = [(c.order_id, c.kind) for c in stored]
+    assert len(pairs) == len(set(pairs))  # nothing twice
+    assert sum(kind == "created" for _, kind in pairs) == 120  # a new cancelled order also yields "cancelled"
+
+    clear(engine)
+    clean = ingest_jsonl(engine, path, shop="DEMO", job_id=None, chunk_rows=50)
+    key = lambda c: (c.order_id, c.kind)  # noqa: E731
+    assert sorted(stored, key=key) == sorted(clean.changes, key=key)
+
+    delete_job_changes(engine, job_id)
+    assert list(iter_job_changes(engine, job_id)) == []
