@@ -266,7 +266,7 @@ def _iter_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[int, memoryview,
                     break
                 end, found = nl + 1, found + 1
             if found == chunk_rows:
-                # A copy, so the chunks in flight do not pin whole 16 MB blocks (peak RSS).
+                # A copy, so the chunks in flight do not pin whole read buffers (peak RSS).
                 yield first, memoryview(buf[pos:end]), found
                 first += found
                 pos, found = end, 0
@@ -537,9 +537,8 @@ def _stored_versions(conn: Connection, shop: str, order_ids: pl.Series) -> pl.Da
     rows: list[tuple[Any, ...]] = []
     if dialect == "postgresql":
         # An array parameter: PostgreSQL plans a long literal IN list slowly (measured 8 s of a
-        # 47 s ingest), and the statement text stays constant.
-        # The array goes as one text literal rendered by polars: psycopg's per-element list
-        # adaptation cost more than the lookup itself.
+        # 47 s ingest), and the statement text stays constant. It goes as one text literal
+        # rendered by polars: psycopg's per-element list adaptation cost more than the lookup.
         ids_text = "{" + order_ids.cast(pl.Int64).cast(pl.String).str.join(",").item() + "}"
         rows.extend(conn.execute(sa.text(
             f"SELECT order_id, updated_at, financial_status, fulfillment_status, {units}, cancelled_at "
@@ -859,10 +858,9 @@ class _ChangeSink:
         self._path: str | None = None
         self._writer: pa.ipc.RecordBatchFileWriter | None = None
 
-    def add(self, frame: pl.DataFrame) -> None:
-        if frame.height == 0:
+    def add(self, table: pa.Table | None) -> None:
+        if table is None:
             return
-        table = frame.cast(_CHANGES_SCHEMA).to_arrow(compat_level=pl.CompatLevel.oldest())
         if self._writer is None:
             fd, self._path = tempfile.mkstemp(prefix="shopify_sync_changes_", suffix=".arrow")
             os.close(fd)
@@ -889,11 +887,19 @@ class _ChangeSink:
 _CHANGES_IPC = pa.ipc.IpcWriteOptions(compression="zstd")
 
 
-def _store_changes(conn: Connection, job_id: str, start_line: int, end_line: int, changes: pl.DataFrame) -> None:
-    """The chunk's change records, in the chunk's transaction: committed exactly with its rows."""
+def _changes_arrow(changes: pl.DataFrame) -> pa.Table | None:
+    """A chunk's change records as Arrow (None when there are none), for the run's IPC file
+    and the job's stored copy alike; plain strings (oldest compat level), so only the bytes
+    referenced are written, not whole shared string buffers."""
     if changes.height == 0:
+        return None
+    return changes.cast(_CHANGES_SCHEMA).to_arrow(compat_level=pl.CompatLevel.oldest())
+
+
+def _store_changes(conn: Connection, job_id: str, start_line: int, end_line: int, table: pa.Table | None) -> None:
+    """The chunk's change records, in the chunk's transaction: committed exactly with its rows."""
+    if table is None:
         return
-    table = changes.cast(_CHANGES_SCHEMA).to_arrow(compat_level=pl.CompatLevel.oldest())
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema, options=_CHANGES_IPC) as writer:
         writer.write_table(table)
@@ -1000,8 +1006,9 @@ def ingest_jsonl(
                 try:
                     with engine.begin() as conn:
                         outcome = _write_chunk(conn, frames, parents, shop, batch_bytes, path, clock, insert_fresh)
+                        changes_arrow = _changes_arrow(outcome.changes)
                         if job_id is not None:
-                            _store_changes(conn, job_id, first, end_line, outcome.changes)
+                            _store_changes(conn, job_id, first, end_line, changes_arrow)
                             update_job_in(conn, job_id, lines_committed=end_line, max_updated_at=new_max,
                                           rows=total_rows)
                     clock.lap("commit")
@@ -1030,12 +1037,12 @@ def ingest_jsonl(
             lines_committed = end_line
             skipped += outcome.skipped
             chunks += 1
-            sink.add(outcome.changes)
+            sink.add(changes_arrow)
             if on_chunk is not None:
                 on_chunk(ChunkProgress(first, end_line, chunk_rows_seen, outcome.changes,
                                        time.perf_counter() - t0))
             clock.lap("on_chunk")
-            del frames, outcome
+            del frames, outcome, changes_arrow
             _malloc_trim()
             prefetch.done()
     except BaseException:
@@ -1051,7 +1058,8 @@ def ingest_jsonl(
         objects=objects, rows=rows,
         max_updated_at=max_updated.replace(tzinfo=UTC) if max_updated is not None else None,
         changes_table=changes, start_line=start_line, lines_committed=lines_committed, chunks=chunks,
-        orders_skipped_older=skipped, size_retries=size_retries, fresh_conflicts=fresh_conflicts, seconds=time.perf_counter() - began,
+        orders_skipped_older=skipped, size_retries=size_retries, fresh_conflicts=fresh_conflicts,
+        seconds=time.perf_counter() - began,
         timings={k: round(v, 3) for k, v in timings.items()},
     )
 

@@ -216,18 +216,7 @@ class SqliteWriter(BulkWriter):
     def _upsert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
         cols = ", ".join(spec.columns)
         marks = ", ".join("?" for _ in spec.columns)
-        sets = []
-        for c in spec.columns:
-            if c in spec.key:
-                continue
-            if c in spec.only_if_newer:
-                sets.append(f"{c} = CASE WHEN excluded.{spec.guard} > {spec.name}.{spec.guard} "
-                            f"THEN excluded.{c} ELSE {spec.name}.{c} END")
-            else:
-                sets.append(f"{c} = excluded.{c}")
-        sql = (f"INSERT INTO {spec.name} ({cols}) VALUES ({marks}) ON CONFLICT ({', '.join(spec.key)}) "
-               f"DO UPDATE SET {', '.join(sets)} WHERE excluded.{spec.guard} >= {spec.name}.{spec.guard}")
-        self._executemany(sql, spec, frame)
+        self._executemany(f"INSERT INTO {spec.name} ({cols}) VALUES ({marks}) {_on_conflict(spec)}", spec, frame)
 
     def _executemany(self, sql: str, spec: TableSpec, frame: pl.DataFrame) -> None:
         exprs = []
@@ -249,6 +238,21 @@ class SqliteWriter(BulkWriter):
                 cur.executemany(sql, part.rows())
         finally:
             cur.close()
+
+
+def _on_conflict(spec: TableSpec) -> str:
+    """``ON CONFLICT … DO UPDATE … WHERE`` with the "never older" guard (SQLite and PostgreSQL)."""
+    sets = []
+    for c in spec.columns:
+        if c in spec.key:
+            continue
+        if c in spec.only_if_newer:
+            sets.append(f"{c} = CASE WHEN excluded.{spec.guard} > {spec.name}.{spec.guard} "
+                        f"THEN excluded.{c} ELSE {spec.name}.{c} END")
+        else:
+            sets.append(f"{c} = excluded.{c}")
+    return (f"ON CONFLICT ({', '.join(spec.key)}) DO UPDATE SET {', '.join(sets)} "
+            f"WHERE excluded.{spec.guard} >= {spec.name}.{spec.guard}")
 
 
 def _pg_csv(frame: pl.DataFrame) -> bytes:
@@ -274,20 +278,7 @@ class PostgresWriter(BulkWriter):
             cur.execute(f"TRUNCATE {stage}")
             with cur.copy(f"COPY {stage} ({cols}) FROM STDIN (FORMAT csv)") as copy:
                 copy.write(_pg_csv(frame))
-            sets = []
-            for c in spec.columns:
-                if c in spec.key:
-                    continue
-                if c in spec.only_if_newer:
-                    sets.append(f"{c} = CASE WHEN excluded.{spec.guard} > {spec.name}.{spec.guard} "
-                                f"THEN excluded.{c} ELSE {spec.name}.{c} END")
-                else:
-                    sets.append(f"{c} = excluded.{c}")
-            cur.execute(
-                f"INSERT INTO {spec.name} ({cols}) SELECT {cols} FROM {stage} "
-                f"ON CONFLICT ({', '.join(spec.key)}) DO UPDATE SET {', '.join(sets)} "
-                f"WHERE excluded.{spec.guard} >= {spec.name}.{spec.guard}"
-            )
+            cur.execute(f"INSERT INTO {spec.name} ({cols}) SELECT {cols} FROM {stage} {_on_conflict(spec)}")
 
     def delete_stale(self, table: str, shop: str, order_ids: Sequence[int]) -> None:
         if not order_ids:
