@@ -401,6 +401,7 @@ class SyncEngine:
         import tempfile
         from pathlib import Path
 
+        from shopify_sync.storage.keys import commerce_telemetry_key
         from shopify_sync.telemetry import write_commerce_events
         from shopify_sync.warehouse import delete_job_changes, ingest_jsonl, iter_job_changes, jobs
 
@@ -420,8 +421,14 @@ class SyncEngine:
             # Every committed chunk's changes, an earlier attempt's included (stored with the
             # chunks, so a crash mid-ingest loses none); streamed: a first load has one per order.
             counted = _Counted(commerce_events(iter_job_changes(self.engine, job.job_id)))
-            write_commerce_events(self.store, run_id=self.run.run_id, events=counted, shop=shop,
-                                  date=self.run.created_at)
+            # The object is chosen before it is written: if this process dies after the write
+            # but before the job's change records are deleted, the resumed load merges the
+            # same records into the same object (deduplicated) rather than into its own run's.
+            events_key = job.events_key
+            if events_key is None:
+                events_key = commerce_telemetry_key(self.run.created_at, self.run.run_id)
+                jobs.update_job(self.engine, job.job_id, events_key=events_key)
+            write_commerce_events(self.store, key=events_key, events=counted, shop=shop)
             jobs.update_job(self.engine, job.job_id, status="loaded")
             delete_job_changes(self.engine, job.job_id)
             tel.record("upserting", "succeeded", rows=dict(result.rows))

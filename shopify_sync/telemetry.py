@@ -488,6 +488,7 @@ def write_commerce_events(
     shop: str | None = None,
     at: datetime | None = None,
     changes: Iterable[Any] | None = None,
+    key: str | None = None,
 ) -> str | None:
     """Append order events to ``telemetry/commerce/date=<D>/<run_id>.jsonl``; returns the key
     (None when there is nothing to write).
@@ -496,6 +497,8 @@ def write_commerce_events(
     ``created, status_changed, refunded, cancelled``; ``kind`` is accepted too), ``at``,
     ``before`` and ``after``; ``shop`` / ``at`` default to the keyword arguments.
     ``changes`` is an alias of ``events``; ``date`` defaults to ``at``'s UTC date.
+    ``key`` names the object outright (an earlier run's object that a resumed load
+    completes); ``date`` and ``run_id`` are then not needed.
 
     One object per run: a second call for the same run (another shop, a resumed load)
     merges into it, and lines already present are not written twice, so a re-run never
@@ -510,15 +513,18 @@ def write_commerce_events(
     import tempfile
     from pathlib import Path
 
-    if run_id is None:
-        raise TypeError("write_commerce_events needs run_id")
     if events is not None and changes is not None:
         raise TypeError("pass events or changes, not both")
     items = iter(events if events is not None else changes or [])
-    day = date if date is not None else at
-    if day is None:
-        raise TypeError("write_commerce_events needs the run's date (date=) or its creation time (at=)")
-    key = commerce_telemetry_key(day, run_id)
+    if key is None:
+        if run_id is None:
+            raise TypeError("write_commerce_events needs run_id")
+        day = date if date is not None else at
+        if day is None:
+            raise TypeError("write_commerce_events needs the run's date (date=) or its creation time (at=)")
+        key = commerce_telemetry_key(day, run_id)
+    elif not key.startswith(COMMERCE_TELEMETRY_PREFIX):
+        raise ValueError(f"not a commerce telemetry key: {key!r}")
     first = next(items, None)
     if first is None:
         return None

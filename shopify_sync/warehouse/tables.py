@@ -127,6 +127,10 @@ sync_job = sa.Table(
     # Not in SPEC: max order updatedAt ingested (the watermark candidate) and rows per table (JSON text).
     sa.Column("max_updated_at", UtcDateTime()),
     sa.Column("rows_json", sa.Text),
+    # Not in SPEC: the commerce events object this job's load writes to, recorded before the
+    # write, so a load that dies between the write and deleting sync_job_changes completes
+    # the same object on resume instead of writing the events again under another run id.
+    sa.Column("events_key", sa.String(512)),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Index("ix_sync_job_resume", "shop", "job_type", "partition_key", "created_at"),

@@ -387,6 +387,40 @@ def test_an_interrupted_ingest_resumes_after_the_last_committed_chunk(harness: H
     assert harness.watermark("DEMO") == max(o.updated_at for o in orders)
 
 
+def test_a_load_killed_after_writing_its_events_never_writes_them_twice(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load wrote the commerce events object, then died before deleting the job's change
+    records: the rerun completes that same object instead of writing every event again
+    under its own run id."""
+    import shopify_sync.warehouse as warehouse
+
+    real_delete = warehouse.delete_job_changes
+
+    def die(engine, job_id) -> None:
+        raise RuntimeError("simulated kill after the events were written")
+
+    monkeypatch.setattr(warehouse, "delete_job_changes", die)
+    day = yesterday()
+    first = harness.daily("DEMO", day)
+    assert not first.success
+    [job] = _jobs(harness, "DEMO")
+    assert job.events_key and first.run_id in job.events_key
+    store = harness.store()
+    assert store.get_bytes(job.events_key)  # written before the simulated kill
+
+    monkeypatch.setattr(warehouse, "delete_job_changes", real_delete)
+    rerun = harness.daily("DEMO", day)
+    assert rerun.success
+    [done] = _jobs(harness, "DEMO")
+    assert done.job_id == job.job_id and done.status == "completed" and done.events_key == job.events_key
+    lines = [json.loads(ln) for k in store.list_keys("telemetry/commerce/")
+             for ln in store.get_bytes(k).decode().splitlines() if ln.strip()]
+    created = [e["order_id"] for e in lines if e["event"] == "created"]
+    assert sorted(created) == sorted(o.id for o in harness.emulator.orders("DEMO"))  # each exactly once
+    assert len(lines) == len({json.dumps(e, sort_keys=True) for e in lines})
+
+
 def test_a_rejected_token_fails_clearly_and_never_leaks(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "shpat_0123456789abcdefWRONG"
     monkeypatch.setenv("SHOPIFY_DEMO_TOKEN", secret)
