@@ -262,13 +262,23 @@ def _pg_csv(frame: pl.DataFrame) -> bytes:
                            null_value="").encode("utf-8")
 
 
+def _copy_csv(copy: Any, frame: pl.DataFrame) -> None:
+    # Rendered and sent in slices: the server parses and inserts one slice while the
+    # next is rendered, instead of idling until the whole chunk's CSV exists.
+    for part in frame.iter_slices(_COPY_SLICE_ROWS):
+        copy.write(_pg_csv(part))
+
+
+_COPY_SLICE_ROWS = 2_000
+
+
 class PostgresWriter(BulkWriter):
     def _insert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
         # COPY straight into the table: no staging pass, no conflict arbitration.
         raw = self.conn.connection.dbapi_connection
         with raw.cursor() as cur:  # type: ignore[union-attr]
             with cur.copy(f"COPY {spec.name} ({', '.join(spec.columns)}) FROM STDIN (FORMAT csv)") as copy:
-                copy.write(_pg_csv(frame))
+                _copy_csv(copy, frame)
 
     def _upsert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
         stage = f"_stage_{spec.name}"
@@ -279,7 +289,7 @@ class PostgresWriter(BulkWriter):
             cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {spec.name}) ON COMMIT DELETE ROWS")
             cur.execute(f"TRUNCATE {stage}")
             with cur.copy(f"COPY {stage} ({cols}) FROM STDIN (FORMAT csv)") as copy:
-                copy.write(_pg_csv(frame))
+                _copy_csv(copy, frame)
             cur.execute(f"INSERT INTO {spec.name} ({cols}) SELECT {cols} FROM {stage} {_on_conflict(spec)}")
 
     def delete_stale(self, table: str, shop: str, order_ids: Sequence[int]) -> None:
