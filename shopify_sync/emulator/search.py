@@ -1,8 +1,8 @@
 """The orders ``query:`` search filter (the subset the sync relies on, plus a little more).
 
 Grammar (Shopify search syntax): terms separated by whitespace are ANDed (``AND`` may
-be written out), ``OR`` separates alternatives, a leading ``-`` or ``NOT`` negates a
-term. A term is ``field:value`` or ``field:<op>value`` with op in ``< <= > >=``; values
+be written out), ``OR`` separates alternatives and binds looser than AND, parentheses
+group, and a leading ``-`` or ``NOT`` negates a term or a parenthesised group. A term is ``field:value`` or ``field:<op>value`` with op in ``< <= > >=``; values
 may be quoted with ``'`` or ``"``. Supported fields: ``created_at``, ``updated_at``,
 ``processed_at`` (timestamps or dates, compared in UTC), ``id`` (numeric range),
 ``test`` (true/false), ``status`` (open/cancelled/closed/any), ``financial_status``,
@@ -57,37 +57,104 @@ def parse_time(value: str) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-def tokenize(query: str) -> list[list[Term]]:
-    """Disjunctive normal form: a list of OR-alternatives, each a list of ANDed terms."""
-    groups: list[list[Term]] = [[]]
+# Operators and free text, tried where no ``field:value`` term starts. ``-`` negates a group
+# only when a parenthesis follows (``-foo`` is free text); AND/OR/NOT are whole words.
+_WORD = re.compile(r"-(?=\s*\()|NOT(?=[\s(])|AND(?=[\s(]|$)|OR(?=[\s(]|$)|[^\s()]+")
+_SPACE = re.compile(r"\s*")
+
+Token = Term | str  # a term, or one of "(", ")", "AND", "OR", "NOT"
+
+
+def tokenize(query: str) -> list[Token]:
+    """Terms and operators in order; free text (no ``field:``) is dropped, as Shopify
+    searches default fields with it, which the emulator does not model."""
+    out: list[Token] = []
     pos = 0
-    text = query.strip()
-    while pos < len(text):
-        rest = text[pos:]
-        stripped = rest.lstrip()
-        pos += len(rest) - len(stripped)
-        if not stripped:
-            break
-        if stripped.startswith(("AND ", "AND\t")) or stripped == "AND":
-            pos += 3
-            continue
-        if stripped.startswith(("OR ", "OR\t")):
-            groups.append([])
-            pos += 2
-            continue
-        if stripped[0] in "()":  # grouping is flattened: enough for the ranges we emit
+    while True:
+        pos = _SPACE.match(query, pos).end()  # type: ignore[union-attr]
+        if pos >= len(query):
+            return out
+        if query[pos] in "()":
+            out.append(query[pos])
             pos += 1
             continue
-        m = _TERM.match(text, pos)
+        m = _TERM.match(query, pos)
         if m:
             value = next(v for v in (m.group("sq"), m.group("dq"), m.group("bare")) if v is not None)
-            groups[-1].append(Term(m.group("field").lower(), m.group("op") or "=", value, bool(m.group("neg"))))
+            out.append(Term(m.group("field").lower(), m.group("op") or "=", value, bool(m.group("neg"))))
             pos = m.end()
             continue
-        # free text (no field): Shopify searches default fields; we ignore it
-        nxt = re.match(r"\S+", text[pos:])
-        pos += nxt.end() if nxt else 1
-    return [g for g in groups if g] or [[]]
+        w = _WORD.match(query, pos)
+        assert w is not None  # any non-space, non-parenthesis character matches
+        pos = w.end()
+        word = w.group()
+        if word in {"AND", "OR"}:
+            out.append(word)
+        elif word in {"NOT", "-"}:
+            out.append("NOT")
+
+
+# A parsed (sub)expression: a predicate, or None where every term in it was ignored
+# (unknown field, unparsable value), which then drops out of the AND / OR around it.
+Node = Predicate | None
+
+
+def _all(nodes: list[Node]) -> Node:
+    preds = [n for n in nodes if n is not None]
+    if len(preds) <= 1:
+        return preds[0] if preds else None
+    return lambda o: all(p(o) for p in preds)
+
+
+def _any(nodes: list[Node]) -> Node:
+    preds = [n for n in nodes if n is not None]
+    if len(preds) <= 1:
+        return preds[0] if preds else None
+    return lambda o: any(p(o) for p in preds)
+
+
+def _not(node: Node) -> Node:
+    return None if node is None else (lambda o: not node(o))
+
+
+def _parse_or(tokens: list[Token], i: int) -> tuple[Node, int]:
+    """``or := and ("OR" and)*``: AND binds tighter than OR, as in Shopify's search syntax."""
+    node, i = _parse_and(tokens, i)
+    alternatives = [node]
+    while i < len(tokens) and tokens[i] == "OR":
+        node, i = _parse_and(tokens, i + 1)
+        alternatives.append(node)
+    return _any(alternatives), i
+
+
+def _parse_and(tokens: list[Token], i: int) -> tuple[Node, int]:
+    """``and := unary (["AND"] unary)*``: whitespace is an implicit AND."""
+    items: list[Node] = []
+    while i < len(tokens) and tokens[i] not in ("OR", ")"):
+        if tokens[i] == "AND":
+            i += 1
+            continue
+        node, i = _parse_unary(tokens, i)
+        items.append(node)
+    return _all(items), i
+
+
+def _parse_unary(tokens: list[Token], i: int) -> tuple[Node, int]:
+    """``unary := "NOT" unary | "(" or ")" | term``; a missing ``)`` closes at the end."""
+    token = tokens[i]
+    if token == "NOT":
+        if i + 1 >= len(tokens) or tokens[i + 1] in ("OR", ")"):
+            return None, i + 1  # nothing to negate
+        node, i = _parse_unary(tokens, i + 1)
+        return _not(node), i
+    if token == "(":
+        node, i = _parse_or(tokens, i + 1)
+        if i < len(tokens) and tokens[i] == ")":
+            i += 1
+        return node, i
+    assert isinstance(token, Term)
+    pred = _term_predicate(token)
+    return (_not(pred) if token.negated else pred), i + 1
 
 
 def _compare(left: object, op: str, right: object) -> bool:
@@ -148,22 +215,20 @@ def _term_predicate(term: Term) -> Predicate | None:
 
 
 def compile_query(query: str | None) -> Predicate:
-    """A predicate over orders for the ``query:`` argument (``None``/empty: everything)."""
-    if not query or not query.strip():
-        return lambda o: True
-    alternatives: list[list[tuple[Predicate, bool]]] = []
-    for group in tokenize(query):
-        preds = []
-        for term in group:
-            pred = _term_predicate(term)
-            if pred is not None:
-                preds.append((pred, term.negated))
-        alternatives.append(preds)
+    """A predicate over orders for the ``query:`` argument (``None``/empty: everything).
 
-    def match(o: Order) -> bool:
-        return any(all(p(o) != neg for p, neg in alt) for alt in alternatives)
-
-    return match
+    Parentheses group; an unmatched ``)`` is skipped and what follows is ANDed with what
+    came before (Shopify answers such queries with a search warning, not an error)."""
+    tokens = tokenize(query or "")
+    parts: list[Node] = []
+    i = 0
+    while i < len(tokens):
+        node, i = _parse_or(tokens, i)
+        parts.append(node)
+        if i < len(tokens) and tokens[i] == ")":
+            i += 1
+    pred = _all(parts)
+    return pred if pred is not None else (lambda o: True)
 
 
 SORT_KEYS: dict[str, Callable[[Order], object]] = {

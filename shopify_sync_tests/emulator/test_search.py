@@ -101,3 +101,47 @@ def test_compile_query_units():
         parse_time("yesterday-ish")
     assert compile_query("created_at:>'yesterday-ish'")(object()) is True  # type: ignore[arg-type]
     assert compile_query("")(object()) is True  # type: ignore[arg-type]
+
+
+def _grouping_case(server):
+    orders = server.emulator.orders("DE")
+    by_status: dict[str, int] = {}
+    for o in orders:
+        by_status[o.display_financial_status] = by_status.get(o.display_financial_status, 0) + 1
+    x, y = sorted(by_status, key=lambda s: -by_status[s])[:2]
+    bound = sorted(o.created_at for o in orders)[len(orders) // 2]
+    ts = bound.strftime("%Y-%m-%dT%H:%M:%SZ")
+    a = lambda o: o.display_financial_status == x  # noqa: E731
+    b = lambda o: o.display_financial_status == y  # noqa: E731
+    c = lambda o: o.created_at >= parse_time(ts)  # noqa: E731
+    return orders, f"financial_status:{x}", f"financial_status:{y}", f"created_at:>='{ts}'", a, b, c
+
+
+def test_parentheses_group_and_or_binds_looser_than_and(server):
+    orders, qa, qb, qc, a, b, c = _grouping_case(server)
+
+    def ids(query: str) -> set[int]:
+        match = compile_query(query)
+        return {o.id for o in orders if match(o)}
+
+    grouped = {o.id for o in orders if (a(o) or b(o)) and c(o)}
+    ungrouped = {o.id for o in orders if a(o) or (b(o) and c(o))}
+    assert grouped != ungrouped  # the dataset tells the two readings apart
+    assert ids(f"({qa} OR {qb}) AND {qc}") == ids(f"({qa} OR {qb}) {qc}") == grouped
+    assert ids(f"{qa} OR {qb} AND {qc}") == ids(f"{qa} OR ({qb} AND {qc})") == ungrouped
+    assert ids(f"(({qa} OR {qb})) AND ({qc})") == grouped
+    neither = {o.id for o in orders if not (a(o) or b(o))}
+    assert ids(f"-({qa} OR {qb})") == ids(f"NOT ({qa} OR {qb})") == ids(f"NOT({qa} OR {qb})") == neither
+    assert ids(f"-{qa} -{qb}") == neither
+    # An ignored term drops out of its group instead of widening it to everything.
+    assert ids(f"({qa} OR no_such_field:1) AND {qc}") == {o.id for o in orders if a(o) and c(o)}
+    # Unbalanced: a missing ")" closes at the end; a stray ")" is skipped.
+    assert ids(f"({qa} OR {qb}") == {o.id for o in orders if a(o) or b(o)}
+    assert ids(f"{qa} OR {qb}) {qc}") == grouped
+
+
+def test_grouped_query_over_http(api, server):
+    orders, qa, qb, qc, a, b, c = _grouping_case(server)
+    got = set(root_ids(api, q(f"({qa} OR {qb}) AND {qc}")))
+    assert got == {o.id for o in orders if (a(o) or b(o)) and c(o)}
+    assert got
