@@ -185,6 +185,9 @@ class LoadOutcome:
     ingest_seconds: float = 0.0
     orders_skipped_older: int = 0
     fresh_conflicts: int = 0
+    # Where the commerce events went: this run's object, or an earlier attempt's that the
+    # load completed (see ``sync_job.events_key``).
+    events_key: str | None = None
 
 
 @dataclass
@@ -435,7 +438,8 @@ class SyncEngine:
             return LoadOutcome(shop, job.job_id, result.objects, dict(result.rows), result.max_updated_at,
                                start_line, counted.count, ingest_seconds=result.seconds,
                                orders_skipped_older=result.orders_skipped_older,
-                               fresh_conflicts=result.fresh_conflicts)
+                               fresh_conflicts=result.fresh_conflicts,
+                               events_key=events_key if counted.count else None)
         except BaseException as exc:
             self._fail(tel, shop, partition_key, "upserting", exc)
             raise

@@ -159,6 +159,9 @@ def build_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.Assets
             "orders_skipped_older": sum(lo.orders_skipped_older for lo in loads),
             "chunks_redone_as_upserts": sum(lo.fresh_conflicts for lo in loads),
         }
+        events_keys = sorted({lo.events_key for lo in loads if lo.events_key})
+        if events_keys:
+            common["commerce_events_object"] = ", ".join(events_keys)
         # A resumed load's rows include chunks an earlier attempt committed: no honest rate.
         whole = [lo for lo in loads if lo.start_line == 0 and lo.ingest_seconds > 0]
         if whole:

@@ -114,6 +114,9 @@ def test_daily_run_end_to_end_on_every_backend(backend_harness: Harness) -> None
     tables_md = result.asset_materializations_for_node("order_tables")[0].metadata
     assert tables_md["ingest_rows_per_s"].value > 0 and tables_md["ingest_seconds"].value > 0
     assert tables_md["orders_skipped_older"].value == 0 and tables_md["chunks_redone_as_upserts"].value == 0
+    events_object = tables_md["commerce_events_object"].value
+    assert events_object.startswith("telemetry/commerce/date=") and events_object.endswith(f"/{result.run_id}.jsonl")
+    assert h.store().get_bytes(events_object)
 
     _assert_metrics(h, orders, day)
 
@@ -414,6 +417,8 @@ def test_a_load_killed_after_writing_its_events_never_writes_them_twice(
     assert rerun.success
     [done] = _jobs(harness, "DEMO")
     assert done.job_id == job.job_id and done.status == "completed" and done.events_key == job.events_key
+    md = rerun.asset_materializations_for_node("order_tables")[0].metadata
+    assert md["commerce_events_object"].value == job.events_key  # the UI says where they went
     lines = [json.loads(ln) for k in store.list_keys("telemetry/commerce/")
              for ln in store.get_bytes(k).decode().splitlines() if ln.strip()]
     created = [e["order_id"] for e in lines if e["event"] == "created"]
