@@ -10,7 +10,9 @@ PostgreSQL), in this one process and on a fresh database each time:
 
 Each phase runs in a fresh (spawned) process, so its peak RSS (ru_maxrss, interpreter
 and imports included) is its own. Prints rows/s, the ratio and the peak RSS of each
-phase, then one JSON line per backend. Timings are reported, never asserted. Example:
+phase, the machine's pace before and after each backend (CPU seconds of two fixed
+workloads, to compare figures across machines and to flag a run during which the pace
+changed), then one JSON line per backend. Timings are reported, never asserted. Example:
 
     .venv/bin/python bench/ingest.py --line-items 1000000
     .venv/bin/python bench/ingest.py --line-items 50000 --backends sqlite   # quick
@@ -221,6 +223,33 @@ def machine_busy_seconds() -> float | None:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_pace(path: Path) -> dict[str, float]:
+    """CPU seconds of two fixed workloads: a pure-Python loop and pyarrow parsing the file's
+    first 64 MB with the ingest's options. The machines this runs on change pace (seen: the
+    same ingest 3x slower from one session to the next, and by tens of per cent within
+    minutes), so figures are only comparable next to these."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    from shopify_sync.warehouse.ingest import _PARSE, _READ
+
+    t = time.process_time()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    python_s = time.process_time() - t
+    with open(path, "rb") as fh:
+        data = fh.read(64 << 20)
+    data = data[:data.rfind(b"\n") + 1]
+    t = time.process_time()
+    pj.read_json(pa.BufferReader(data), read_options=_READ, parse_options=_PARSE)
+    return {"python_s": round(python_s, 3), "pyarrow_s": round(time.process_time() - t, 3)}
+
+
+def _pace_text(pace: dict[str, float]) -> str:
+    return f"python loop {pace['python_s']:.2f} s, pyarrow 64 MB {pace['pyarrow_s']:.2f} s"
+
+
 def run_phase(label: str, kind: str, url: str, path: Path, chunk_rows: int) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
@@ -276,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for backend in backends:
             print(f"{backend}:", flush=True)
+            pace_before = machine_pace(path)
+            print(f"  pace      {_pace_text(pace_before)} (CPU seconds; lower is faster)", flush=True)
             with fresh_database(backend, workdir) as url:
                 ours = run_phase("ingest", "ingest", url, path, args.chunk_rows)
             rate = ours["rows"] / ours["seconds"]
@@ -285,12 +316,20 @@ def main(argv: list[str] | None = None) -> int:
                     base = run_phase("baseline", "baseline", url, path, args.chunk_rows)
                 base_rate = base["rows"] / base["seconds"]
                 print(f"  ratio     {rate / base_rate:.2f}x the baseline", flush=True)
+            pace_after = machine_pace(path)
+            # Only workloads long enough to time (a small file's 64 MB prefix is the whole file).
+            ratios = [max(pace_after[k], pace_before[k]) / min(pace_after[k], pace_before[k])
+                      for k in pace_before if min(pace_after[k], pace_before[k]) >= 0.05]
+            drift = max(ratios, default=1.0)
+            print(f"  pace      {_pace_text(pace_after)} after"
+                  + (f"; note: the machine's pace changed by {drift - 1:.0%} during this backend's phases"
+                     if drift > 1.2 else ""), flush=True)
             results.append({"bench": "ingest", "backend": backend, "rows": ours["rows"],
                             "rows_per_s": round(rate), "baseline_rows_per_s": None if base_rate is None
                             else round(base_rate), "peak_rss_mb": round(ours["peak_rss_mb"]),
                             "seconds": round(ours["seconds"], 2), "client_cpu_s": round(ours["client_cpu_s"], 1),
                             "machine_cpu_s": None if ours["machine_cpu_s"] is None else round(ours["machine_cpu_s"], 1),
-                            "lines": stats.objects,
+                            "pace_before": pace_before, "pace_after": pace_after, "lines": stats.objects,
                             "file_mb": round(stats.size / 2**20, 1), "chunk_rows": args.chunk_rows})
         for r in results:
             print(json.dumps(r), flush=True)

@@ -21,5 +21,6 @@ def test_ingest_bench_runs_and_prints_its_json_lines(tmp_path: Path) -> None:
     assert line["bench"] == "ingest" and line["backend"] == "sqlite"
     assert line["rows"] > 3000 and line["rows_per_s"] > 0 and line["baseline_rows_per_s"] > 0
     assert line["peak_rss_mb"] > 0 and line["client_cpu_s"] > 0
+    assert all(line[p][k] > 0 for p in ("pace_before", "pace_after") for k in ("python_s", "pyarrow_s"))
     assert "WARNING" not in proc.stdout  # both phases stored every row of the file
     assert list(tmp_path.iterdir()) == []  # the generated file and databases are removed
