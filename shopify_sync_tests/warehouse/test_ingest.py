@@ -393,3 +393,63 @@ def test_change_records_of_a_crashed_attempt_survive_with_their_chunks(engine, t
 
     delete_job_changes(engine, job_id)
     assert list(iter_job_changes(engine, job_id)) == []
+
+
+def _wal_bytes(db: Path) -> int:
+    wal = Path(f"{db}-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+@pytest.mark.parametrize("catch_up", [True, False])
+def test_sqlite_checkpoints_leave_the_writer_and_keep_the_wal_bounded(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catch_up: bool
+) -> None:
+    """SQLite: the writer's own automatic checkpoint is off during the ingest (restored after),
+    and once the WAL is large the writer checkpoints before its next chunk, so the WAL file
+    restarts instead of growing with the whole load. The background thread is held still
+    here (a long interval) so that only the writer's catch-up can restart the WAL."""
+    from shopify_sync.warehouse import ingest as ingest_mod
+
+    path = tmp_path / "orders.jsonl"
+    write_jsonl(path, "DEMO", orders=2000, seed=3, anchor=ANCHOR)
+    monkeypatch.setattr(ingest_mod, "_WAL_RESTART_FRAMES", -1 if catch_up else 10**9)
+    real_init = ingest_mod._WalCheckpointer.__init__
+    started: list[object] = []
+
+    def slow_init(self, engine, interval: float = 0.25) -> None:
+        started.append(self)
+        real_init(self, engine, interval=3600)
+
+    monkeypatch.setattr(ingest_mod._WalCheckpointer, "__init__", slow_init)
+    eng = make_engine(sqlite_url)
+    try:
+        with eng.connect():  # a connection stays open, so the WAL file is not removed
+            result = ingest_jsonl(eng, path, shop="DEMO", job_id=None, chunk_rows=500)
+            wal = _wal_bytes(Path(eng.url.database))
+        # Every pooled connection (the ingest's writer and checkpointer among them) has its
+        # automatic checkpoint back at SQLite's default.
+        conns = [eng.connect() for _ in range(eng.pool.size())]
+        try:
+            assert [c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() for c in conns] == [1000] * len(conns)
+            assert conns[0].execute(sa.select(sa.func.count()).select_from(order_header)).scalar_one() == 2000
+        finally:
+            for c in conns:
+                c.close()
+    finally:
+        eng.dispose()
+    assert len(started) == 1 and result.chunks > 10
+    db_bytes = Path(eng.url.database).stat().st_size
+    if catch_up:
+        assert wal < db_bytes / 2, (wal, db_bytes)  # about one chunk's pages (measured 0.2x)
+    else:
+        assert wal > db_bytes, (wal, db_bytes)  # nothing checkpointed: the WAL holds the load (2.1x)
+
+
+def test_no_checkpointer_off_sqlite_or_in_memory(db_url: str, tmp_path: Path) -> None:
+    from shopify_sync.warehouse.ingest import _wal_mode
+
+    eng = make_engine(db_url)
+    try:
+        assert _wal_mode(eng) is (eng.dialect.name == "sqlite")
+    finally:
+        eng.dispose()
