@@ -2,8 +2,8 @@
 
 Grammar (Shopify search syntax): terms separated by whitespace are ANDed (``AND`` may
 be written out), ``OR`` separates alternatives and binds looser than AND, parentheses
-group, and a leading ``-`` or ``NOT`` negates a term or a parenthesised group. A term is ``field:value`` or ``field:<op>value`` with op in ``< <= > >=``; values
-may be quoted with ``'`` or ``"``. Supported fields: ``created_at``, ``updated_at``,
+group, and a leading ``-`` or ``NOT`` negates a term or a parenthesised group. A term is
+``field:value`` or ``field:<op>value`` with op in ``< <= > >=``; values may be quoted with ``'`` or ``"``. Supported fields: ``created_at``, ``updated_at``,
 ``processed_at`` (timestamps or dates, compared in UTC), ``id`` (numeric range),
 ``test`` (true/false), ``status`` (open/cancelled/closed/any), ``financial_status``,
 ``fulfillment_status``, ``name``, ``sku``. As on Shopify, unknown fields and values
@@ -14,7 +14,7 @@ that cannot be parsed are ignored (the term matches everything), and a term with
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -99,18 +99,12 @@ def tokenize(query: str) -> list[Token]:
 Node = Predicate | None
 
 
-def _all(nodes: list[Node]) -> Node:
+def _join(nodes: list[Node], combine: Callable[[Iterable[bool]], bool]) -> Node:
+    """AND (``combine=all``) or OR (``any``) of the nodes that are not ignored."""
     preds = [n for n in nodes if n is not None]
     if len(preds) <= 1:
         return preds[0] if preds else None
-    return lambda o: all(p(o) for p in preds)
-
-
-def _any(nodes: list[Node]) -> Node:
-    preds = [n for n in nodes if n is not None]
-    if len(preds) <= 1:
-        return preds[0] if preds else None
-    return lambda o: any(p(o) for p in preds)
+    return lambda o: combine(p(o) for p in preds)
 
 
 def _not(node: Node) -> Node:
@@ -124,7 +118,7 @@ def _parse_or(tokens: list[Token], i: int) -> tuple[Node, int]:
     while i < len(tokens) and tokens[i] == "OR":
         node, i = _parse_and(tokens, i + 1)
         alternatives.append(node)
-    return _any(alternatives), i
+    return _join(alternatives, any), i
 
 
 def _parse_and(tokens: list[Token], i: int) -> tuple[Node, int]:
@@ -136,15 +130,15 @@ def _parse_and(tokens: list[Token], i: int) -> tuple[Node, int]:
             continue
         node, i = _parse_unary(tokens, i)
         items.append(node)
-    return _all(items), i
+    return _join(items, all), i
 
 
 def _parse_unary(tokens: list[Token], i: int) -> tuple[Node, int]:
     """``unary := "NOT" unary | "(" or ")" | term``; a missing ``)`` closes at the end."""
     token = tokens[i]
     if token == "NOT":
-        if i + 1 >= len(tokens) or tokens[i + 1] in ("OR", ")"):
-            return None, i + 1  # nothing to negate
+        if i + 1 >= len(tokens) or tokens[i + 1] in ("AND", "OR", ")"):
+            return None, i + 1  # nothing to negate ("NOT AND x" is read as "x")
         node, i = _parse_unary(tokens, i + 1)
         return _not(node), i
     if token == "(":
@@ -227,7 +221,7 @@ def compile_query(query: str | None) -> Predicate:
         parts.append(node)
         if i < len(tokens) and tokens[i] == ")":
             i += 1
-    pred = _all(parts)
+    pred = _join(parts, all)
     return pred if pred is not None else (lambda o: True)
 
 

@@ -138,6 +138,8 @@ def test_parentheses_group_and_or_binds_looser_than_and(server):
     # Unbalanced: a missing ")" closes at the end; a stray ")" is skipped.
     assert ids(f"({qa} OR {qb}") == {o.id for o in orders if a(o) or b(o)}
     assert ids(f"{qa} OR {qb}) {qc}") == grouped
+    # Operators with nothing to apply to are skipped rather than failing the request.
+    assert ids(f"NOT AND {qa}") == ids(f"{qa} NOT") == ids(f"OR {qa} AND") == {o.id for o in orders if a(o)}
 
 
 def test_grouped_query_over_http(api, server):
