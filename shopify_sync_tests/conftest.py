@@ -8,6 +8,7 @@ server is a failure, because `.ci/run` has already started them.
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 
@@ -17,6 +18,15 @@ import sqlalchemy as sa
 MYSQL_URL = os.environ.get("SHOPIFY_SYNC_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 POSTGRES_URL = os.environ.get("SHOPIFY_SYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+# A suite started in the background (`nohup`, `cmd &` in a non-interactive shell) inherits
+# SIGINT/SIGTERM set to "ignore", and every subprocess a test starts inherits that too: the
+# tests that stop a server with SIGINT or SIGTERM would then wait for a process that cannot
+# hear them. Seen here: both emulator subprocess tests timed out under `nohup pytest &`.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 _reachable: dict[str, str | None] = {}
 

@@ -10,6 +10,7 @@ Shopify's pre-signed storage host, serves the result files. Bodies are streamed 
 from __future__ import annotations
 
 import re
+import signal
 import sys
 import threading
 import time
@@ -192,6 +193,10 @@ def demo_token() -> str:
     return demo_emulator().token
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def serve(host: str = "127.0.0.1", port: int = 0, token: str = "shpat_emulator", orders: int = 200,
           seed: int = 7) -> None:
     """Serve until interrupted; prints the base URL (``shopify-sync emulator``)."""
@@ -200,6 +205,10 @@ def serve(host: str = "127.0.0.1", port: int = 0, token: str = "shpat_emulator",
     print(server.base_url, flush=True)
     print(f"  shop DEMO: {server.base_url}/admin/api/<version>/graphql.json; shop CODE: "
           f"{server.base_url}/shops/CODE/admin/api/<version>/graphql.json", file=sys.stderr, flush=True)
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a supervisor, `kill`) stops like Ctrl-C, so the result files' temp dir is
+        # removed; also when the process was started with SIGTERM ignored (`nohup`).
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         while True:
             time.sleep(3600)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -57,21 +58,32 @@ def test_stop_releases_the_port():
         raise AssertionError("server still answering after stop()")
 
 
-def test_serve_prints_its_base_url_and_answers():
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def test_serve_prints_its_base_url_and_answers(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)}
     proc = subprocess.Popen(
         [sys.executable, "-c", "from shopify_sync.emulator import serve; serve(port=0, orders=5, token='shpat_t')"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        # as under `nohup`: SIGTERM must still stop it, cleanly
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN))
     try:
         assert proc.stdout is not None
         base = proc.stdout.readline().strip()
         assert base.startswith("http://127.0.0.1:")
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith("shopify-emulator-")], \
+            "the emulator keeps its result files in a temp dir"
         r = httpx.post(f"{base}/shops/DA/admin/api/2026-10/graphql.json", json={"query": "{ shop { name } }"},
                        headers={"X-Shopify-Access-Token": "shpat_t"}, timeout=30)
         assert r.status_code == 200 and r.json()["data"]["shop"]["name"] == "Emulator DA"
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+    assert proc.returncode == 0
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("shopify-emulator-")]
 
 
 def test_a_given_emulator_outlives_its_server_and_keeps_state():
