@@ -58,7 +58,7 @@ from sqlalchemy.engine import Connection, Engine
 from shopify_sync.warehouse import upsert
 from shopify_sync.warehouse.engine import ensure_schema
 from shopify_sync.warehouse.jobs import get_job, update_job_in
-from shopify_sync.warehouse.tables import sync_job_changes
+from shopify_sync.warehouse.tables import order_header, order_line_item, sync_job_changes
 from shopify_sync.warehouse.types import MONEY_SCALE
 
 # -- the JSONL shape (must follow shopify_sync/shopify/queries.py) ---------------------------
@@ -388,6 +388,40 @@ def _check_money(frame: pl.DataFrame, cols: dict[str, str], path: Path) -> None:
                                             f"(at most {MONEY_SCALE} decimals): {r[d]!r:.60}", path)
 
 
+# Where a stored column comes from, for messages about values its column cannot hold.
+_ORDER_SOURCES = {"order_name": "name", "currency_code": "currencyCode",
+                  "financial_status": "displayFinancialStatus", "fulfillment_status": "displayFulfillmentStatus"}
+_LINE_SOURCES = {"sku": "sku", "title": "title", "quantity": "quantity", "current_quantity": "currentQuantity",
+                 "currency_code": "discountedTotalSet.shopMoney.currencyCode"}
+_INT32 = (-(2**31), 2**31 - 1)
+
+
+def _check_widths(frame: pl.DataFrame, table: sa.Table, sources: dict[str, str], kind: str, path: Path) -> None:
+    """Values the table's columns cannot hold fail here, with their line, on every backend
+    alike: PostgreSQL and MariaDB would reject them mid-chunk with no line number, and
+    SQLite would store them, so a file that loads locally would fail in production. The
+    limits come from the table definitions, so a migration that widens a column widens
+    this check too. One aggregate per chunk; the rows are searched only on a hit."""
+    checks: dict[str, tuple[pl.Expr, Callable[[dict[str, Any]], str]]] = {}
+    for col, src in sources.items():
+        ctype = table.c[col].type
+        if isinstance(ctype, sa.String) and ctype.length:
+            checks[col] = (pl.col(col).str.len_chars() > ctype.length,
+                           lambda r, c=col, s=src, n=ctype.length: (
+                               f"{kind} {r['id']}: {s} is {len(r[c])} characters; "
+                               f"{table.name}.{c} holds at most {n}"))
+        elif isinstance(ctype, sa.Integer) and not isinstance(ctype, sa.BigInteger):
+            checks[col] = (~pl.col(col).is_between(*_INT32),
+                           lambda r, c=col, s=src: f"{kind} {r['id']}: {s} {r[c]} is out of range for "
+                                                   f"{table.name}.{c} (a 32-bit integer)")
+    if not checks or frame.height == 0:
+        return
+    hits = frame.select(bad.any().alias(col) for col, (bad, _) in checks.items()).row(0, named=True)
+    for col, (bad, reason) in checks.items():
+        if hits[col]:
+            _fail_first(frame, bad, reason, path)
+
+
 @dataclass
 class ChunkFrames:
     orders: pl.DataFrame    # header columns + _line
@@ -450,6 +484,7 @@ def _prepare(raw: pl.DataFrame, shop: str, path: Path, synced_at: datetime) -> C
     _check_timestamps(orders, {"createdAt": "created_at", "updatedAt": "updated_at",
                                "processedAt": "processed_at", "cancelledAt": "cancelled_at"}, path)
     _check_money(orders, _ORDER_MONEY, path)
+    _check_widths(orders, order_header, _ORDER_SOURCES, "Order", path)
 
     refunds = (
         orders.select("shop", "order_id", "_line", "updated_at", "refunds")
@@ -500,6 +535,7 @@ def _prepare(raw: pl.DataFrame, shop: str, path: Path, synced_at: datetime) -> C
     _fail_first(lines, pl.col("_variant").is_not_null() & pl.col("variant_id").is_null(),
                 lambda r: f"variant id is not a GID: {r['_variant']!r:.80}", path)
     _check_money(lines, _LINE_MONEY, path)
+    _check_widths(lines, order_line_item, _LINE_SOURCES, "LineItem", path)
 
     n_orders, n_lines, n_refunds = orders.height, lines.height, refunds.height
     # A key twice in one statement is an error on PostgreSQL (and ambiguous anywhere):

@@ -226,6 +226,29 @@ def test_malformed_line_names_line_and_reason(sqlite_url: str, tmp_path: Path, b
     engine.dispose()
 
 
+@pytest.mark.parametrize(("line", "reason"), [
+    (Line(50, sku="Ś" * 256), "sku is 256 characters; order_line_item.sku holds at most 255"),
+    (Line(50, title="😀" * 1025), "title is 1025 characters; order_line_item.title holds at most 1024"),
+    (Line(50, quantity=2**31), f"quantity {2**31} is out of range for order_line_item.quantity"),
+])
+def test_value_too_wide_for_its_column_fails_alike_on_every_backend(engine, tmp_path: Path, line: Line,
+                                                                   reason: str) -> None:
+    # At the limit, multi-byte characters included, everything fits on every backend.
+    fits = [Ord(i, lines=[Line(i * 10, sku="Ś" * 255, title="😀" * 1024, quantity=2**31 - 1)]) for i in (1, 2)]
+    path = write(tmp_path / "w.jsonl", [*fits, Ord(5, lines=[line])], page=1)  # order 5 is line 5
+    job_id = _job(engine)
+    with pytest.raises(IngestError) as info:
+        ingest_jsonl(engine, path, shop="DEMO", job_id=job_id, chunk_rows=4)
+    assert info.value.line == 6 and reason in str(info.value) and "LineItem gid://shopify/LineItem/50" in str(info.value)
+    assert jobs.get_job(engine, job_id).lines_committed == 4
+    rows = snapshot(engine)
+    assert [r[1] for r in rows["order_header"]] == [1, 2]
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(order_line_item.c.sku, order_line_item.c.title,
+                                        order_line_item.c.quantity)).all()
+    assert stored == [("Ś" * 255, "😀" * 1024, 2**31 - 1)] * 2
+
+
 def test_malformed_input_keeps_committed_chunks_consistent(engine, tmp_path: Path) -> None:
     orders = [Ord(i, lines=[Line(i * 10), Line(i * 10 + 1)]) for i in range(1, 7)]
     path = write(tmp_path / "ok.jsonl", orders, page=2)
