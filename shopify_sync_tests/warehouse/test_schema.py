@@ -106,3 +106,45 @@ def test_money_refuses_floats_and_excess_precision(sqlite_url: str) -> None:
 def test_bad_database_url_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unsupported database backend 'oracle'"):
         make_engine("oracle://scott@localhost/x")
+
+
+def test_mysql_tables_are_utf8mb4_whatever_the_database_default(mysql_url: str, tmp_path) -> None:
+    """Upstream MariaDB before 11.6 and MySQL 5.7 default to latin1: tables created there
+    refused emoji and most non-Western letters. Old latin1 tables are converted, text kept."""
+    from alembic import command
+
+    from shopify_sync.warehouse import ingest_jsonl
+    from shopify_sync.warehouse.engine import _alembic_config
+    from shopify_sync_tests.warehouse.jsonl_builder import Line, Ord, write
+
+    engine = make_engine(mysql_url, ensure=False)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ALTER DATABASE CHARACTER SET latin1 COLLATE latin1_swedish_ci")
+            cfg = _alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0004_sync_job_events_key")  # the schema as it was, in latin1
+            conn.exec_driver_sql(
+                "INSERT INTO order_line_item (shop, line_item_id, order_id, title, order_updated_at) "
+                "VALUES ('DEMO', 1, 1, 'Café crème', '2026-11-20 10:00:00')")
+            conn.commit()
+
+        def charsets() -> set[str]:
+            with engine.connect() as conn:
+                return set(conn.exec_driver_sql(
+                    "SELECT DISTINCT c.character_set_name FROM information_schema.tables t "
+                    "JOIN information_schema.collation_character_set_applicability c "
+                    "ON c.collation_name = t.table_collation "
+                    "WHERE t.table_schema = DATABASE() AND t.table_name <> 'alembic_version'").scalars())
+
+        assert charsets() == {"latin1"}
+        ensure_schema(engine)
+        assert charsets() == {"utf8mb4"}
+        title = "😀 Łódź 漢字 Ωμέγα"
+        path = write(tmp_path / "u.jsonl", [Ord(2, lines=[Line(20, title=title, sku="SKU-Ś")])])
+        ingest_jsonl(engine, path, shop="DEMO", job_id=None, chunk_rows=100)
+        with engine.connect() as conn:
+            stored = dict(conn.execute(sa.select(order_line_item.c.line_item_id, order_line_item.c.title)).all())
+        assert stored == {1: "Café crème", 20: title}
+    finally:
+        engine.dispose()
