@@ -41,7 +41,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -316,6 +316,12 @@ def _diagnose(chunk: memoryview | bytes, first: int, path: Path) -> IngestError:
             return IngestError(f"broken JSON ({exc.msg if hasattr(exc, 'msg') else exc})", line_no, path)
         if not isinstance(obj, dict):
             return IngestError(f"expected a JSON object, got {type(obj).__name__}", line_no, path)
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            # json.loads accepts "\ud800" alone; Arrow (rightly) does not: it is no character.
+            return IngestError("a string holds an unpaired UTF-16 surrogate escape (like \\ud800), "
+                               "which is not Unicode text", line_no, path)
         for key, kind in _EXPECTED.items():
             value = obj.get(key)
             if value is None:
@@ -394,6 +400,18 @@ _ORDER_SOURCES = {"order_name": "name", "currency_code": "currencyCode",
 _LINE_SOURCES = {"sku": "sku", "title": "title", "quantity": "quantity", "current_quantity": "currentQuantity",
                  "currency_code": "discountedTotalSet.shopMoney.currencyCode"}
 _INT32 = (-(2**31), 2**31 - 1)
+
+
+def _without_nul(frame: pl.DataFrame, table: sa.Table, cols: Iterable[str]) -> pl.DataFrame:
+    """U+0000 removed from the text columns, on every backend alike: PostgreSQL text cannot
+    hold it (COPY fails the chunk), and a stray NUL in a title is no data worth a failed sync.
+    One scan per chunk; the columns are rewritten only on a hit."""
+    text = [c for c in cols if isinstance(table.c[c].type, sa.String)]
+    if not text or frame.height == 0:
+        return frame
+    if not frame.select(pl.any_horizontal(pl.col(c).str.contains("\x00", literal=True) for c in text).any()).item():
+        return frame
+    return frame.with_columns(pl.col(c).str.replace_all("\x00", "", literal=True) for c in text)
 
 
 def _check_widths(frame: pl.DataFrame, table: sa.Table, sources: dict[str, str], kind: str, path: Path) -> None:
@@ -484,6 +502,7 @@ def _prepare(raw: pl.DataFrame, shop: str, path: Path, synced_at: datetime) -> C
     _check_timestamps(orders, {"createdAt": "created_at", "updatedAt": "updated_at",
                                "processedAt": "processed_at", "cancelledAt": "cancelled_at"}, path)
     _check_money(orders, _ORDER_MONEY, path)
+    orders = _without_nul(orders, order_header, _ORDER_SOURCES)
     _check_widths(orders, order_header, _ORDER_SOURCES, "Order", path)
 
     refunds = (
@@ -535,6 +554,7 @@ def _prepare(raw: pl.DataFrame, shop: str, path: Path, synced_at: datetime) -> C
     _fail_first(lines, pl.col("_variant").is_not_null() & pl.col("variant_id").is_null(),
                 lambda r: f"variant id is not a GID: {r['_variant']!r:.80}", path)
     _check_money(lines, _LINE_MONEY, path)
+    lines = _without_nul(lines, order_line_item, _LINE_SOURCES)
     _check_widths(lines, order_line_item, _LINE_SOURCES, "LineItem", path)
 
     n_orders, n_lines, n_refunds = orders.height, lines.height, refunds.height

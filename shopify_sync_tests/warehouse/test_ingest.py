@@ -208,6 +208,8 @@ def test_kill_mid_ingest_then_resume_equals_clean_run(engine, db_url: str, tmp_p
      "parent gid://shopify/Order/777 does not appear before this line"),
     ('{"id":"gid://shopify/Order/9","updatedAt":"yesterday"}', "updatedAt is not an ISO-8601 timestamp"),
     ('{"id":"gid://shopify/Customer/9"}', "unexpected object type Customer"),
+    ('{"id":"gid://shopify/LineItem/9","title":"a\\ud800b","quantity":1,"__parentId":"gid://shopify/Order/1"}',
+     "unpaired UTF-16 surrogate"),
     ('{"id":"gid://shopify/Order/9","updatedAt":"2026-11-20T10:00:00Z",'
      '"currentTotalPriceSet":{"shopMoney":{"amount":"1.23456","currencyCode":"EUR"}}}', "not a decimal amount"),
 ])
@@ -247,6 +249,14 @@ def test_value_too_wide_for_its_column_fails_alike_on_every_backend(engine, tmp_
         stored = conn.execute(sa.select(order_line_item.c.sku, order_line_item.c.title,
                                         order_line_item.c.quantity)).all()
     assert stored == [("Ś" * 255, "😀" * 1024, 2**31 - 1)] * 2
+
+
+def test_nul_characters_are_dropped_alike_on_every_backend(engine, tmp_path: Path) -> None:
+    # PostgreSQL text cannot hold U+0000: COPY refused the whole chunk.
+    path = write(tmp_path / "n.jsonl", [Ord(1, lines=[Line(10, title="Th\x00ing", sku="\x00A-1")])])
+    ingest_jsonl(engine, path, shop="DEMO", job_id=None, chunk_rows=100)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(order_line_item.c.title, order_line_item.c.sku)).all() == [("Thing", "A-1")]
 
 
 def test_malformed_input_keeps_committed_chunks_consistent(engine, tmp_path: Path) -> None:
