@@ -20,6 +20,7 @@ def test_defaults_are_the_demo_setup(tmp_path):
     ("env", "variable"),
     [
         ({"SHOPIFY_SHOPS": "da"}, "SHOPIFY_SHOPS"),
+        ({"SHOPIFY_SHOPS": "A" * 33}, "SHOPIFY_SHOPS"),  # wider than the warehouse's shop columns
         ({"SHOPIFY_SHOPS": "DA"}, "SHOPIFY_DA_STORE"),
         ({"SHOPIFY_SHOPS": "DA", "SHOPIFY_DA_STORE": "x.myshopify.com"}, "SHOPIFY_DA_TOKEN"),
         ({"SHOPIFY_SHOPS": "DA", "SHOPIFY_DA_STORE": "not a url", "SHOPIFY_DA_TOKEN": "t"}, "SHOPIFY_DA_STORE"),
