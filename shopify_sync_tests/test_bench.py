@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,3 +27,25 @@ def test_ingest_bench_runs_and_prints_its_json_lines(tmp_path: Path) -> None:
     assert all(line[p][k] > 0 for p in ("pace_before", "pace_after") for k in ("python_s", "pyarrow_s"))
     assert "WARNING" not in proc.stdout  # both phases stored every row of the file
     assert list(tmp_path.iterdir()) == []  # the generated file and databases are removed
+
+
+@pytest.mark.mariadb
+def test_mariadb_floor_bench_runs_and_leaves_no_database(mysql_url: str) -> None:
+    import shutil
+
+    import sqlalchemy as sa
+
+    if shutil.which("pgrep") is None or subprocess.run(["pgrep", "-x", "mariadbd"], capture_output=True).returncode:
+        pytest.skip("the MariaDB server does not run on this machine: its CPU cannot be read")
+    admin_url = sa.make_url(mysql_url).set(database="test").render_as_string(hide_password=False)
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "mariadb_floor.py"), "--rows", "2000"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**os.environ, "SHOPIFY_SYNC_TEST_MYSQL_URL": admin_url})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rounds = [ln for ln in proc.stdout.splitlines() if "µs/row" in ln]
+    assert len(rounds) == 4 and all("2,000 line items" in ln for ln in rounds)
+    engine = sa.create_engine(admin_url)
+    with engine.connect() as conn:
+        left = [n for (n,) in conn.exec_driver_sql("SHOW DATABASES") if n.startswith("ss_floor_")]
+    engine.dispose()
+    assert left == []
