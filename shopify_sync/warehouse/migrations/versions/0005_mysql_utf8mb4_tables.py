@@ -17,6 +17,8 @@ depends_on = None
 # The tables took the database's default charset, which is latin1 on upstream MariaDB
 # before 11.6 and on MySQL 5.7: a title with an emoji or a CJK, Polish or Greek letter was
 # then refused ("Incorrect string value"), or in a non-strict sql_mode stored as "?".
+# A later migration that creates a table passes mysql_charset="utf8mb4" to op.create_table;
+# test_mysql_tables_are_utf8mb4_whatever_the_database_default fails if one does not.
 TABLES = ("order_header", "order_line_item", "order_refund", "product", "sync_watermark", "sync_job",
           "sync_job_changes")
 
