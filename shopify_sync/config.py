@@ -120,7 +120,7 @@ def parse_shop_codes(raw: str) -> tuple[str, ...]:
         raise ConfigError("SHOPIFY_SHOPS", "no shop code given")
     for c in codes:
         if not _SHOP_CODE.match(c):
-            raise ConfigError("SHOPIFY_SHOPS", f"shop code {c!r} must be 1-32 characters of A-Z, 0-9 and _")
+            raise ConfigError("SHOPIFY_SHOPS", f"shop code {c!r} must match [A-Z0-9_]+, at most 32 characters")
     if len(set(codes)) != len(codes):
         raise ConfigError("SHOPIFY_SHOPS", f"duplicate shop codes in {raw!r}")
     return codes

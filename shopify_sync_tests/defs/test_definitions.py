@@ -46,7 +46,7 @@ def test_bad_shop_list_is_one_clear_line(tmp_path: Path) -> None:
     proc = _load(tmp_path, {"SHOPIFY_SHOPS": "DA,bad-code"}, "import shopify_sync.definitions")
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
-    assert last == "shopify_sync.config.ConfigError: SHOPIFY_SHOPS: shop code 'bad-code' must match [A-Z0-9_]+"
+    assert last == "shopify_sync.config.ConfigError: SHOPIFY_SHOPS: shop code 'bad-code' must match [A-Z0-9_]+, at most 32 characters"
     # Raised "from None": no chained "During handling of the above exception" noise.
     assert "During handling" not in proc.stderr
 
