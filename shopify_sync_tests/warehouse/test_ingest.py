@@ -373,6 +373,25 @@ def test_chunks_are_cut_exactly_like_a_line_iterator(tmp_path: Path, data: bytes
     assert got == expected
 
 
+def test_chunks_of_random_files_match_a_line_iterator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    from shopify_sync.warehouse import ingest as ingest_mod
+
+    rng = random.Random(11)
+    path = tmp_path / "r.jsonl"
+    for _ in range(300):
+        data = bytes(rng.choice(b"ab\n") for _ in range(rng.randint(0, 200)))
+        path.write_bytes(data)
+        chunk_rows = rng.randint(1, 12)
+        monkeypatch.setattr(ingest_mod, "_BLOCK_BYTES", rng.randint(1, 64))
+        lines = data.splitlines(keepends=True)
+        expected = [(i, b"".join(lines[i:i + chunk_rows]), len(lines[i:i + chunk_rows]))
+                    for i in range(0, len(lines), chunk_rows)]
+        got = [(first, bytes(chunk), n) for first, chunk, n in ingest_mod._iter_chunks(path, chunk_rows)]
+        assert got == expected, (data, chunk_rows)
+
+
 def test_concurrent_ingests_of_one_shop_end_like_one(engine, tmp_path: Path) -> None:
     """A daily sync and a backfill may ingest the same orders at once: both start on the
     insert-only path for what looks new, one of them meets the other's rows (a key conflict,
