@@ -327,7 +327,7 @@ class SyncEngine:
         from pathlib import Path
 
         from shopify_sync.storage import raw_key
-        from shopify_sync.warehouse import jobs
+        from shopify_sync.warehouse import jobs, restart_job_ingest
 
         if self.shopify is None:
             raise RuntimeError("the Shopify resource is not configured for this run")
@@ -368,7 +368,14 @@ class SyncEngine:
             # Archived before any parsing: the audit trail and the replay source.
             self.store.put_file(key, result.path)
             size = int(result.bytes)
-        jobs.update_job(self.engine, job_id, archive_key=key, object_count=result.object_count, status="downloaded")
+        with self.engine.begin() as conn:
+            jobs.update_job_in(conn, job_id, archive_key=key, object_count=result.object_count, status="downloaded")
+            if job.lines_committed:
+                # A new file for a job whose ingest had begun on another one (its archive
+                # lost, the operation resubmitted): line numbers do not carry over.
+                restart_job_ingest(conn, job_id)
+                self._info(f"{shop}: a new file replaces the one {job.lines_committed} lines of which were "
+                           "committed; the ingest starts again at its first line")
         self._info(f"{shop}: bulk operation {op_id}: {result.object_count} objects, {size} bytes archived at {key}")
         return FetchOutcome(shop, job_id, partition_key, window, op_id, result.object_count, size, key,
                             adopted, False, watermark_before)

@@ -10,10 +10,11 @@ from shopify_sync.warehouse.ingest import (
     delete_job_changes,
     ingest_jsonl,
     iter_job_changes,
+    restart_job_ingest,
 )
 from shopify_sync.warehouse.types import Money, UtcDateTime
 
 __all__ = [
     "ChunkProgress", "IngestError", "IngestResult", "Money", "OrderChange", "UtcDateTime", "delete_job_changes",
-    "ensure_schema", "ingest_jsonl", "iter_job_changes", "jobs", "make_engine",
+    "ensure_schema", "ingest_jsonl", "iter_job_changes", "jobs", "make_engine", "restart_job_ingest",
 ]

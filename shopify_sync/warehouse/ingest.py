@@ -1067,6 +1067,27 @@ def delete_job_changes(engine: Engine, job_id: str) -> None:
         conn.execute(sa.delete(sync_job_changes).where(sync_job_changes.c.job_id == job_id))
 
 
+def restart_job_ingest(conn: Connection, job_id: str) -> None:
+    """The job's archive was replaced by a newly fetched file: its committed line count
+    belongs to the old file, and resuming the new one there would skip lines that were never
+    written. The next ingest starts at line 0 (re-writing what the old file committed is
+    idempotent). The change records of the chunks already committed are kept, moved below
+    every start line an ingest uses (whose restart deletes its own from the resume point
+    on), and still in the order they were made: their events happened in the warehouse, and
+    the new file, holding the same versions, would not report them again."""
+    bounds = conn.execute(sa.select(sa.func.min(sync_job_changes.c.start_line),
+                                    sa.func.max(sync_job_changes.c.end_line))
+                          .where(sync_job_changes.c.job_id == job_id)).one()
+    if bounds[0] is not None:
+        low, high = min(int(bounds[0]), 0), int(bounds[1])
+        # One shift past every existing key: no row ever lands on one not yet moved (a
+        # per-row unique check, as PostgreSQL and SQLite make, would fail otherwise).
+        shift = high - low + 1
+        conn.execute(sync_job_changes.update().where(sync_job_changes.c.job_id == job_id).values(
+            start_line=sync_job_changes.c.start_line - shift, end_line=sync_job_changes.c.end_line - shift))
+    update_job_in(conn, job_id, lines_committed=0, max_updated_at=None, rows=None)
+
+
 def ingest_jsonl(
     engine: Engine,
     path: str | Path,
@@ -1206,4 +1227,4 @@ def ingest_jsonl(
 
 
 __all__ = ["ChunkProgress", "IngestError", "IngestResult", "OrderChange", "delete_job_changes", "ingest_jsonl",
-           "iter_job_changes", "JSONL_SCHEMA"]
+           "iter_job_changes", "JSONL_SCHEMA", "restart_job_ingest"]

@@ -390,6 +390,65 @@ def test_an_interrupted_ingest_resumes_after_the_last_committed_chunk(harness: H
     assert harness.watermark("DEMO") == max(o.updated_at for o in orders)
 
 
+def test_a_refetched_file_is_ingested_from_its_first_line(harness: Harness, tmp_path: Path) -> None:
+    """The load crashed after two chunks, then the archived file was lost (a lifecycle rule,
+    a new SHOPIFY_SYNC_STORAGE_URL) and the bulk operation expired: the rerun fetches a new
+    file, in which the committed line count means nothing. Resuming at line 74 of it would
+    skip orders that were never written."""
+    import dagster as dg
+
+    from shopify_sync.defs.runner import daily_launch
+    from shopify_sync.telemetry import read_commerce_events
+    from shopify_sync.warehouse import jobs
+    from shopify_sync.warehouse.ingest import ingest_jsonl
+
+    day = yesterday()
+    _, tags, pkey = daily_launch("DEMO", day)
+    assert harness.job().execute_in_process(
+        instance=harness.instance, partition_key=pkey, tags=tags,
+        asset_selection=[dg.AssetKey("shopify_bulk_jsonl")], raise_on_error=False).success
+    eng = harness.engine()
+    job = jobs.find_resumable_job(eng, "DEMO", "DAILY_INCREMENTAL", str(day))
+    raw = tmp_path / "raw.jsonl"
+    harness.store().download_file(job.archive_key, raw)
+    first_ids = [int(json.loads(line)["id"].rsplit("/", 1)[1]) for line in raw.read_text().splitlines()[:74]
+                 if "__parentId" not in line]
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_two(progress) -> None:
+        if progress.end_line >= 74:
+            raise Crash("simulated kill after the second chunk")
+
+    with pytest.raises(Crash):
+        ingest_jsonl(eng, raw, shop="DEMO", job_id=job.job_id, chunk_rows=37, on_chunk=crash_after_two)
+    assert jobs.get_job(eng, job.job_id).lines_committed == 74
+    eng.dispose()
+
+    harness.store().delete(job.archive_key)
+    em = harness.emulator
+    em.advance(8 * 86400)  # past the result URL's 7 days: the stored operation is resubmitted
+    for order_id in first_ids[:3]:  # the new file's lines no longer line up with the old one's
+        em.update_order("DEMO", order_id, fulfillment_status="FULFILLED")
+
+    rerun = harness.daily("DEMO", day)
+    assert rerun.success and all(_checks(rerun).values())
+    assert len(harness.run_queries("DEMO")) == 2  # the expired operation was resubmitted
+    md = rerun.asset_materializations_for_node("order_tables")[0].metadata
+    assert md["resumed_from_line"].value == "DEMO: 0"  # the new file from its first line
+    orders = harness.emulator.orders("DEMO")
+    assert _count(harness, "order_header", "DEMO") == len(orders)
+    assert _count(harness, "order_line_item", "DEMO") == sum(len(o.line_items) for o in orders)
+    [done] = _jobs(harness, "DEMO")
+    assert done.lines_committed == done.object_count
+    # The first attempt's committed chunks keep their change records: every order is
+    # reported created once, those of the first 74 lines included.
+    created = harness.instance.get_run_record_by_id(rerun.run_id).create_timestamp
+    events = read_commerce_events(harness.store(), created, rerun.run_id)
+    assert sorted(e["order_id"] for e in events if e["event"] == "created") == sorted(o.id for o in orders)
+
+
 def test_a_load_killed_after_writing_its_events_never_writes_them_twice(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -62,3 +62,52 @@ def test_watermark_never_moves_backwards(db_url: str) -> None:
             jobs.advance_watermark(engine, "DEMO", "2026-11-22", run_id="d")  # type: ignore[arg-type]
     finally:
         engine.dispose()
+
+
+def test_restarting_a_jobs_ingest_keeps_its_change_records_in_order(db_url: str) -> None:
+    """A new file for a job restarts its ingest at line 0; the change records already
+    committed move below every start line an ingest uses, in their order, on every backend,
+    also when an earlier restart already moved some."""
+    import sqlalchemy as sa
+
+    from shopify_sync.warehouse import restart_job_ingest
+    from shopify_sync.warehouse.tables import sync_job_changes as t
+
+    engine = make_engine(db_url)
+    try:
+        job = jobs.create_job(engine, shop="DEMO", job_type="DAILY_INCREMENTAL", partition_key="2026-11-22")
+        jobs.update_job(engine, job.job_id, lines_committed=30, rows={"order_header": 9},
+                        max_updated_at=datetime(2026, 11, 22, 5, tzinfo=UTC))
+
+        def add(*starts: int) -> None:
+            with engine.begin() as conn:
+                conn.execute(t.insert(), [{"job_id": job.job_id, "start_line": s, "end_line": s + 10,
+                                           "payload": f"chunk {s}".encode()} for s in starts])
+
+        def stored() -> list[tuple[int, bytes]]:
+            with engine.connect() as conn:
+                return [(r.start_line, bytes(r.payload)) for r in conn.execute(
+                    sa.select(t.c.start_line, t.c.payload).where(t.c.job_id == job.job_id).order_by(t.c.start_line))]
+
+        add(0, 10, 20)
+        with engine.begin() as conn:
+            restart_job_ingest(conn, job.job_id)
+        first = stored()
+        assert [p for _, p in first] == [b"chunk 0", b"chunk 10", b"chunk 20"]
+        assert all(s < 0 for s, _ in first)
+        got = jobs.get_job(engine, job.job_id)
+        assert (got.lines_committed, got.rows_json, got.max_updated_at) == (0, None, None)
+
+        add(0, 10)  # the new file's first chunks, then another restart
+        with engine.begin() as conn:
+            restart_job_ingest(conn, job.job_id)
+        second = stored()
+        assert [p for _, p in second] == [b"chunk 0", b"chunk 10", b"chunk 20", b"chunk 0", b"chunk 10"]
+        assert all(s < 0 for s, _ in second) and len({s for s, _ in second}) == 5
+
+        with engine.begin() as conn:  # nothing stored: only the job is reset
+            conn.execute(t.delete())
+            restart_job_ingest(conn, job.job_id)
+        assert stored() == []
+    finally:
+        engine.dispose()
