@@ -59,7 +59,7 @@ from shopify_sync.warehouse import upsert
 from shopify_sync.warehouse.engine import ensure_schema
 from shopify_sync.warehouse.jobs import get_job, update_job_in
 from shopify_sync.warehouse.tables import order_header, order_line_item, sync_job_changes
-from shopify_sync.warehouse.types import MONEY_SCALE
+from shopify_sync.warehouse.types import MONEY_INTEGER_DIGITS, MONEY_SCALE
 
 # -- the JSONL shape (must follow shopify_sync/shopify/queries.py) ---------------------------
 
@@ -114,7 +114,7 @@ def _load_malloc_trim() -> Callable[[], None]:
 _malloc_trim = _load_malloc_trim()
 
 _GID = r"^gid://shopify/([A-Za-z]+)/(\d{1,18})$"
-_AMOUNT = r"^-?\d{1,15}(\.\d{1,4})?$"
+_AMOUNT = rf"^-?\d{{1,{MONEY_INTEGER_DIGITS}}}(\.\d{{1,{MONEY_SCALE}}})?$"
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%#z"
 _EXPECTED = {
     "id": str, "__parentId": str, "name": str, "createdAt": str, "updatedAt": str, "processedAt": str,
@@ -391,7 +391,8 @@ def _check_money(frame: pl.DataFrame, cols: dict[str, str], path: Path) -> None:
     for dst, src in cols.items():
         _fail_first(frame, pl.col(dst).is_not_null() & ~pl.col(dst).str.contains(_AMOUNT),
                     lambda r, s=src, d=dst: f"{s}.shopMoney.amount is not a decimal amount "
-                                            f"(at most {MONEY_SCALE} decimals): {r[d]!r:.60}", path)
+                                            f"(at most {MONEY_INTEGER_DIGITS} digits before the point and "
+                                            f"{MONEY_SCALE} after): {r[d]!r:.60}", path)
 
 
 # Where a stored column comes from, for messages about values its column cannot hold.

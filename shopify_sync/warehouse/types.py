@@ -20,6 +20,9 @@ from sqlalchemy.engine import Dialect
 
 MONEY_SCALE = 4
 MONEY_FACTOR = 10**MONEY_SCALE
+# Digits before the point that every backend holds alike: SQLite's scaled BIGINT stops at
+# 922,337,203,685,477.5807 (NUMERIC(20,4) would take 16), so amounts stay under 10^14.
+MONEY_INTEGER_DIGITS = 14
 _QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
 
 
@@ -33,6 +36,8 @@ def to_money(value: Any) -> Decimal:
         raise ValueError(f"not a decimal amount: {value!r}") from None
     if not d.is_finite():
         raise ValueError(f"not a finite amount: {value!r}")
+    if d.adjusted() >= MONEY_INTEGER_DIGITS:
+        raise ValueError(f"amount {value!r} has more than {MONEY_INTEGER_DIGITS} digits before the decimal point")
     q = d.quantize(_QUANTUM)
     if q != d:
         raise ValueError(f"amount {value!r} has more than {MONEY_SCALE} decimal places")

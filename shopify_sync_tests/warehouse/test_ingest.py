@@ -212,6 +212,9 @@ def test_kill_mid_ingest_then_resume_equals_clean_run(engine, db_url: str, tmp_p
      "unpaired UTF-16 surrogate"),
     ('{"id":"gid://shopify/Order/9","updatedAt":"2026-11-20T10:00:00Z",'
      '"currentTotalPriceSet":{"shopMoney":{"amount":"1.23456","currencyCode":"EUR"}}}', "not a decimal amount"),
+    ('{"id":"gid://shopify/Order/9","updatedAt":"2026-11-20T10:00:00Z",'
+     '"currentTotalPriceSet":{"shopMoney":{"amount":"922337203685478","currencyCode":"EUR"}}}',
+     "at most 14 digits before the point"),
 ])
 def test_malformed_line_names_line_and_reason(sqlite_url: str, tmp_path: Path, bad: str, reason: str) -> None:
     engine = make_engine(sqlite_url)
@@ -249,6 +252,17 @@ def test_value_too_wide_for_its_column_fails_alike_on_every_backend(engine, tmp_
         stored = conn.execute(sa.select(order_line_item.c.sku, order_line_item.c.title,
                                         order_line_item.c.quantity)).all()
     assert stored == [("Ś" * 255, "😀" * 1024, 2**31 - 1)] * 2
+
+
+def test_largest_amounts_round_trip_exactly_on_every_backend(engine, tmp_path: Path) -> None:
+    # SQLite keeps money as a scaled int64: 14 digits before the point fit everywhere; a
+    # larger amount used to reach it and fail in polars with no line number.
+    top = "99999999999999.9999"
+    path = write(tmp_path / "m.jsonl", [Ord(1, total=top, refunded="-" + top, lines=[Line(10)])])
+    ingest_jsonl(engine, path, shop="DEMO", job_id=None, chunk_rows=100)
+    with engine.connect() as conn:
+        got = conn.execute(sa.select(order_header.c.total_price, order_header.c.total_refunded)).one()
+    assert tuple(got) == (Decimal(top), Decimal("-" + top))
 
 
 def test_nul_characters_are_dropped_alike_on_every_backend(engine, tmp_path: Path) -> None:
