@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -329,8 +330,9 @@ def test_a_rerun_reuses_the_archived_file_and_continues_the_job(harness: Harness
     assert harness.watermark("DEMO") == max(o.updated_at for o in harness.emulator.orders("DEMO"))
 
 
-def test_an_interrupted_ingest_resumes_after_the_last_committed_chunk(harness: Harness, tmp_path: Path) -> None:
-    """The load crashed after two committed chunks; the rerun continues from there."""
+def _fetch_then_crash_after_two_chunks(harness: Harness, tmp_path: Path) -> tuple[Any, Any, Path]:
+    """Run only the fetch step for yesterday, then a load that dies after two 37-line
+    chunks: (the day, its sync_job, the archived file as downloaded)."""
     import dagster as dg
 
     from shopify_sync.defs.runner import daily_launch
@@ -362,6 +364,12 @@ def test_an_interrupted_ingest_resumes_after_the_last_committed_chunk(harness: H
     committed = jobs.get_job(eng, job.job_id).lines_committed
     assert committed == 74 < job.object_count
     eng.dispose()
+    return day, job, raw
+
+
+def test_an_interrupted_ingest_resumes_after_the_last_committed_chunk(harness: Harness, tmp_path: Path) -> None:
+    """The load crashed after two committed chunks; the rerun continues from there."""
+    day, job, _ = _fetch_then_crash_after_two_chunks(harness, tmp_path)
 
     rerun = harness.daily("DEMO", day)
     assert rerun.success and all(_checks(rerun).values())
@@ -395,36 +403,11 @@ def test_a_refetched_file_is_ingested_from_its_first_line(harness: Harness, tmp_
     a new SHOPIFY_SYNC_STORAGE_URL) and the bulk operation expired: the rerun fetches a new
     file, in which the committed line count means nothing. Resuming at line 74 of it would
     skip orders that were never written."""
-    import dagster as dg
-
-    from shopify_sync.defs.runner import daily_launch
     from shopify_sync.telemetry import read_commerce_events
-    from shopify_sync.warehouse import jobs
-    from shopify_sync.warehouse.ingest import ingest_jsonl
 
-    day = yesterday()
-    _, tags, pkey = daily_launch("DEMO", day)
-    assert harness.job().execute_in_process(
-        instance=harness.instance, partition_key=pkey, tags=tags,
-        asset_selection=[dg.AssetKey("shopify_bulk_jsonl")], raise_on_error=False).success
-    eng = harness.engine()
-    job = jobs.find_resumable_job(eng, "DEMO", "DAILY_INCREMENTAL", str(day))
-    raw = tmp_path / "raw.jsonl"
-    harness.store().download_file(job.archive_key, raw)
+    day, job, raw = _fetch_then_crash_after_two_chunks(harness, tmp_path)
     first_ids = [int(json.loads(line)["id"].rsplit("/", 1)[1]) for line in raw.read_text().splitlines()[:74]
                  if "__parentId" not in line]
-
-    class Crash(Exception):
-        pass
-
-    def crash_after_two(progress) -> None:
-        if progress.end_line >= 74:
-            raise Crash("simulated kill after the second chunk")
-
-    with pytest.raises(Crash):
-        ingest_jsonl(eng, raw, shop="DEMO", job_id=job.job_id, chunk_rows=37, on_chunk=crash_after_two)
-    assert jobs.get_job(eng, job.job_id).lines_committed == 74
-    eng.dispose()
 
     harness.store().delete(job.archive_key)
     em = harness.emulator
