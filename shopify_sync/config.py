@@ -24,8 +24,10 @@ DEFAULT_START_DATE = "2026-01-01"
 # 2-core machine (SPEC: well under 20 s).
 DEFAULT_CHUNK_ROWS = 20_000
 
-# 32: the warehouse's `shop` columns (VARCHAR(32)); a longer code would fail at the first write.
-_SHOP_CODE = re.compile(r"^[A-Z0-9_]{1,32}$")
+# Also the width of the warehouse's `shop` columns (tables.py): a longer code is refused
+# here rather than at the first write.
+SHOP_CODE_MAX_LENGTH = 32
+_SHOP_CODE = re.compile(rf"^[A-Z0-9_]{{1,{SHOP_CODE_MAX_LENGTH}}}$")
 _MYSHOPIFY = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
 _API_VERSION = re.compile(r"^\d{4}-(01|04|07|10)$|^unstable$")
 EMULATOR = "emulator"
@@ -120,7 +122,7 @@ def parse_shop_codes(raw: str) -> tuple[str, ...]:
         raise ConfigError("SHOPIFY_SHOPS", "no shop code given")
     for c in codes:
         if not _SHOP_CODE.match(c):
-            raise ConfigError("SHOPIFY_SHOPS", f"shop code {c!r} must match [A-Z0-9_]+, at most 32 characters")
+            raise ConfigError("SHOPIFY_SHOPS", f"shop code {c!r} must match [A-Z0-9_]+, at most {SHOP_CODE_MAX_LENGTH} characters")
     if len(set(codes)) != len(codes):
         raise ConfigError("SHOPIFY_SHOPS", f"duplicate shop codes in {raw!r}")
     return codes

@@ -374,8 +374,9 @@ class SyncEngine:
                 # A new file for a job whose ingest had begun on another one (its archive
                 # lost, the operation resubmitted): line numbers do not carry over.
                 restart_job_ingest(conn, job_id)
-                self._info(f"{shop}: a new file replaces the one {job.lines_committed} lines of which were "
-                           "committed; the ingest starts again at its first line")
+        if job.lines_committed:
+            self._info(f"{shop}: a new file replaces the one {job.lines_committed} lines of which were "
+                       "committed; the ingest starts again at its first line")
         self._info(f"{shop}: bulk operation {op_id}: {result.object_count} objects, {size} bytes archived at {key}")
         return FetchOutcome(shop, job_id, partition_key, window, op_id, result.object_count, size, key,
                             adopted, False, watermark_before)

@@ -1081,8 +1081,8 @@ def restart_job_ingest(conn: Connection, job_id: str) -> None:
                           .where(sync_job_changes.c.job_id == job_id)).one()
     if bounds[0] is not None:
         low, high = min(int(bounds[0]), 0), int(bounds[1])
-        # One shift past every existing key: no row ever lands on one not yet moved (a
-        # per-row unique check, as PostgreSQL and SQLite make, would fail otherwise).
+        # One shift past every existing key: no row ever lands on one not yet moved, which
+        # a per-row unique check (PostgreSQL, SQLite) could refuse, whatever the row order.
         shift = high - low + 1
         conn.execute(sync_job_changes.update().where(sync_job_changes.c.job_id == job_id).values(
             start_line=sync_job_changes.c.start_line - shift, end_line=sync_job_changes.c.end_line - shift))

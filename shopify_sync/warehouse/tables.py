@@ -10,11 +10,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
+from shopify_sync.config import SHOP_CODE_MAX_LENGTH
 from shopify_sync.warehouse.types import Money, UtcDateTime
 
 metadata = sa.MetaData()
 
-SHOP = sa.String(32)
+SHOP = sa.String(SHOP_CODE_MAX_LENGTH)
 
 order_header = sa.Table(
     "order_header",
