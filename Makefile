@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.shopify_sync/dagster_home
 
-.PHONY: install demo dev test lint bench
+.PHONY: install demo dev test lint typecheck bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ test: install
 
 lint: install
 	$(BIN)/ruff check shopify_sync shopify_sync_tests bench
+
+typecheck: install
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python bench/ingest.py

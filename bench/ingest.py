@@ -192,7 +192,7 @@ def _phase_child(kind: str, url: str, path: str, chunk_rows: int, out: Any) -> N
     """One measured phase in a fresh process, so its peak RSS is its own (ru_maxrss)."""
     engine = make_engine(url)
     timings: dict[str, float] = {}
-    job_id = jobs.create_job(engine, shop="BENCH", job_type="BENCH", partition_key="bench").job_id
+    job_id = jobs.create_job(engine, shop="BENCH", job_type="FULL_BACKFILL_EXECUTE", partition_key="bench").job_id
     before = resource.getrusage(resource.RUSAGE_SELF)
     busy_before = machine_busy_seconds()
     t0 = time.perf_counter()

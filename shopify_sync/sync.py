@@ -369,7 +369,7 @@ class SyncEngine:
             self.store.put_file(key, result.path)
             size = int(result.bytes)
         with self.engine.begin() as conn:
-            jobs.update_job_in(conn, job_id, archive_key=key, object_count=result.object_count, status="downloaded")
+            jobs.mark_downloaded(conn, job_id, archive_key=key, object_count=result.object_count)
             if job.lines_committed:
                 # A new file for a job whose ingest had begun on another one (its archive
                 # lost, the operation resubmitted): line numbers do not carry over.
@@ -571,67 +571,29 @@ def _operation_is_dead(exc: BaseException) -> bool:
 
 def latest_job(engine: Any, *, shop: str, job_type: str, partition_key: str) -> Any | None:
     """The newest sync_job of (shop, job_type, partition_key), finished or not."""
-    import sqlalchemy as sa
+    from shopify_sync.warehouse import jobs
 
-    from shopify_sync.warehouse.tables import sync_job as t
-
-    with engine.connect() as conn:
-        return conn.execute(
-            sa.select(t)
-            .where(t.c.shop == shop, t.c.job_type == job_type, t.c.partition_key == partition_key)
-            .order_by(t.c.created_at.desc(), t.c.job_id.desc())
-            .limit(1)
-        ).first()
+    return jobs.latest_job(engine, shop=shop, job_type=job_type, partition_key=partition_key)
 
 
 def archived_jobs(engine: Any, run_id: str) -> list[Any]:
-    """Jobs whose raw file was archived by run ``run_id`` (one per shop), for replay.
+    from shopify_sync.warehouse import jobs
 
-    A resumed job records the latest run that worked on it, but its raw file keeps the
-    run id of the run that downloaded it; both identify it here.
-    """
-    import sqlalchemy as sa
-
-    from shopify_sync.warehouse.tables import sync_job as t
-
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(t)
-            .where(t.c.archive_key.is_not(None), t.c.job_type != Mode.REPLAY.value,
-                   sa.or_(t.c.run_id == run_id, t.c.archive_key.like(f"%/{run_id}.jsonl%")))
-            .order_by(t.c.shop, t.c.created_at.desc())
-        ).all()
-    newest: dict[str, Any] = {}
-    for row in rows:
-        newest.setdefault(row.shop, row)
-    return list(newest.values())
+    return list(jobs.archived_jobs(engine, run_id))
 
 
 def last_success_at(engine: Any, shop: str, job_type: str) -> datetime | None:
-    import sqlalchemy as sa
+    from shopify_sync.warehouse import jobs
 
-    from shopify_sync.warehouse.tables import sync_job as t
-
-    with engine.connect() as conn:
-        value = conn.execute(
-            sa.select(sa.func.max(t.c.updated_at)).where(
-                t.c.shop == shop, t.c.job_type == job_type, t.c.status == "completed")
-        ).scalar()
-    return as_utc(value) if value is not None else None
+    return jobs.last_success_at(engine, shop, job_type)
 
 
 def shop_status(engine: Any, shop: str) -> dict[str, str]:
     """One line of ``shopify-sync status``."""
-    import sqlalchemy as sa
+    from shopify_sync.warehouse import jobs
 
-    from shopify_sync.warehouse.tables import sync_job as t
-    from shopify_sync.warehouse.tables import sync_watermark as w
-
-    with engine.connect() as conn:
-        wm = conn.execute(sa.select(w.c.watermark_at).where(w.c.shop == shop)).scalar()
-        job = conn.execute(
-            sa.select(t).where(t.c.shop == shop).order_by(t.c.created_at.desc(), t.c.job_id.desc()).limit(1)
-        ).first()
+    wm = jobs.get_watermark(engine, shop)
+    job = jobs.latest_job_of_shop(engine, shop)
 
     def fmt(ts: datetime | None) -> str:
         return as_utc(ts).strftime("%Y-%m-%d %H:%M:%SZ") if ts else "—"

@@ -14,7 +14,6 @@ from shopify_sync.api import telemetry_view
 from shopify_sync.api.deps import (
     Backends,
     IsoDate,
-    as_utc,
     backends,
     check_range,
     check_shop,
@@ -30,14 +29,13 @@ from shopify_sync.api.schemas import (
     Pipelines,
     money_str,
 )
-from shopify_sync.warehouse import tables
+from shopify_sync.warehouse import jobs, tables
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["analytics"])
 
 DEFAULT_RANGE_DAYS = 30
 MAX_FAILURES = 5
-_DONE_JOB_STATUSES = ("completed", "failed")
 
 
 def _sum_money(expr: sa.ColumnElement[Any], money_type: sa.types.TypeEngine[Any]) -> sa.ColumnElement[Any]:
@@ -135,48 +133,17 @@ def commerce_overview(
 
 
 def pipeline_health(b: Backends, now: datetime) -> list[PipelineHealth]:
-    t = tables
-    wm, job = t.sync_watermark, t.sync_job
     shops = list(b.settings.shop_codes)
-    with b.engine().connect() as conn:
-        watermarks = {r["shop"]: r for r in conn.execute(sa.select(wm)).mappings().all()}
-        newest_ok = (
-            sa.select(job.c.shop, sa.func.max(job.c.updated_at).label("at"))
-            .where(job.c.status == "completed")
-            .group_by(job.c.shop)
-            .subquery()
-        )
-        last_ok = {
-            r["shop"]: r
-            for r in conn.execute(
-                sa.select(job.c.shop, job.c.run_id, job.c.updated_at)
-                .join(newest_ok, sa.and_(job.c.shop == newest_ok.c.shop, job.c.updated_at == newest_ok.c.at))
-                .where(job.c.status == "completed")
-                .order_by(job.c.shop, job.c.run_id)
-            ).mappings().all()
-        }
-        open_jobs = dict(
-            conn.execute(
-                sa.select(job.c.shop, sa.func.count())
-                .where(job.c.status.not_in(_DONE_JOB_STATUSES))
-                .group_by(job.c.shop)
-            ).tuples().all()
-        )
-        failed_rows = conn.execute(
-            sa.select(job.c.shop, job.c.run_id, job.c.job_type, job.c.updated_at, job.c.last_error)
-            .where(job.c.status == "failed")
-            .order_by(job.c.updated_at.desc())
-            .limit(MAX_FAILURES * max(len(shops), 1) * 4)
-        ).mappings().all()
-
+    stats, failed_jobs = jobs.pipeline_stats(b.engine(), shops,
+                                             failure_limit=MAX_FAILURES * max(len(shops), 1) * 4)
     failures: dict[str, list[PipelineFailure]] = {s: [] for s in shops}
     seen: set[str] = set()
-    for r in failed_rows:
-        if r["shop"] in failures and r["run_id"] not in seen:
-            seen.add(r["run_id"])
-            failures[r["shop"]].append(PipelineFailure(
-                run_id=r["run_id"], job_type=r["job_type"], at=as_utc(r["updated_at"]), step=None,
-                error=telemetry_view.parse_error(r["last_error"]),
+    for f in failed_jobs:
+        if f.shop in failures and f.run_id not in seen:
+            seen.add(str(f.run_id))
+            failures[f.shop].append(PipelineFailure(
+                run_id=f.run_id, job_type=f.job_type, at=f.at, step=None,
+                error=telemetry_view.parse_error(f.last_error),
             ))
     # Runs that died before creating a sync_job (bad config, resource start-up) only
     # exist in telemetry, written by the run itself or by the run-status sensor.
@@ -190,18 +157,17 @@ def pipeline_health(b: Backends, now: datetime) -> list[PipelineHealth]:
 
     out = []
     for shop in shops:
-        w = watermarks.get(shop)
-        wm_at = as_utc(w["watermark_at"]) if w else None
-        ok = last_ok.get(shop)
+        st = stats[shop]
+        wm_at = st.watermark_at
         fails = sorted(failures[shop], key=lambda f: f.at or datetime.min.replace(tzinfo=UTC), reverse=True)
         out.append(PipelineHealth(
             shop=shop,
             watermark_at=wm_at,
-            last_success_at=as_utc(ok["updated_at"]) if ok else None,
-            last_success_run_id=ok["run_id"] if ok else None,
+            last_success_at=st.last_success_at,
+            last_success_run_id=st.last_success_run_id,
             # Clamped: a watermark ahead of this server's clock (skew) is "no lag", not negative.
             lag_seconds=max(0.0, round((now - wm_at).total_seconds(), 3)) if wm_at else None,
-            open_jobs=int(open_jobs.get(shop, 0)),
+            open_jobs=st.open_jobs,
             recent_failures=fails[:MAX_FAILURES],
         ))
     return out

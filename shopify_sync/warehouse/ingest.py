@@ -57,7 +57,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from shopify_sync.warehouse import upsert
 from shopify_sync.warehouse.engine import ensure_schema
-from shopify_sync.warehouse.jobs import get_job, update_job_in
+from shopify_sync.warehouse.jobs import get_job, record_chunk, reset_ingest
 from shopify_sync.warehouse.tables import order_header, order_line_item, sync_job_changes
 from shopify_sync.warehouse.types import MONEY_INTEGER_DIGITS, MONEY_SCALE
 
@@ -1086,7 +1086,7 @@ def restart_job_ingest(conn: Connection, job_id: str) -> None:
         shift = high - low + 1
         conn.execute(sync_job_changes.update().where(sync_job_changes.c.job_id == job_id).values(
             start_line=sync_job_changes.c.start_line - shift, end_line=sync_job_changes.c.end_line - shift))
-    update_job_in(conn, job_id, lines_committed=0, max_updated_at=None, rows=None)
+    reset_ingest(conn, job_id)
 
 
 def ingest_jsonl(
@@ -1170,8 +1170,8 @@ def ingest_jsonl(
                         changes_arrow = _changes_arrow(outcome.changes)
                         if job_id is not None:
                             _store_changes(conn, job_id, first, end_line, changes_arrow)
-                            update_job_in(conn, job_id, lines_committed=end_line, max_updated_at=new_max,
-                                          rows=total_rows)
+                            record_chunk(conn, job_id, lines_committed=end_line, max_updated_at=new_max,
+                                         rows=total_rows)
                     clock.lap("commit")
                     break
                 except IngestError:

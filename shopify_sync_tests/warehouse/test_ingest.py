@@ -76,7 +76,7 @@ def test_columns_are_mapped_as_spec_says(engine, tmp_path: Path) -> None:
 
     job = jobs.get_job(engine, job_id)
     assert job.lines_committed == 5 and jobs.job_rows(job) == result.rows
-    assert job.max_updated_at == datetime(2026, 11, 21, 8)
+    assert job.max_updated_at == datetime(2026, 11, 21, 8, tzinfo=UTC)
     kinds = sorted((c.order_id, c.kind) for c in result.changes)
     assert kinds == [(1, "created"), (2, "cancelled"), (2, "created")]
     created = next(c for c in result.changes if c.order_id == 1)

@@ -17,7 +17,7 @@ def test_job_lifecycle_and_resume_lookup(db_url: str) -> None:
                               run_id="run-1", initiator="cron", window_start=start,
                               window_end=start + timedelta(days=1))
         assert job.status == "created" and job.lines_committed == 0 and job.attempts == 1
-        assert job.window_start == datetime(2026, 11, 22)  # stored naive UTC
+        assert job.window_start == start  # stored naive UTC, read back aware
 
         found = jobs.find_resumable_job(engine, "DEMO", "DAILY_INCREMENTAL", "2026-11-22")
         assert found is not None and found.job_id == job.job_id
@@ -96,7 +96,7 @@ def test_restarting_a_jobs_ingest_keeps_its_change_records_in_order(db_url: str)
         assert [p for _, p in first] == [b"chunk 0", b"chunk 10", b"chunk 20"]
         assert all(s < 0 for s, _ in first)
         got = jobs.get_job(engine, job.job_id)
-        assert (got.lines_committed, got.rows_json, got.max_updated_at) == (0, None, None)
+        assert (got.lines_committed, got.rows, got.max_updated_at) == (0, {}, None)
 
         add(0, 10)  # the new file's first chunks, then another restart
         with engine.begin() as conn:
