@@ -7,7 +7,7 @@ date of an instant. Every conversion between those goes through here.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 
 
 def utcnow() -> datetime:
@@ -41,3 +41,16 @@ def utc_day(ts: datetime) -> date:
 def iso_z(ts: datetime) -> str:
     """ISO 8601 in UTC with a ``Z`` (naive = UTC), as telemetry and the API write instants."""
     return as_utc(ts).isoformat().replace("+00:00", "Z")
+
+
+def parse_utc_or_none(value: object) -> datetime | None:
+    """An instant as a driver or a stored record hands it back: a datetime or ISO 8601 text
+    (naive = UTC), or None."""
+    if value is None:
+        return None
+    return as_utc(value if isinstance(value, datetime) else datetime.fromisoformat(str(value)))
+
+
+def day_start(day: date) -> datetime:
+    """The first instant of a UTC day, aware: a day's instants are ``[day_start(d), day_start(d + 1))``."""
+    return datetime.combine(day, time.min, tzinfo=UTC)
