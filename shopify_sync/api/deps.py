@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Annotated, Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
 
 import sqlalchemy as sa
 from fastapi import Request
 from pydantic import BeforeValidator
 
+from shopify_sync import timeutil
 from shopify_sync.api.errors import ApiError
 from shopify_sync.config import Settings
-
-if TYPE_CHECKING:
-    from shopify_sync.storage import ObjectStore
+from shopify_sync.storage import ObjectStore, open_store
+from shopify_sync.warehouse import make_engine
 
 
 class Backends:
     """Lazily opened warehouse engine and object store, shared by all requests.
 
-    Lazy so that ``create_app`` (and the OpenAPI export) never touches a database, and
-    the schema is brought to head on first use as SPEC §4 asks.
+    Lazy so that ``create_app`` (and the OpenAPI export) never touches a database;
+    ``make_engine`` brings the schema to head on first use, as SPEC §4 asks.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -34,18 +34,12 @@ class Backends:
     def engine(self) -> sa.Engine:
         with self._lock:
             if self._engine is None:
-                from shopify_sync.warehouse import ensure_schema, make_engine
-
-                engine = make_engine(self.settings.database_url)
-                ensure_schema(engine)
-                self._engine = engine
+                self._engine = make_engine(self.settings.database_url)
             return self._engine
 
     def store(self) -> ObjectStore:
         with self._lock:
             if self._store is None:
-                from shopify_sync.storage import open_store
-
                 self._store = open_store(self.settings.storage_url, endpoint_url=self.settings.s3_endpoint_url)
             return self._store
 
@@ -57,17 +51,18 @@ class Backends:
 
 
 def backends(request: Request) -> Backends:
-    return request.app.state.backends
+    b: Backends = request.app.state.backends
+    return b
 
 
 def settings_of(request: Request) -> Settings:
-    return request.app.state.backends.settings
+    return backends(request).settings
 
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def _iso_date_only(value: Any) -> Any:
+def _iso_date_only(value: object) -> object:
     # Pydantic would also read "1700000000" or "-4.3e-187" as a Unix timestamp; a
     # dashboard typo must be a 422, not silently 1970-01-01.
     if isinstance(value, str) and not _ISO_DATE.match(value):
@@ -119,13 +114,15 @@ _MAX_BOUND = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 def day_start(day: date) -> datetime:
-    return max(_MIN_BOUND, datetime.combine(day, time.min, tzinfo=UTC))
+    """The first instant of a UTC ``day``, clamped to the comparable range."""
+    return max(_MIN_BOUND, timeutil.day_start(day))
 
 
 def day_end_exclusive(day: date) -> datetime:
+    """The first instant after a UTC ``day``, clamped to the comparable range."""
     if day >= _MAX_BOUND.date():
         return _MAX_BOUND
-    return max(_MIN_BOUND, datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC))
+    return max(_MIN_BOUND, timeutil.day_start(day + timedelta(days=1)))
 
 
 def days_before(day: date, days: int) -> date:
@@ -133,10 +130,6 @@ def days_before(day: date, days: int) -> date:
     return day - timedelta(days=days) if (day - date.min).days >= days else date.min
 
 
-def as_utc(value: Any) -> datetime | None:
-    """Naive datetimes from SQLite/MariaDB are UTC (SPEC §4); make them explicit for JSON."""
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        value = datetime.fromisoformat(str(value))
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+# Naive datetimes from SQLite/MariaDB are UTC (SPEC §4); the API writes them explicit.
+# The conversion lives in timeutil; the name stays for the routes that import it from here.
+as_utc = timeutil.parse_utc_or_none

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query
@@ -14,7 +14,6 @@ from fastapi import APIRouter, Depends, Path, Query
 from shopify_sync.api.deps import (
     Backends,
     IsoDate,
-    as_utc,
     backends,
     check_range,
     check_shop,
@@ -23,6 +22,7 @@ from shopify_sync.api.deps import (
 )
 from shopify_sync.api.errors import ApiError
 from shopify_sync.api.schemas import LineItem, Order, OrderDetail, OrderPage, Refund, money_str
+from shopify_sync.timeutil import as_utc, parse_utc_or_none
 from shopify_sync.warehouse import tables
 
 router = APIRouter(tags=["orders"])
@@ -30,24 +30,26 @@ router = APIRouter(tags=["orders"])
 MAX_LIMIT = 500
 MAX_ID = 2**63 - 1  # BIGINT
 _CURSOR_VERSION = 1
-_ORDER_MONEY = ("total_price", "subtotal_price", "total_discounts", "total_tax", "total_shipping",
-                "total_refunded")
 _LINE_MONEY = ("original_unit_price", "discounted_unit_price", "discounted_total")
 
 
-def _sort_key(h: sa.Table) -> sa.ColumnElement[Any]:
+# What a cursor is bound to: shop, start and end as the request gave them.
+Filters = list[str | None]
+
+
+def _sort_key(h: sa.Table) -> sa.ColumnElement[datetime]:
     # processedAt is non-null in Shopify; created_at is only a guard so a row with a
     # null processed_at still has a place in the order instead of falling out of every page.
     return sa.func.coalesce(h.c.processed_at, h.c.created_at)
 
 
-def encode_cursor(sort_value: datetime, shop: str, order_id: int, filters: list[Any]) -> str:
+def encode_cursor(sort_value: datetime, shop: str, order_id: int, filters: Filters) -> str:
     payload = {"v": _CURSOR_VERSION, "p": sort_value.isoformat(), "s": shop, "o": order_id, "f": filters}
     raw = json.dumps(payload, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, filters: list[Any]) -> tuple[datetime, str, int]:
+def decode_cursor(cursor: str, filters: Filters) -> tuple[datetime, str, int]:
     """Opaque to clients; a cursor is only valid with the filters it was issued for."""
     bad = ApiError(400, "bad_cursor", "cursor is malformed; use the next_cursor of a previous page")
     try:
@@ -65,25 +67,31 @@ def decode_cursor(cursor: str, filters: list[Any]) -> tuple[datetime, str, int]:
         raise bad from None
     if payload.get("f") != filters:
         raise ApiError(400, "bad_cursor", "cursor was issued for other filters (shop, start, end)")
-    assert sort_value is not None
     return sort_value, shop, order_id
 
 
-def order_from_row(row: sa.RowMapping) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "shop": row["shop"],
-        "order_id": int(row["order_id"]),
-        "order_name": row["order_name"],
-        "test": bool(row["test"]),
-        "currency_code": row["currency_code"],
-        "financial_status": row["financial_status"],
-        "fulfillment_status": row["fulfillment_status"],
-    }
-    for col in ("created_at", "updated_at", "processed_at", "cancelled_at", "synced_at"):
-        out[col] = as_utc(row[col])
-    for col in _ORDER_MONEY:
-        out[col] = money_str(row[col])
-    return out
+def order_from_row(row: sa.RowMapping) -> Order:
+    """An ``order_header`` row as the API shows it: instants in aware UTC, money as text."""
+    return Order(
+        shop=row["shop"],
+        order_id=int(row["order_id"]),
+        order_name=row["order_name"],
+        test=bool(row["test"]),
+        currency_code=row["currency_code"],
+        financial_status=row["financial_status"],
+        fulfillment_status=row["fulfillment_status"],
+        created_at=parse_utc_or_none(row["created_at"]),
+        updated_at=parse_utc_or_none(row["updated_at"]),
+        processed_at=parse_utc_or_none(row["processed_at"]),
+        cancelled_at=parse_utc_or_none(row["cancelled_at"]),
+        synced_at=parse_utc_or_none(row["synced_at"]),
+        total_price=money_str(row["total_price"]),
+        subtotal_price=money_str(row["subtotal_price"]),
+        total_discounts=money_str(row["total_discounts"]),
+        total_tax=money_str(row["total_tax"]),
+        total_shipping=money_str(row["total_shipping"]),
+        total_refunded=money_str(row["total_refunded"]),
+    )
 
 
 @router.get("/orders", response_model=OrderPage, summary="Orders, newest processed first, cursor-paginated")
@@ -97,7 +105,7 @@ def list_orders(
 ) -> OrderPage:
     check_shop(b.settings, shop)
     check_range(start, end)
-    filters = [shop, start.isoformat() if start else None, end.isoformat() if end else None]
+    filters: Filters = [shop, start.isoformat() if start else None, end.isoformat() if end else None]
     after = decode_cursor(cursor, filters) if cursor else None
     h = tables.order_header
     key = _sort_key(h)
@@ -127,8 +135,8 @@ def list_orders(
     next_cursor = None
     if more and page:
         last = page[-1]
-        next_cursor = encode_cursor(as_utc(last["_sort"]), last["shop"], int(last["order_id"]), filters)  # type: ignore[arg-type]
-    return OrderPage(orders=[Order(**order_from_row(r)) for r in page], next_cursor=next_cursor)
+        next_cursor = encode_cursor(as_utc(last["_sort"]), last["shop"], int(last["order_id"]), filters)
+    return OrderPage(orders=[order_from_row(r) for r in page], next_cursor=next_cursor)
 
 
 @router.get("/orders/{order_id}", response_model=OrderDetail,
@@ -162,7 +170,7 @@ def get_order(
             .order_by(rf.c.created_at, rf.c.refund_id)
         ).mappings().all()
     return OrderDetail(
-        **order_from_row(header),
+        **order_from_row(header).model_dump(),
         line_items=[
             LineItem(
                 line_item_id=int(r["line_item_id"]),
@@ -178,7 +186,7 @@ def get_order(
             for r in lines
         ],
         refunds=[
-            Refund(refund_id=int(r["refund_id"]), created_at=as_utc(r["created_at"]),
+            Refund(refund_id=int(r["refund_id"]), created_at=parse_utc_or_none(r["created_at"]),
                    total_refunded=money_str(r["total_refunded"]))
             for r in refunds
         ],
