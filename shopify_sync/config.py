@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from sqlalchemy.engine import make_url
+
 DEFAULT_API_VERSION = "2026-10"
 DEFAULT_SHOPS = "DEMO"
 DEFAULT_START_DATE = "2026-01-01"
@@ -149,8 +151,6 @@ def _shop(env: Mapping[str, str], code: str) -> ShopConfig:
 
 
 def _validate_db_url(url: str) -> None:
-    from sqlalchemy.engine import make_url
-
     try:
         parsed = make_url(url)
     except Exception:

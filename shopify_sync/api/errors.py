@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import logging
 import traceback
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from pydantic_core import ErrorDetails
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shopify_sync.redact import scrub_secrets
 from shopify_sync.storage import ObjectStoreError
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,8 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def error_response(status_code: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(status_code: int, code: str, message: str,
+                   headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(status_code=status_code, content={"error": {"code": code, "message": message}},
                         headers=headers)
 
@@ -53,7 +56,7 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                405: "method_not_allowed", 406: "not_acceptable", 415: "unsupported_media_type"}
 
 
-def _describe_validation(errors: list[dict[str, Any]]) -> str:
+def _describe_validation(errors: Sequence[ErrorDetails]) -> str:
     parts = []
     for err in errors[:5]:
         loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body", "header")]
@@ -76,11 +79,11 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"method {request.method} is not allowed on {request.url.path}"
         else:
             message = str(exc.detail)
-        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+        return error_response(exc.status_code, code, message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid_request", _describe_validation(list(exc.errors())))
+        return error_response(422, "invalid_request", _describe_validation(exc.errors()))
 
     @app.exception_handler(sqlalchemy.exc.OperationalError)
     async def _db_unavailable(_: Request, exc: sqlalchemy.exc.OperationalError) -> JSONResponse:
@@ -95,8 +98,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        from shopify_sync.telemetry import scrub_secrets
-
         # The operator needs the traceback; it is scrubbed because driver errors can quote URLs.
         trace = "".join(traceback.format_exception(exc))
         log.error("unhandled API error on %s %s: %s", request.method, request.url.path, scrub_secrets(trace))

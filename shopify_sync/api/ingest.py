@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -12,6 +12,7 @@ from shopify_sync.api.deps import Backends, backends, check_shop
 from shopify_sync.api.errors import ErrorResponse
 from shopify_sync.api.launcher import DagsterLauncher
 from shopify_sync.api.schemas import IngestRuns, LaunchedRun, SyncLaunch
+from shopify_sync.timeutil import utcnow
 
 router = APIRouter(tags=["ingest"])
 
@@ -44,7 +45,7 @@ def launch_sync(
     for code in shops:
         check_shop(b.settings, code)
     # The day just ended (UTC), the same partition the 06:00 schedule runs.
-    day = datetime.now(UTC).date() - timedelta(days=1)
+    day = utcnow().date() - timedelta(days=1)
     launcher: DagsterLauncher = request.app.state.launcher
     launched = launcher.launch_daily(day, shops)
     return SyncLaunch(date=day, runs=[LaunchedRun(shop=r.shop, partition=r.partition, run_id=r.run_id,

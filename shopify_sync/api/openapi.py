@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from shopify_sync.api.app import create_app
 from shopify_sync.config import load_settings
 
 DOCS: dict[str, tuple[str, ...]] = {
@@ -30,14 +31,12 @@ DEFAULT_DIR = Path(__file__).resolve().parents[2] / "openapi"
 
 def build_spec() -> dict[str, Any]:
     """The app's OpenAPI document, independent of the environment it is generated in."""
-    from shopify_sync.api.app import create_app
-
     # Fixed settings: the document must not change with the operator's shops or URLs.
     app = create_app(load_settings({}))
     return app.openapi()
 
 
-def _refs(node: Any, out: set[str]) -> None:
+def _refs(node: object, out: set[str]) -> None:
     if isinstance(node, dict):
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/components/schemas/"):

@@ -19,18 +19,24 @@ import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 from urllib.parse import quote, unquote, urlparse
 
+from shopify_sync.errors import summarize_error
 from shopify_sync.storage.keys import validate_key, validate_prefix
+
+if TYPE_CHECKING:
+    from boto3.s3.transfer import TransferConfig
 
 # boto3 switches to multipart above this size; R2 and S3 need >= 5 MiB parts, and
 # big parts keep the part count (max 10,000) far from the limit for multi-GB files.
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 MULTIPART_CHUNK = 16 * 1024 * 1024
 _TMP_PREFIX = ".tmp-"
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class ObjectStoreError(RuntimeError):
@@ -91,6 +97,11 @@ class ObjectStore(ABC):
         return f"{type(self).__name__}({self.url!r})"
 
 
+def _copy_from(source: Path, fh: BinaryIO) -> None:
+    with source.open("rb") as src:
+        shutil.copyfileobj(src, fh, length=1024 * 1024)
+
+
 class LocalObjectStore(ObjectStore):
     """Objects as files under ``root``; writes go to a hidden temp file then ``os.replace``."""
 
@@ -110,7 +121,7 @@ class LocalObjectStore(ObjectStore):
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*validate_key(key).split("/"))
 
-    def _atomic_write(self, target: Path, write: Any) -> None:
+    def _atomic_write(self, target: Path, write: Callable[[BinaryIO], object]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         # Same directory as the target so os.replace is a rename on one filesystem.
         fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=target.parent)
@@ -138,11 +149,7 @@ class LocalObjectStore(ObjectStore):
         if not source.is_file():
             raise FileNotFoundError(f"put_file({key!r}): no local file at {source}")
 
-        def copy(fh: Any) -> None:
-            with source.open("rb") as src:
-                shutil.copyfileobj(src, fh, length=1024 * 1024)
-
-        self._atomic_write(target, copy)
+        self._atomic_write(target, lambda fh: _copy_from(source, fh))
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -155,11 +162,7 @@ class LocalObjectStore(ObjectStore):
         if not source.is_file():
             raise ObjectNotFoundError(key, self.url)
 
-        def copy(fh: Any) -> None:
-            with source.open("rb") as src:
-                shutil.copyfileobj(src, fh, length=1024 * 1024)
-
-        self._atomic_write(Path(path), copy)
+        self._atomic_write(Path(path), lambda fh: _copy_from(source, fh))
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -242,6 +245,8 @@ class S3ObjectStore(ObjectStore):
 
     @property
     def client(self) -> Any:
+        # Any: boto3 builds its clients at runtime and ships no types for them. boto3 is
+        # imported on first use, as stores are built at definitions load (no I/O there).
         if self._client is None:
             import boto3
             from botocore.config import Config
@@ -288,10 +293,10 @@ class S3ObjectStore(ObjectStore):
             if code in ("404", "NoSuchKey", "NotFound") and not listing:
                 return ObjectNotFoundError(key, self.url)
             return ObjectStoreError(f"{action} {where} failed: {code} {err.get('Message', '')}".rstrip())
-        # Connection / endpoint errors: the type and message name the endpoint, never credentials.
-        return ObjectStoreError(f"{action} {where} failed: {type(exc).__name__}: {exc}")
+        # Connection / endpoint errors: the type and message name the endpoint.
+        return ObjectStoreError(f"{action} {where} failed: {summarize_error(exc).one_line()}")
 
-    def _call(self, action: str, key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, action: str, key: str, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -299,7 +304,7 @@ class S3ObjectStore(ObjectStore):
         except (ClientError, BotoCoreError) as exc:
             raise self._error(action, key, exc) from None
 
-    def _transfer_config(self) -> Any:
+    def _transfer_config(self) -> TransferConfig:
         from boto3.s3.transfer import TransferConfig
 
         return TransferConfig(multipart_threshold=self.multipart_threshold,

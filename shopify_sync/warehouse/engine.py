@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import weakref
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -19,6 +18,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from shopify_sync.errors import summarize_error
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # One name for the MySQL GET_LOCK / PostgreSQL advisory lock serialising migrations
@@ -49,10 +52,10 @@ def _normalise_url(url: str | URL) -> URL:
     return parsed
 
 
-def make_engine(url: str | URL, *, ensure: bool = True, **kwargs: Any) -> Engine:
+def make_engine(url: str | URL, *, ensure: bool = True, **kwargs: object) -> Engine:
     """Create an engine for the warehouse; with ``ensure`` (default) migrate it to head first."""
     parsed = _normalise_url(url)
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    options: dict[str, object] = {"pool_pre_ping": True}
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:":
@@ -69,7 +72,7 @@ def make_engine(url: str | URL, *, ensure: bool = True, **kwargs: Any) -> Engine
     return engine
 
 
-def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cur = dbapi_conn.cursor()
     try:
         # WAL lets the API read while an ingest writes; NORMAL sync is durable at each
@@ -130,7 +133,7 @@ def _upgrade_locked(engine: Engine) -> None:
         except SchemaError:
             raise
         except Exception as exc:
-            raise SchemaError(f"schema migration failed: {type(exc).__name__}: {exc}") from exc
+            raise SchemaError(f"schema migration failed: {summarize_error(exc).one_line()}") from exc
         finally:
             try:
                 if dialect == "postgresql":

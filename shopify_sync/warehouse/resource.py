@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 from pydantic import PrivateAttr
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 from shopify_sync.config import DEFAULT_CHUNK_ROWS
+from shopify_sync.warehouse.engine import make_engine
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -19,8 +20,6 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def __repr__(self) -> str:
         # The URL may carry the database password: never show it.
-        from sqlalchemy.engine import make_url
-
         try:
             shown = make_url(self.database_url).render_as_string(hide_password=True)
         except Exception:  # noqa: BLE001 - a malformed URL is reported when the engine is made
@@ -32,8 +31,6 @@ class WarehouseResource(dg.ConfigurableResource):
     def get_engine(self) -> Engine:
         """The engine, created and migrated to head on first use."""
         if self._engine is None:
-            from shopify_sync.warehouse.engine import make_engine
-
             self._engine = make_engine(self.database_url)
         return self._engine
 

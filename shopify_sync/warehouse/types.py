@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.operators import OperatorType
 
 MONEY_SCALE = 4
 MONEY_FACTOR = 10**MONEY_SCALE
@@ -26,12 +27,12 @@ MONEY_INTEGER_DIGITS = 14
 _QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
 
 
-def to_money(value: Any) -> Decimal:
+def to_money(value: Decimal | int | str | float) -> Decimal:
     """Parse an amount exactly (``"12.34"`` → ``Decimal("12.3400")``); floats are refused."""
     if isinstance(value, float):
         raise TypeError(f"money must not be a float (got {value!r}); pass a Decimal or a decimal string")
     try:
-        d = Decimal(value) if not isinstance(value, Decimal) else value
+        d = value if isinstance(value, Decimal) else Decimal(value)
     except (InvalidOperation, TypeError, ValueError):
         raise ValueError(f"not a decimal amount: {value!r}") from None
     if not d.is_finite():
@@ -60,7 +61,7 @@ class Money(sa.types.TypeDecorator[Decimal]):
             return dialect.type_descriptor(sa.BigInteger())
         return dialect.type_descriptor(sa.Numeric(20, MONEY_SCALE, asdecimal=True))
 
-    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+    def process_bind_param(self, value: Decimal | int | str | float | None, dialect: Dialect) -> Decimal | int | None:
         if value is None:
             return None
         d = to_money(value)
@@ -68,7 +69,7 @@ class Money(sa.types.TypeDecorator[Decimal]):
             return int(d.scaleb(MONEY_SCALE))
         return d
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+    def process_result_value(self, value: Decimal | float | int | str | None, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
         if dialect.name == "sqlite":
@@ -79,7 +80,7 @@ class Money(sa.types.TypeDecorator[Decimal]):
             return Decimal(int(value)).scaleb(-MONEY_SCALE).quantize(_QUANTUM)
         return Decimal(value).quantize(_QUANTUM)
 
-    def coerce_compared_value(self, op: Any, value: Any) -> sa.types.TypeEngine[Any]:
+    def coerce_compared_value(self, op: OperatorType | None, value: object) -> sa.types.TypeEngine[Any]:
         # Literals compared with / added to money must go through the same scaling,
         # but a factor (price * 2) must not be scaled itself.
         if op in (operator.mul, operator.truediv, operator.floordiv):
@@ -98,7 +99,7 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))
         return dialect.type_descriptor(sa.DateTime(timezone=False))
 
-    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+    def process_bind_param(self, value: object, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if not isinstance(value, datetime):
@@ -107,7 +108,7 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
             value = value.astimezone(UTC).replace(tzinfo=None)
         return value
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return value
 
 
