@@ -10,14 +10,15 @@ read back as ``Decimal``. ``UtcDateTime`` stores naive UTC with microseconds
 from __future__ import annotations
 
 import operator
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.operators import OperatorType
+
+from shopify_sync.timeutil import naive_utc
 
 MONEY_SCALE = 4
 MONEY_FACTOR = 10**MONEY_SCALE
@@ -56,7 +57,7 @@ class Money(sa.types.TypeDecorator[Decimal]):
     impl = sa.Numeric(20, MONEY_SCALE, asdecimal=True)
     cache_ok = True
 
-    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Decimal] | sa.types.TypeEngine[int]:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(sa.BigInteger())
         return dialect.type_descriptor(sa.Numeric(20, MONEY_SCALE, asdecimal=True))
@@ -80,7 +81,9 @@ class Money(sa.types.TypeDecorator[Decimal]):
             return Decimal(int(value)).scaleb(-MONEY_SCALE).quantize(_QUANTUM)
         return Decimal(value).quantize(_QUANTUM)
 
-    def coerce_compared_value(self, op: OperatorType | None, value: object) -> sa.types.TypeEngine[Any]:
+    def coerce_compared_value(
+        self, op: OperatorType | None, value: object
+    ) -> sa.types.TypeEngine[Decimal] | sa.types.TypeEngine[int]:
         # Literals compared with / added to money must go through the same scaling,
         # but a factor (price * 2) must not be scaled itself.
         if op in (operator.mul, operator.truediv, operator.floordiv):
@@ -94,7 +97,7 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
     impl = sa.DateTime(timezone=False)
     cache_ok = True
 
-    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[datetime]:
         if dialect.name in {"mysql", "mariadb"}:
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))
         return dialect.type_descriptor(sa.DateTime(timezone=False))
@@ -104,9 +107,7 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
             return None
         if not isinstance(value, datetime):
             raise TypeError(f"expected a datetime, got {type(value).__name__}")
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value
+        return naive_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return value

@@ -31,7 +31,9 @@ from shopify_sync.metrics.measurements import (
     write_parquet,
 )
 from shopify_sync.storage import LocalObjectStore, sales_key
+from shopify_sync.timeutil import day_start
 from shopify_sync.warehouse import make_engine
+from shopify_sync.warehouse.queries import shop_currency_totals
 from shopify_sync.warehouse.tables import order_header, order_line_item, product
 
 D0 = date(2026, 3, 1)
@@ -249,6 +251,23 @@ def test_edge_cases_are_counted_as_specified(engine: sa.Engine) -> None:
     # CH has its own currency; DE figures never include it
     ch = as_rows(sales_frame(engine, "CH", d))
     assert [(r["currency_code"], r["net_sales"]) for r in ch] == [("CHF", Decimal("22.0000"))]
+
+
+def test_the_api_overview_and_the_daily_measurements_agree(engine: sa.Engine) -> None:
+    """Both read warehouse.queries' counted orders: a range's overview is the sum of its days."""
+    orders = hand_built() + generated()
+    load(engine, orders)
+    first, last = D0 + timedelta(days=5), D0 + timedelta(days=20)
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    totals = {t.shop: t for t in shop_currency_totals(engine, day_start(first), day_start(last + timedelta(days=1)))}
+    assert set(totals) == {"DE", "NL", "CH"}
+    for shop, t in totals.items():
+        frame = pl.concat([sales_frame(engine, shop, d) for d in days])
+        assert (t.units_net, t.units_ordered) == (frame["units_net"].sum(), frame["units_ordered"].sum()), shop
+        assert t.gross_sales == sum(frame["gross_sales"].to_list(), Decimal(0)), shop
+        assert t.net_sales == sum(frame["net_sales"].to_list(), Decimal(0)), shop
+        assert t.orders == len({o.order_id for o in orders if o.shop == shop and not o.test and not o.cancelled_at
+                                and o.processed_at and first <= o.processed_at.astimezone(UTC).date() <= last})
 
 
 def test_an_order_counts_once_per_window_across_days(engine: sa.Engine) -> None:
