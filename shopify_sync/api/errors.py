@@ -95,7 +95,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        from shopify_sync.telemetry import scrub_secrets
+        from shopify_sync.redact import scrub_secrets
 
         # The operator needs the traceback; it is scrubbed because driver errors can quote URLs.
         trace = "".join(traceback.format_exception(exc))
