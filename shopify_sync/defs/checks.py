@@ -91,7 +91,7 @@ def evaluate_product_figures(engine: Any, parts: list[ShopDays], sample: int = S
 
 
 def evaluate_telemetry_completed(store: Any, run: RunInfo, parts: list[ShopDays]) -> dg.AssetCheckResult:
-    from shopify_sync.telemetry import read_sync_records
+    from shopify_sync.telemetry import RunState, read_sync_records, run_state
 
     records = read_sync_records(store, run.run_id, run_date=utc_day(run.created_at))
     missing = []
@@ -99,7 +99,7 @@ def evaluate_telemetry_completed(store: Any, run: RunInfo, parts: list[ShopDays]
         mine = [r for r in records if r.get("shop") == sd.shop]
         # "completed" must be the shop's last record: a later "failed" (a sensor, a
         # re-executed step) means the run did not end well.
-        if not mine or mine[-1].get("step") != "completed" or mine[-1].get("status") == "failed":
+        if not mine or run_state(mine[-1]) is not RunState.COMPLETED:
             missing.append(sd.shop)
     return dg.AssetCheckResult(
         passed=not missing,

@@ -30,7 +30,7 @@ from shopify_sync.sync.rules import (
     initiator_from_tags,
     mode_from_tags,
 )
-from shopify_sync.telemetry import SyncRecord, SyncTelemetry, read_sync_records
+from shopify_sync.telemetry import RecordFields, SyncRecord, SyncTelemetry, read_sync_records
 from shopify_sync.timeutil import as_utc, utc_day, utcnow
 from shopify_sync.vocab import TERMINAL_STEPS, Step, StepStatus
 
@@ -129,11 +129,6 @@ def _run_created_at(instance: dg.DagsterInstance, run_id: str) -> datetime:
     return as_utc(created) if isinstance(created, datetime) else utcnow()
 
 
-class _SensorFields(TypedDict, total=False):
-    recorded_by: str
-    error: ErrorSummary
-
-
 def complete_run_telemetry(
     *,
     instance: dg.DagsterInstance,
@@ -162,7 +157,7 @@ def complete_run_telemetry(
         existing = by_shop.get(shop, [])
         if existing and (only_if_empty or existing[-1].get("step") in TERMINAL_STEPS):
             continue
-        fields: _SensorFields = {"recorded_by": "run_status_sensor"}
+        fields: RecordFields = {"recorded_by": "run_status_sensor"}
         if error is not None:
             fields["error"] = error
         SyncTelemetry(

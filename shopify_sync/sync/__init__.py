@@ -34,13 +34,13 @@ from shopify_sync.sync.rules import (
     stored_window,
     watermark_to_advance,
 )
-from shopify_sync.sync.step_telemetry import StepRecorder, fail_step, operation_is_dead, step_telemetry
+from shopify_sync.sync.step_telemetry import StepRecorder, operation_is_dead, step_telemetry
 from shopify_sync.vocab import Initiator, Mode
 
 __all__ = [
     "TAG_BACKFILL", "TAG_INITIATOR", "TAG_MODE", "TAG_RANGE_END", "TAG_RANGE_START", "TAG_REPLAY_OF",
     "TAG_SCHEDULE", "TAG_SHOP", "FetchOutcome", "FinishOutcome", "Initiator", "LoadOutcome", "Mode", "RunInfo",
-    "ShopifyClients", "StepContext", "StepRecorder", "Window", "backfill_window", "fail_step", "fetch_raw",
+    "ShopifyClients", "StepContext", "StepRecorder", "Window", "backfill_window", "fetch_raw",
     "finish_run", "incremental_window", "initiator_from_tags", "load_orders", "mode_from_tags", "next_watermark",
     "operation_is_dead", "step_telemetry", "stored_window", "watermark_to_advance",
 ]
