@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shopify_sync.config import ConfigError, Settings, load_settings
+from shopify_sync.errors import summarize_error
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -217,10 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("shopify-sync: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the operator gets one line, never a traceback
-        from shopify_sync.sync import error_summary
-
-        err = error_summary(exc)
-        print(f"shopify-sync: error: {err['type']}: {err['message']}", file=sys.stderr)
+        print(f"shopify-sync: error: {summarize_error(exc).one_line()}", file=sys.stderr)
         return 1
 
 

@@ -12,18 +12,21 @@ from pathlib import Path
 
 import pytest
 
-from shopify_sync.storage import LocalObjectStore, ObjectStore, S3ObjectStore
+from shopify_sync.errors import ErrorSummary
+from shopify_sync.redact import scrub_secrets
+from shopify_sync.storage import LocalObjectStore, ObjectStore, S3ObjectStore, commerce_telemetry_key
 from shopify_sync.telemetry import (
     RECORD_FIELDS,
+    RunState,
     SyncTelemetry,
     has_completed,
     list_sync_records,
     read_commerce_events,
     read_sync_records,
     run_summaries,
-    scrub_secrets,
     write_commerce_events,
 )
+from shopify_sync.telemetry import readers as telemetry_readers
 from shopify_sync_tests.storage.s3_server import aws_env, make_bucket, moto_endpoint  # noqa: F401
 
 CREATED = datetime(2026, 11, 22, 23, 58, tzinfo=UTC)  # just before midnight: the folder stays this date
@@ -197,14 +200,15 @@ def test_readers_summaries_and_completion(store: LocalObjectStore) -> None:
     new, bad, old = summaries
     assert (old.step, old.status, old.finished, old.records, old.object_count) == ("completed", "succeeded", True, 7, 7)
     assert (bad.step, bad.job_type, bad.initiator) == ("failed", "FULL_BACKFILL_EXECUTE", "backfill")
-    assert bad.error == {"type": "ValueError", "message": "ACCESS_DENIED: read_orders scope missing"}
+    assert bad.error == ErrorSummary("ValueError", "ACCESS_DENIED: read_orders scope missing")
     assert bad.bulk_operation_id == "gid://op/1"
     assert (new.step, new.finished, new.error) == ("initiated", False, None)
+    assert (old.state, bad.state, new.state) == (RunState.COMPLETED, RunState.FAILED, RunState.RUNNING)
     assert [s.run_id for s in run_summaries(store, limit=1)] == ["new"]
     assert run_summaries(store, limit=0) == []
 
     assert len(list_sync_records(store)) == 7 + 3 + 1
-    assert {r["run_id"] for r in list_sync_records(store, since_date="2026-11-22")} == {"bad", "new"}
+    assert {r["run_id"] for r in list_sync_records(store, since_date=date(2026, 11, 22))} == {"bad", "new"}
     assert [r["step"] for r in list_sync_records(store, run_id="bad")][-1] == "failed"
     # A foreign or broken object in the stream is skipped, not fatal.
     store.put_bytes("telemetry/sync/date=2026-11-22/bad/000009-completed.json", b"{not json")
@@ -220,7 +224,8 @@ def test_commerce_events_one_object_per_run_never_duplicated(store: LocalObjectS
         {"order_id": 1002, "order_name": "#1002", "event": "refunded", "at": at,
          "before": {"total_refunded": Decimal("0.00")}, "after": {"total_refunded": Decimal("5.00")}},
     ]
-    key = write_commerce_events(store, date(2026, 11, 22), "run-1", events, shop="DE")
+    run_1 = commerce_telemetry_key(date(2026, 11, 22), "run-1")
+    key = write_commerce_events(store, run_1, events, shop="DE")
     assert key == "telemetry/commerce/date=2026-11-22/run-1.jsonl"
     lines = store.get_bytes(key).decode().splitlines()
     assert len(lines) == 2
@@ -230,7 +235,7 @@ def test_commerce_events_one_object_per_run_never_duplicated(store: LocalObjectS
     assert first["at"] == "2026-11-22T06:01:00Z"
 
     # Same events again (a resumed load) plus another shop of the same run: merged, no duplicates.
-    write_commerce_events(store, date(2026, 11, 22), "run-1", events, shop="DE")
+    write_commerce_events(store, run_1, events, shop="DE")
 
     @dataclass
     class Change:  # objects with attributes work as well as dicts
@@ -243,13 +248,15 @@ def test_commerce_events_one_object_per_run_never_duplicated(store: LocalObjectS
         after: dict
 
     change = Change("NL", 7, "#7", "cancelled", at, {"cancelled_at": None}, {"cancelled_at": at})
-    write_commerce_events(store, run_id="run-1", changes=[change], at=at)
-    got = read_commerce_events(store, "2026-11-22", "run-1")
+    write_commerce_events(store, run_1, [change])
+    got = read_commerce_events(store, date(2026, 11, 22), "run-1")
     assert [(e["shop"], e["order_id"], e["event"]) for e in got] == [("DE", 1001, "created"), ("DE", 1002, "refunded"),
                                                                        ("NL", 7, "cancelled")]
     assert got[2]["after"] == {"cancelled_at": "2026-11-22T06:01:00Z"}
-    assert write_commerce_events(store, "2026-11-22", "run-2", []) is None
-    assert read_commerce_events(store, "2026-11-22", "run-2") == []
+    assert write_commerce_events(store, commerce_telemetry_key(date(2026, 11, 22), "run-2"), []) is None
+    assert read_commerce_events(store, date(2026, 11, 22), "run-2") == []
+    with pytest.raises(ValueError, match="not a commerce telemetry key"):
+        write_commerce_events(store, "telemetry/sync/x.jsonl", events, shop="DE")
 
 
 @pytest.mark.parametrize(
@@ -263,29 +270,28 @@ def test_commerce_events_one_object_per_run_never_duplicated(store: LocalObjectS
 )
 def test_bad_commerce_events_are_refused(store: LocalObjectStore, event: dict, match: str) -> None:
     with pytest.raises((ValueError, TypeError), match=match):
-        write_commerce_events(store, "2026-11-22", "run-1", [event], shop="DE")
+        write_commerce_events(store, commerce_telemetry_key(date(2026, 11, 22), "run-1"), [event], shop="DE")
     assert store.list_keys("") == []
 
 
 def test_a_run_on_s3(moto_endpoint: str, aws_env: None) -> None:  # noqa: F811
     store = S3ObjectStore(make_bucket(moto_endpoint), "prod", endpoint_url=moto_endpoint)
     full_run(tel(store, run_id="s3-run"))
-    tel(store, run_id="s3-run").record("failed", "failed", error="late sensor note")
+    tel(store, run_id="s3-run").record("failed", "failed", error=ErrorSummary("Note", "late sensor note"))
     assert store.list_keys("telemetry/sync/")[-1] == "telemetry/sync/date=2026-11-22/s3-run/000007-failed.json"
     assert not has_completed(store, "s3-run")
     (summary,) = run_summaries(store, limit=5)
     assert (summary.run_id, summary.step, summary.records) == ("s3-run", "failed", 8)
-    write_commerce_events(store, CREATED, "s3-run", [{"order_id": 1, "event": "created", "at": CREATED}], shop="DE")
-    assert read_commerce_events(store, CREATED, "s3-run")[0]["order_id"] == 1
+    write_commerce_events(store, commerce_telemetry_key(CREATED.date(), "s3-run"),
+                          [{"order_id": 1, "event": "created", "at": CREATED}], shop="DE")
+    assert read_commerce_events(store, CREATED.date(), "s3-run")[0]["order_id"] == 1
 
 
 def test_since_queries_list_only_recent_date_folders(store: LocalObjectStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    import shopify_sync.telemetry as telemetry
-
     full_run(tel(store, run_id="ancient", run_created_at=CREATED - timedelta(days=400)))
     full_run(tel(store, run_id="recent", run_created_at=CREATED - timedelta(days=1)))
     full_run(tel(store, run_id="today", run_created_at=CREATED))
-    monkeypatch.setattr(telemetry, "_now", lambda: CREATED + timedelta(hours=3))
+    monkeypatch.setattr(telemetry_readers, "utcnow", lambda: CREATED + timedelta(hours=3))
     prefixes: list[str] = []
     real_list = store.list_keys
 
@@ -294,16 +300,16 @@ def test_since_queries_list_only_recent_date_folders(store: LocalObjectStore, mo
         return real_list(prefix)
 
     monkeypatch.setattr(store, "list_keys", spy)
-    recent = list_sync_records(store, since_date=CREATED - timedelta(days=1))
+    recent = list_sync_records(store, since_date=(CREATED - timedelta(days=1)).date())
     assert {r["run_id"] for r in recent} == {"recent", "today"} and len(recent) == 14
     # one listing per day (since .. tomorrow; "now" is 2026-11-23 02:58Z), never the whole stream
     assert prefixes == [f"telemetry/sync/date={d}/" for d in ("2026-11-21", "2026-11-22", "2026-11-23",
                                                                         "2026-11-24")]
-    assert [s.run_id for s in run_summaries(store, 10, since_date="2026-11-22")] == ["today"]
+    assert [s.run_id for s in run_summaries(store, 10, since=date(2026, 11, 22))] == ["today"]
     # A long range falls back to one scan of the stream, with the same filtering.
     prefixes.clear()
-    assert {r["run_id"] for r in list_sync_records(store, since_date=CREATED - timedelta(days=100))} == {"recent",
-                                                                                                      "today"}
+    assert {r["run_id"] for r in list_sync_records(store, since_date=(CREATED - timedelta(days=100)).date())} == {
+        "recent", "today"}
     assert prefixes == ["telemetry/sync/"]
     assert {s.run_id for s in run_summaries(store, 10)} == {"ancient", "recent", "today"}
 
@@ -318,14 +324,15 @@ def test_commerce_events_stream_in_batches_and_fail_atomically(store: LocalObjec
         for i in ids:
             yield {"order_id": i, "event": "created", "at": at}
 
-    key = write_commerce_events(store, "2026-11-22", "big", gen(range(15_000)), shop="DE")
+    big = commerce_telemetry_key(date(2026, 11, 22), "big")
+    key = write_commerce_events(store, big, gen(range(15_000)), shop="DE")
     before = store.get_bytes(key)
     assert len(before.splitlines()) == 15_000
 
     # Overlaps the stored 10,000-14,999 and repeats 20,000-22,499 twice across batches.
-    write_commerce_events(store, "2026-11-22", "big", itertools.chain(gen(range(10_000, 25_000)),
-                                                                      gen(range(20_000, 22_500))), shop="DE")
-    ids = [e["order_id"] for e in read_commerce_events(store, "2026-11-22", "big")]
+    write_commerce_events(store, big, itertools.chain(gen(range(10_000, 25_000)), gen(range(20_000, 22_500))),
+                          shop="DE")
+    ids = [e["order_id"] for e in read_commerce_events(store, date(2026, 11, 22), "big")]
     assert ids == list(range(25_000))
 
     snapshot = store.get_bytes(key)
@@ -335,5 +342,5 @@ def test_commerce_events_stream_in_batches_and_fail_atomically(store: LocalObjec
         yield {"order_id": "x", "event": "created", "at": at}
 
     with pytest.raises(ValueError, match="int order_id"):
-        write_commerce_events(store, "2026-11-22", "big", broken(), shop="DE")
+        write_commerce_events(store, big, broken(), shop="DE")
     assert store.get_bytes(key) == snapshot

@@ -5,8 +5,8 @@
 
 Every asset is range-safe: a run may carry one partition (a daily run) or a range of
 days for one shop (a single-run backfill); runs that span shops process the shops one
-after another. The work itself is in ``shopify_sync.sync.SyncEngine``; these functions
-translate Dagster context into engine calls and engine results into metadata.
+after another. The work itself is in the steps of ``shopify_sync.sync``; these functions
+translate Dagster context into a ``StepContext`` and step outcomes into metadata.
 """
 
 
@@ -18,7 +18,19 @@ import dagster as dg
 
 from shopify_sync.defs.partitions import ShopDays, shop_days_for_context
 from shopify_sync.defs.resources import ObjectStoreResource, ShopifyBulkResource, WarehouseResource
-from shopify_sync.sync import FinishOutcome, Mode, RunInfo, SyncEngine, as_utc
+from shopify_sync.sync import (
+    FinishOutcome,
+    LoadOutcome,
+    Mode,
+    RunInfo,
+    StepContext,
+    fetch_raw,
+    finish_run,
+    load_orders,
+    step_telemetry,
+)
+from shopify_sync.timeutil import as_utc
+from shopify_sync.vocab import Step
 
 INGEST_GROUP = "shopify_ingest"
 METRICS_GROUP = "shopify_metrics"
@@ -46,15 +58,15 @@ def run_info(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) 
     return RunInfo.from_tags(run.run_id, run.tags, as_utc(created))
 
 
-def sync_engine(
+def step_context(
     context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
     warehouse: WarehouseResource,
     object_store: ObjectStoreResource,
     shopify: ShopifyBulkResource | None = None,
-) -> SyncEngine:
+) -> StepContext:
     from shopify_sync.config import load_settings
 
-    return SyncEngine(
+    return StepContext(
         run=run_info(context),
         # Window knobs (floor, lookback) are read at run time, like every resource.
         settings=load_settings(),
@@ -101,16 +113,16 @@ def build_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.Assets
         watermark (minus the lookback, never before the floor); backfills fetch orders
         *created* in the selected days. A crashed run re-polls its stored operation.
         """
-        eng = sync_engine(context, warehouse, object_store, shopify)
+        ctx = step_context(context, warehouse, object_store, shopify)
         outcomes = []
         for sd in shop_days_for_context(context):
             try:
-                outcomes.append(eng.fetch(sd.shop, sd.key, sd.first, sd.start, sd.end))
+                outcomes.append(fetch_raw(ctx, sd.shop, sd.key, first_day=sd.first, start=sd.start, end=sd.end))
             except Exception as exc:
                 _raise_for_shopify(exc)
         md: dict[str, Any] = {
-            "mode": eng.run.mode.value,
-            "initiator": eng.run.initiator.value,
+            "mode": ctx.run.mode.value,
+            "initiator": ctx.run.initiator.value,
             "shops": ", ".join(o.shop for o in outcomes),
             "window": "; ".join(f"{o.shop}: {o.window.describe()}" for o in outcomes),
             "bulk_operation_id": ", ".join(str(o.bulk_operation_id) for o in outcomes),
@@ -148,9 +160,9 @@ def build_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.Assets
         each chunk commits with the job's ``lines_committed``, so a re-run resumes
         after the last committed chunk.
         """
-        eng = sync_engine(context, warehouse, object_store)
-        loads = [eng.load(sd.shop, sd.key) for sd in shop_days_for_context(context)]
-        common = {
+        ctx = step_context(context, warehouse, object_store)
+        loads = [load_orders(ctx, sd.shop, sd.key) for sd in shop_days_for_context(context)]
+        common: dict[str, Any] = {
             "objects": sum(lo.objects for lo in loads),
             "resumed_from_line": ", ".join(f"{lo.shop}: {lo.start_line}" for lo in loads),
             "commerce_events": sum(lo.commerce_events for lo in loads),
@@ -171,7 +183,7 @@ def build_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.Assets
             n = sum(int(lo.rows.get(key.path[-1], 0)) for lo in loads)
             yield dg.MaterializeResult(
                 asset_key=key,
-                metadata={**common, "rows_upserted": n, "dagster/row_count": _table_count(eng, key.path[-1], loads)},
+                metadata={**common, "rows_upserted": n, "dagster/row_count": _table_count(ctx, key.path[-1], loads)},
             )
 
     @dg.asset(
@@ -194,14 +206,13 @@ def build_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.Assets
         """
         from shopify_sync.metrics.measurements import refresh_products
 
-        eng = sync_engine(context, warehouse, object_store)
+        ctx = step_context(context, warehouse, object_store)
         count = 0
         previews = []
         for sd in shop_days_for_context(context):
-            with eng.guarded(sd.shop, sd.key, "transforming"):
-                eng.transforming(sd.shop, sd.key)
-                count += int(refresh_products(eng.engine, sd.shop, as_of=sd.last) or 0)
-                previews.append(_top_products_md(eng.engine, sd.shop))
+            with step_telemetry(ctx, sd.shop, sd.key, Step.TRANSFORMING):
+                count += int(refresh_products(ctx.engine, sd.shop, as_of=sd.last) or 0)
+                previews.append(_top_products_md(ctx.engine, sd.shop))
         return dg.MaterializeResult(
             metadata={"dagster/row_count": count, "top_products": dg.MetadataValue.md("\n\n".join(previews))}
         )
@@ -227,15 +238,15 @@ def build_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.Assets
         from shopify_sync.metrics.measurements import sales_frame, write_parquet
         from shopify_sync.storage import sales_key
 
-        eng = sync_engine(context, warehouse, object_store)
+        ctx = step_context(context, warehouse, object_store)
         rows = 0
         keys = []
         for sd in shop_days_for_context(context):
-            with eng.guarded(sd.shop, sd.key, "transforming"):
+            with step_telemetry(ctx, sd.shop, sd.key, Step.TRANSFORMING):
                 for day in _days(sd):
-                    frame = sales_frame(eng.engine, sd.shop, day)
+                    frame = sales_frame(ctx.engine, sd.shop, day)
                     key = sales_key(sd.shop, day)
-                    eng.store.put_bytes(key, write_parquet(frame))
+                    ctx.store.put_bytes(key, write_parquet(frame))
                     rows += frame.height
                     keys.append(key)
         return dg.MaterializeResult(
@@ -270,22 +281,22 @@ def build_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.Assets
         from shopify_sync.metrics.measurements import performance_frame, write_parquet
         from shopify_sync.storage import performance_key
 
-        eng = sync_engine(context, warehouse, object_store)
+        ctx = step_context(context, warehouse, object_store)
         rows = 0
         finishes = []
         for sd in shop_days_for_context(context):
-            with eng.guarded(sd.shop, sd.key, "transforming"):
+            with step_telemetry(ctx, sd.shop, sd.key, Step.TRANSFORMING):
                 for day in _days(sd):
-                    frame = performance_frame(eng.engine, sd.shop, day)
-                    eng.store.put_bytes(performance_key(sd.shop, day), write_parquet(frame))
+                    frame = performance_frame(ctx.engine, sd.shop, day)
+                    ctx.store.put_bytes(performance_key(sd.shop, day), write_parquet(frame))
                     rows += frame.height
-            finishes.append(eng.finish(sd.shop, sd.key))
+            finishes.append(finish_run(ctx, sd.shop, sd.key))
         wm = "; ".join(f"{f.shop}: {_ts(f.watermark_before)} → {_ts(f.watermark_after)}" for f in finishes)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": rows,
                 "watermark": wm,
-                "watermark_touched": eng.run.mode is Mode.DAILY_INCREMENTAL,
+                "watermark_touched": ctx.run.mode is Mode.DAILY_INCREMENTAL,
             },
             check_results=[watermark_check(finishes)],
         )
@@ -322,14 +333,14 @@ def _raise_for_shopify(exc: Exception) -> None:
     raise exc
 
 
-def _table_count(eng: SyncEngine, table: str, loads: list[Any]) -> int:
+def _table_count(ctx: StepContext, table: str, loads: list[LoadOutcome]) -> int:
     import sqlalchemy as sa
 
     from shopify_sync.warehouse import tables
 
     t = getattr(tables, table)
     shops = [lo.shop for lo in loads]
-    with eng.engine.connect() as conn:
+    with ctx.engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.shop.in_(shops))).scalar_one())
 
 

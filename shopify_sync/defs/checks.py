@@ -18,7 +18,8 @@ import dagster as dg
 from shopify_sync.defs.assets import ORDER_HEADER, PERFORMANCE, PRODUCT, SALES, run_info
 from shopify_sync.defs.partitions import ShopDays, shop_days_for_context
 from shopify_sync.defs.resources import ObjectStoreResource, WarehouseResource
-from shopify_sync.sync import Mode, RunInfo, as_utc
+from shopify_sync.sync import Mode, RunInfo
+from shopify_sync.timeutil import as_utc, utc_day
 
 SALES_KEY_COLUMNS = ["shop", "date", "product_id", "variant_id"]
 SAMPLE_PRODUCTS = 20
@@ -34,7 +35,7 @@ def _shop_days(context: dg.AssetCheckExecutionContext) -> list[ShopDays]:
 
 
 def evaluate_rows_match_object_count(engine: Any, run: RunInfo, parts: list[ShopDays]) -> dg.AssetCheckResult:
-    from shopify_sync.sync import latest_job
+    from shopify_sync.warehouse.jobs import latest_job
 
     problems: list[str] = []
     md: dict[str, Any] = {}
@@ -90,15 +91,15 @@ def evaluate_product_figures(engine: Any, parts: list[ShopDays], sample: int = S
 
 
 def evaluate_telemetry_completed(store: Any, run: RunInfo, parts: list[ShopDays]) -> dg.AssetCheckResult:
-    from shopify_sync.telemetry import read_sync_records
+    from shopify_sync.telemetry import RunState, read_sync_records, run_state
 
-    records = read_sync_records(store, run.run_id, run_date=run.created_at)
+    records = read_sync_records(store, run.run_id, run_date=utc_day(run.created_at))
     missing = []
     for sd in parts:
         mine = [r for r in records if r.get("shop") == sd.shop]
         # "completed" must be the shop's last record: a later "failed" (a sensor, a
         # re-executed step) means the run did not end well.
-        if not mine or mine[-1].get("step") != "completed" or mine[-1].get("status") == "failed":
+        if not mine or run_state(mine[-1]) is not RunState.COMPLETED:
             missing.append(sd.shop)
     return dg.AssetCheckResult(
         passed=not missing,
@@ -109,7 +110,7 @@ def evaluate_telemetry_completed(store: Any, run: RunInfo, parts: list[ShopDays]
 
 def evaluate_shop_freshness(engine: Any, run: RunInfo, parts: list[ShopDays],
                             now: datetime | None = None) -> dg.AssetCheckResult:
-    from shopify_sync.sync import last_success_at
+    from shopify_sync.warehouse.jobs import last_success_at
 
     now = now or datetime.now(UTC)
     stale: list[str] = []

@@ -17,6 +17,7 @@ import dagster as dg
 from shopify_sync.config import Settings
 from shopify_sync.defs.jobs import SYNC_JOB_NAME
 from shopify_sync.defs.partitions import partition_key
+from shopify_sync.errors import ErrorSummary
 from shopify_sync.sync import (
     TAG_INITIATOR,
     TAG_MODE,
@@ -26,8 +27,8 @@ from shopify_sync.sync import (
     TAG_SHOP,
     Initiator,
     Mode,
-    error_summary,
 )
+from shopify_sync.vocab import Step, StepStatus
 
 Launch = tuple[str, dict[str, str], str | None]
 
@@ -58,8 +59,8 @@ def backfill_launch(shop: str, start: date, end: date) -> Launch:
 
 def replay_launches(settings: Settings, run_id: str) -> list[Launch]:
     """One REPLAY run per shop whose raw file ``run_id`` archived, over the same days."""
-    from shopify_sync.sync import archived_jobs
     from shopify_sync.warehouse import ensure_schema, make_engine
+    from shopify_sync.warehouse.jobs import archived_jobs
 
     engine = make_engine(settings.database_url)
     try:
@@ -122,8 +123,8 @@ def fail_orphaned_runs(instance: dg.DagsterInstance, settings: Settings | None =
                 from shopify_sync.storage import open_store
 
                 store = open_store(settings.storage_url, endpoint_url=settings.s3_endpoint_url)
-                complete_run_telemetry(instance=instance, run=run, store=store, step="failed", status="failed",
-                                       error={"type": "ProcessDied", "message": message})
+                complete_run_telemetry(instance=instance, run=run, store=store, step=Step.FAILED,
+                                       status=StepStatus.FAILED, error=ErrorSummary("ProcessDied", message))
             except Exception:  # noqa: BLE001 - bookkeeping of a dead run must not stop a new one
                 pass
     return orphaned
@@ -194,12 +195,12 @@ def first_failure(result: dg.ExecuteInProcessResult) -> str:
             evaluation = getattr(data, "evaluation", data)
             if getattr(evaluation, "passed", True) is False:
                 return f"check {evaluation.check_name} failed"
-    return error_summary(RuntimeError("run failed"))["message"]
+    return "run failed"
 
 
 def status_table(settings: Settings, instance: dg.DagsterInstance | None = None) -> str:
     """Per shop: watermark, last job and the last Dagster runs, as a fixed-width table."""
-    from shopify_sync.sync import shop_status
+    from shopify_sync.sync.status import shop_status
     from shopify_sync.warehouse import ensure_schema, make_engine
 
     engine = make_engine(settings.database_url)

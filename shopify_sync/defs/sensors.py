@@ -15,24 +15,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypedDict
 
 import dagster as dg
 from dagster._utils.error import SerializableErrorInfo
 
+from shopify_sync.errors import ErrorSummary, summarize_text
+from shopify_sync.storage.object_store import ObjectStore
 from shopify_sync.storage.resource import ObjectStoreResource
-from shopify_sync.sync import (
+from shopify_sync.sync.rules import (
     TAG_RANGE_END,
     TAG_RANGE_START,
     TAG_SHOP,
-    as_utc,
     initiator_from_tags,
     mode_from_tags,
 )
+from shopify_sync.telemetry import RecordFields, SyncRecord, SyncTelemetry, read_sync_records
+from shopify_sync.timeutil import as_utc, utc_day, utcnow
+from shopify_sync.vocab import TERMINAL_STEPS, Step, StepStatus
 
-TERMINAL_STEPS = frozenset({"completed", "failed"})
 SENSOR_INTERVAL_SECONDS = 30
-MAX_MESSAGE = 500
 
 # --------------------------------------------------------------------------------------
 # Which runs, which shops
@@ -74,19 +76,18 @@ def _root_cause(error: SerializableErrorInfo) -> SerializableErrorInfo:
     return error
 
 
-def error_from_info(error: SerializableErrorInfo) -> dict[str, str]:
-    """``{type, message}`` of the root cause, first line only (SyncTelemetry scrubs secrets on write)."""
+def error_from_info(error: SerializableErrorInfo) -> ErrorSummary:
+    """The root cause of a recorded error, summarised as every error is (``errors.summarize_text``)."""
     root = _root_cause(error)
     message = (root.message or "").strip()
     # SerializableErrorInfo.message is "module.Class: text"; keep the text only.
     head, sep, rest = message.partition(": ")
     if sep and head.rsplit(".", 1)[-1] == root.cls_name:
         message = rest
-    first_line = message.strip().splitlines()[0] if message.strip() else root.cls_name or "error"
-    return {"type": root.cls_name or "Error", "message": first_line[:MAX_MESSAGE]}
+    return summarize_text(root.cls_name or "Error", message)
 
 
-def run_error(instance: dg.DagsterInstance, run_id: str, fallback: str | None = None) -> dict[str, str]:
+def run_error(instance: dg.DagsterInstance, run_id: str, fallback: str | None = None) -> ErrorSummary:
     """The most specific error recorded for a failed run.
 
     Order matters: a step failure carries the user exception; a run failure (e.g.
@@ -105,8 +106,7 @@ def run_error(instance: dg.DagsterInstance, run_id: str, fallback: str | None = 
             error = getattr(data, "error", None)
             if isinstance(error, SerializableErrorInfo):
                 return error_from_info(error)
-    message = fallback or "the run failed before recording an error"
-    return {"type": "RunFailure", "message": message.strip().splitlines()[0][:MAX_MESSAGE]}
+    return summarize_text("RunFailure", fallback or "the run failed before recording an error")
 
 
 # --------------------------------------------------------------------------------------
@@ -114,8 +114,8 @@ def run_error(instance: dg.DagsterInstance, run_id: str, fallback: str | None = 
 # --------------------------------------------------------------------------------------
 
 
-def _records_by_shop(records: Iterable[Mapping[str, Any]]) -> dict[str | None, list[Mapping[str, Any]]]:
-    out: dict[str | None, list[Mapping[str, Any]]] = {}
+def _records_by_shop(records: Iterable[SyncRecord]) -> dict[object, list[SyncRecord]]:
+    out: dict[object, list[SyncRecord]] = {}
     for rec in records:
         out.setdefault(rec.get("shop"), []).append(rec)
     return out
@@ -123,20 +123,20 @@ def _records_by_shop(records: Iterable[Mapping[str, Any]]) -> dict[str | None, l
 
 def _run_created_at(instance: dg.DagsterInstance, run_id: str) -> datetime:
     record = instance.get_run_record_by_id(run_id)
-    created = record.create_timestamp if record is not None else None
+    created: object = record.create_timestamp if record is not None else None
     if isinstance(created, int | float):
         return datetime.fromtimestamp(created, UTC)
-    return as_utc(created) if created is not None else datetime.now(UTC)
+    return as_utc(created) if isinstance(created, datetime) else utcnow()
 
 
 def complete_run_telemetry(
     *,
     instance: dg.DagsterInstance,
     run: dg.DagsterRun,
-    store: Any,
-    step: str,
-    status: str,
-    error: dict[str, str] | None = None,
+    store: ObjectStore,
+    step: Step,
+    status: StepStatus,
+    error: ErrorSummary | None = None,
     only_if_empty: bool = False,
 ) -> list[str]:
     """Add ``step`` for every shop of ``run`` whose records do not already end the run.
@@ -145,13 +145,11 @@ def complete_run_telemetry(
     With ``only_if_empty`` a record is written only for a shop with no record at all
     (the start sensor must not add noise to a run that is already reporting).
     """
-    from shopify_sync.telemetry import SyncTelemetry, read_sync_records
-
     shops = run_shops(run.tags)
     if not shops:
         return []
     created_at = _run_created_at(instance, run.run_id)
-    by_shop = _records_by_shop(read_sync_records(store, run.run_id, run_date=created_at))
+    by_shop = _records_by_shop(read_sync_records(store, run.run_id, run_date=utc_day(created_at)))
     mode = mode_from_tags(run.tags)
     initiator = initiator_from_tags(run.tags)
     written = []
@@ -159,16 +157,11 @@ def complete_run_telemetry(
         existing = by_shop.get(shop, [])
         if existing and (only_if_empty or existing[-1].get("step") in TERMINAL_STEPS):
             continue
-        fields: dict[str, Any] = {"recorded_by": "run_status_sensor"}
+        fields: RecordFields = {"recorded_by": "run_status_sensor"}
         if error is not None:
             fields["error"] = error
         SyncTelemetry(
-            store,
-            run_id=run.run_id,
-            shop=shop,
-            job_type=mode.value,
-            initiator=initiator.value,
-            run_created_at=created_at,
+            store, run_id=run.run_id, shop=shop, job_type=mode, initiator=initiator, run_created_at=created_at,
         ).record(step, status, **fields)
         written.append(shop)
     return written
@@ -183,7 +176,13 @@ def _log(context: dg.RunStatusSensorContext, what: str, shops: list[str]) -> Non
 # The sensors
 # --------------------------------------------------------------------------------------
 
-_COMMON: dict[str, Any] = {
+class _SensorOptions(TypedDict):
+    monitor_all_code_locations: bool
+    minimum_interval_seconds: int
+    default_status: dg.DefaultSensorStatus
+
+
+_COMMON: _SensorOptions = {
     "monitor_all_code_locations": False,
     "minimum_interval_seconds": SENSOR_INTERVAL_SECONDS,
     # On by default: telemetry completeness is part of the product, not an opt-in.
@@ -199,7 +198,7 @@ _COMMON: dict[str, Any] = {
 )
 def sync_telemetry_on_start(context: dg.RunStatusSensorContext, object_store: ObjectStoreResource) -> None:
     shops = complete_run_telemetry(instance=context.instance, run=context.dagster_run,
-                                   store=object_store.get_store(), step="initiated", status="started",
+                                   store=object_store.get_store(), step=Step.INITIATED, status=StepStatus.STARTED,
                                    only_if_empty=True)
     _log(context, "initiated", shops)
 
@@ -212,7 +211,7 @@ def sync_telemetry_on_start(context: dg.RunStatusSensorContext, object_store: Ob
 )
 def sync_telemetry_on_success(context: dg.RunStatusSensorContext, object_store: ObjectStoreResource) -> None:
     shops = complete_run_telemetry(instance=context.instance, run=context.dagster_run,
-                                   store=object_store.get_store(), step="completed", status="completed")
+                                   store=object_store.get_store(), step=Step.COMPLETED, status=StepStatus.SUCCEEDED)
     _log(context, "completed", shops)
 
 
@@ -227,7 +226,7 @@ def sync_telemetry_on_failure(context: dg.RunFailureSensorContext, object_store:
     fallback = context.failure_event.message if context.failure_event is not None else None
     error = run_error(context.instance, run.run_id, fallback)
     shops = complete_run_telemetry(instance=context.instance, run=run, store=object_store.get_store(),
-                                   step="failed", status="failed", error=error)
+                                   step=Step.FAILED, status=StepStatus.FAILED, error=error)
     _log(context, "failed", shops)
 
 
@@ -238,9 +237,10 @@ def sync_telemetry_on_failure(context: dg.RunFailureSensorContext, object_store:
     **_COMMON,
 )
 def sync_telemetry_on_cancel(context: dg.RunStatusSensorContext, object_store: ObjectStoreResource) -> None:
-    error = {"type": "RunCanceled", "message": "the run was canceled before it completed"}
+    error = ErrorSummary("RunCanceled", "the run was canceled before it completed")
     shops = complete_run_telemetry(instance=context.instance, run=context.dagster_run,
-                                   store=object_store.get_store(), step="failed", status="failed", error=error)
+                                   store=object_store.get_store(), step=Step.FAILED, status=StepStatus.FAILED,
+                                   error=error)
     _log(context, "failed (canceled)", shops)
 
 
@@ -252,6 +252,6 @@ sensors: list[dg.SensorDefinition] = [
 ]
 
 
-def build_sensors(settings: Any = None) -> list[dg.SensorDefinition]:
+def build_sensors(settings: object = None) -> list[dg.SensorDefinition]:
     """What ``shopify_sync.defs.build_definitions`` includes; the sensors need no settings."""
     return list(sensors)

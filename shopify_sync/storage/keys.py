@@ -8,10 +8,14 @@ containing ``/`` or ``..`` would otherwise silently write outside its partition.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import date, datetime
+from typing import NamedTuple
 
-JOB_TYPES = ("DAILY_INCREMENTAL", "FULL_BACKFILL_EXECUTE", "REPLAY")
-STEPS = ("initiated", "requested", "polling", "downloading", "upserting", "transforming", "completed", "failed")
+from shopify_sync.timeutil import utc_day
+from shopify_sync.vocab import Mode, Step
+
+JOB_TYPES = tuple(m.value for m in Mode)
+STEPS = tuple(s.value for s in Step)
 
 RAW_PREFIX = "raw/shopify/"
 SALES_PREFIX = "measurement/sales/"
@@ -25,7 +29,6 @@ SEQ_WIDTH = 6
 
 _SHOP = re.compile(r"^[A-Z0-9_]+$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_STEP = re.compile(r"^[a-z][a-z0-9_]*$")
 _SEGMENT_OK = re.compile(r"^[A-Za-z0-9_.=+@,-][A-Za-z0-9_.=+@,:-]*$")
 
 
@@ -72,46 +75,54 @@ def _run_id(run_id: str) -> str:
     return run_id
 
 
-def _job_type(job_type: str) -> str:
-    value = str(job_type)
-    if value not in JOB_TYPES:
-        raise InvalidKeyError(f"job type must be one of {', '.join(JOB_TYPES)}, got {job_type!r}")
-    return value
+def _job_type(job_type: Mode) -> str:
+    try:
+        return Mode(job_type).value
+    except ValueError:
+        raise InvalidKeyError(f"job type must be one of {', '.join(JOB_TYPES)}, got {job_type!r}") from None
 
 
-def key_date(value: date | datetime | str) -> str:
-    """``YYYY-MM-DD`` of a date, an aware datetime (its UTC date) or an ISO date string."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise InvalidKeyError(f"datetime {value!r} has no timezone; partition dates are UTC")
-        return value.astimezone(UTC).date().isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, str) and len(value) == 10:
-        try:
-            return date.fromisoformat(value).isoformat()
-        except ValueError:
-            pass
-    raise InvalidKeyError(f"date must be a date, an aware datetime or 'YYYY-MM-DD', got {value!r}")
+def _step(step: Step) -> str:
+    try:
+        return Step(step).value
+    except ValueError:
+        raise InvalidKeyError(f"telemetry step must be one of {', '.join(STEPS)}, got {step!r}") from None
 
 
-def raw_key(shop: str, job_type: str, day: date | datetime | str, run_id: str, gz: bool = False) -> str:
+def key_date(day: date) -> str:
+    """``YYYY-MM-DD`` of a UTC day.
+
+    Callers pass the day (``timeutil.utc_day`` of an instant). A ``datetime`` is a
+    ``date`` to Python too, so one that slips through is keyed by its UTC day, never
+    by its local date, and a naive one is refused: the layout must not depend on a
+    host's time zone.
+    """
+    if isinstance(day, datetime):
+        if day.tzinfo is None:
+            raise InvalidKeyError(f"datetime {day!r} has no timezone; pass its UTC day (timeutil.utc_day)")
+        return utc_day(day).isoformat()
+    if isinstance(day, date):
+        return day.isoformat()
+    raise InvalidKeyError(f"date must be a datetime.date, got {day!r}")
+
+
+def raw_key(shop: str, job_type: Mode, day: date, run_id: str, gz: bool = False) -> str:
     """``raw/shopify/shop=<CODE>/<job_type>/date=<D>/<run_id>.jsonl[.gz]``."""
     ext = ".jsonl.gz" if gz else ".jsonl"
     return f"{RAW_PREFIX}shop={_shop(shop)}/{_job_type(job_type)}/date={key_date(day)}/{_run_id(run_id)}{ext}"
 
 
-def sales_key(shop: str, day: date | datetime | str) -> str:
+def sales_key(shop: str, day: date) -> str:
     """``measurement/sales/shop=<CODE>/date=<D>/part-0.parquet``."""
     return f"{SALES_PREFIX}shop={_shop(shop)}/date={key_date(day)}/part-0.parquet"
 
 
-def performance_key(shop: str, day: date | datetime | str) -> str:
+def performance_key(shop: str, day: date) -> str:
     """``measurement/performance/shop=<CODE>/date=<D>/part-0.parquet``."""
     return f"{PERFORMANCE_PREFIX}shop={_shop(shop)}/date={key_date(day)}/part-0.parquet"
 
 
-def sync_telemetry_prefix(day: date | datetime | str | None = None, run_id: str | None = None) -> str:
+def sync_telemetry_prefix(day: date | None = None, run_id: str | None = None) -> str:
     """Listing prefix of the sync telemetry, narrowed to a day and then a run."""
     if day is None:
         if run_id is not None:
@@ -121,28 +132,40 @@ def sync_telemetry_prefix(day: date | datetime | str | None = None, run_id: str 
     return prefix if run_id is None else f"{prefix}{_run_id(run_id)}/"
 
 
-def sync_telemetry_key(day: date | datetime | str, run_id: str, seq: int, step: str) -> str:
+def sync_telemetry_key(day: date, run_id: str, seq: int, step: Step) -> str:
     """``telemetry/sync/date=<D>/<run_id>/<seq>-<step>.json`` with ``seq`` zero-padded so keys sort."""
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise InvalidKeyError(f"telemetry seq must be a non-negative int, got {seq!r}")
-    if not isinstance(step, str) or not _STEP.match(step):
-        raise InvalidKeyError(f"telemetry step must be a lowercase word, got {step!r}")
-    return f"{sync_telemetry_prefix(day, run_id)}{seq:0{SEQ_WIDTH}d}-{step}.json"
+    return f"{sync_telemetry_prefix(day, run_id)}{seq:0{SEQ_WIDTH}d}-{_step(step)}.json"
 
 
-def parse_sync_telemetry_key(key: str) -> tuple[str, str, int, str] | None:
-    """``(date, run_id, seq, step)`` of a sync telemetry key, or None for any other key."""
+class SyncTelemetryKey(NamedTuple):
+    """The parts of a sync telemetry key. ``step`` stays text: a reader meets whatever is stored."""
+
+    day: date
+    run_id: str
+    seq: int
+    step: str
+
+
+def parse_sync_telemetry_key(key: str) -> SyncTelemetryKey | None:
+    """``(day, run_id, seq, step)`` of a sync telemetry key, or None for any other key."""
     if not key.startswith(SYNC_TELEMETRY_PREFIX):
         return None
     parts = key[len(SYNC_TELEMETRY_PREFIX):].split("/")
     if len(parts) != 3 or not parts[0].startswith("date=") or not parts[2].endswith(".json"):
         return None
     seq_text, sep, step = parts[2][: -len(".json")].partition("-")
-    if not sep or not seq_text.isdigit() or not step:
+    day_text = parts[0][len("date="):]
+    if not sep or not seq_text.isdigit() or not step or len(day_text) != 10:
         return None
-    return parts[0][len("date="):], parts[1], int(seq_text), step
+    try:
+        day = date.fromisoformat(day_text)
+    except ValueError:
+        return None
+    return SyncTelemetryKey(day, parts[1], int(seq_text), step)
 
 
-def commerce_telemetry_key(day: date | datetime | str, run_id: str) -> str:
+def commerce_telemetry_key(day: date, run_id: str) -> str:
     """``telemetry/commerce/date=<D>/<run_id>.jsonl``."""
     return f"{COMMERCE_TELEMETRY_PREFIX}date={key_date(day)}/{_run_id(run_id)}.jsonl"

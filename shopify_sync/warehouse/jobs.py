@@ -8,7 +8,7 @@ tables: the sync steps, the ingest, the checks, the CLI and the API all come her
 
 Operations, by kind:
 - claim: ``create_job``; resume: ``find_resumable_job`` + ``resume_job``;
-- transitions: ``set_operation``, ``mark_downloaded``, ``set_events_key``, ``mark_loaded``,
+- transitions: ``set_operation``, ``mark_downloaded``, ``adopt_archive``, ``set_events_key``, ``mark_loaded``,
   ``record_chunk`` / ``reset_ingest`` (inside the ingest's transactions);
 - close: ``complete_job``, ``fail_job``;
 - queries: ``get_job``, ``latest_job``, ``latest_job_of_shop``, ``archived_jobs``,
@@ -34,7 +34,7 @@ from shopify_sync.warehouse.tables import sync_job, sync_watermark
 
 __all__ = [
     "JobStatus", "SyncJob", "ShopJobStats", "JobFailure", "create_job", "get_job", "find_resumable_job",
-    "resume_job", "set_operation", "mark_downloaded", "set_events_key", "mark_loaded", "record_chunk",
+    "resume_job", "set_operation", "mark_downloaded", "adopt_archive", "set_events_key", "mark_loaded", "record_chunk",
     "reset_ingest", "complete_job", "fail_job", "update_job", "latest_job", "latest_job_of_shop",
     "archived_jobs", "last_success_at", "pipeline_stats", "get_watermark", "advance_watermark", "job_rows",
 ]
@@ -176,6 +176,15 @@ def mark_downloaded(
     if bulk_operation_id is not None:
         fields["bulk_operation_id"] = bulk_operation_id
     _update_in(conn, job_id, fields)
+
+
+def adopt_archive(
+    engine: Engine, job_id: str, *, run_id: str, archive_key: str, object_count: int | None,
+    bulk_operation_id: str | None,
+) -> None:
+    """REPLAY: the job takes over the raw file an earlier run archived; its ingest can start."""
+    update_job(engine, job_id, run_id=run_id, archive_key=archive_key, object_count=object_count,
+               bulk_operation_id=bulk_operation_id, status=JobStatus.DOWNLOADED)
 
 
 def set_events_key(engine: Engine, job_id: str, events_key: str) -> None:

@@ -22,13 +22,13 @@ def test_runs_per_shop_newest_first_and_bounded_by_days(tmp_path) -> None:
     a, b = _tel(store, "run-new", "DA", NOW), _tel(store, "run-new", "DE", NOW)
     a.record("initiated", "started")
     b.record("initiated", "started")
-    a.record("completed", "completed", object_count=12)
+    a.record("completed", "succeeded", object_count=12)
     b.record("failed", "failed", error=RuntimeError("download expired"))
     old = _tel(store, "run-old", "DA", NOW - timedelta(days=3))
     old.record("initiated", "started")
-    old.record("polling", "running")
+    old.record("polling", "started")
     ancient = _tel(store, "run-ancient", "DA", NOW - timedelta(days=30))
-    ancient.record("completed", "completed")
+    ancient.record("completed", "succeeded")
 
     runs = recent_runs(store, days=7, limit=50, today=NOW.date())
     assert [(r.run_id, r.shop, r.status) for r in runs] == [

@@ -23,6 +23,7 @@ from shopify_sync.defs.sensors import (
     sync_telemetry_on_start,
     sync_telemetry_on_success,
 )
+from shopify_sync.errors import ErrorSummary
 from shopify_sync.storage.resource import ObjectStoreResource
 from shopify_sync.sync import TAG_INITIATOR, TAG_MODE, TAG_SHOP
 
@@ -160,7 +161,7 @@ def test_run_that_reported_its_own_end_is_left_alone(env: dict[str, Any]) -> Non
     tel = SyncTelemetry(env["store"], run_id=run.run_id, shop="DEMO", job_type="DAILY_INCREMENTAL",
                         initiator="user", process_initiated_at=datetime.now(UTC))
     tel.record("initiated", "started")
-    tel.record("failed", "failed", error={"type": "AccessDenied", "message": "missing scope read_orders"})
+    tel.record("failed", "failed", error=ErrorSummary("AccessDenied", "missing scope read_orders"))
     before = _records(env, run.run_id)
     sync_telemetry_on_failure(_context(env, sync_telemetry_on_failure, run,
                                        dg.DagsterEventType.RUN_FAILURE).for_run_failure())
@@ -174,7 +175,7 @@ def test_success_without_a_terminal_record_gets_completed(env: dict[str, Any]) -
     sync_telemetry_on_success(ctx)
     sync_telemetry_on_success(ctx)
     records = _records(env, run.run_id)
-    assert [(r["step"], r["status"]) for r in records] == [("completed", "completed")]
+    assert [(r["step"], r["status"]) for r in records] == [("completed", "succeeded")]
     assert "error" not in records[0] or not records[0]["error"]
 
 

@@ -14,46 +14,64 @@ from shopify_sync.storage import (
     sync_telemetry_key,
     validate_key,
 )
+from shopify_sync.storage.keys import JOB_TYPES, STEPS, SyncTelemetryKey
+from shopify_sync.timeutil import utc_day
+from shopify_sync.vocab import Mode, Step
 
 
 def test_layout_matches_spec() -> None:
     d = date(2026, 3, 9)
-    assert raw_key("DE", "DAILY_INCREMENTAL", d, "r-1") == "raw/shopify/shop=DE/DAILY_INCREMENTAL/date=2026-03-09/r-1.jsonl"
-    assert raw_key("DE", "REPLAY", "2026-03-09", "r-1", gz=True).endswith("/REPLAY/date=2026-03-09/r-1.jsonl.gz")
+    assert raw_key("DE", Mode.DAILY_INCREMENTAL, d, "r-1") == (
+        "raw/shopify/shop=DE/DAILY_INCREMENTAL/date=2026-03-09/r-1.jsonl")
+    assert raw_key("DE", Mode.REPLAY, d, "r-1", gz=True).endswith("/REPLAY/date=2026-03-09/r-1.jsonl.gz")
     assert sales_key("NL", d) == "measurement/sales/shop=NL/date=2026-03-09/part-0.parquet"
     assert performance_key("NL", d) == "measurement/performance/shop=NL/date=2026-03-09/part-0.parquet"
-    assert sync_telemetry_key(d, "abc", 3, "polling") == "telemetry/sync/date=2026-03-09/abc/000003-polling.json"
+    assert sync_telemetry_key(d, "abc", 3, Step.POLLING) == "telemetry/sync/date=2026-03-09/abc/000003-polling.json"
     assert commerce_telemetry_key(d, "abc") == "telemetry/commerce/date=2026-03-09/abc.jsonl"
 
 
-def test_datetime_is_converted_to_its_utc_date() -> None:
+def test_the_day_of_an_instant_is_its_utc_day() -> None:
     late_evening_west = datetime(2026, 3, 9, 22, 30, tzinfo=timezone(timedelta(hours=-5)))
+    assert sales_key("DE", utc_day(late_evening_west)).endswith("date=2026-03-10/part-0.parquet")
+    # A datetime is a date to Python: one passed anyway is keyed by its UTC day, never its local date.
     assert sales_key("DE", late_evening_west).endswith("date=2026-03-10/part-0.parquet")
     assert sales_key("DE", datetime(2026, 3, 9, 23, 59, tzinfo=UTC)).endswith("date=2026-03-09/part-0.parquet")
     with pytest.raises(InvalidKeyError, match="no timezone"):
         sales_key("DE", datetime(2026, 3, 9, 12))
 
 
+def test_job_types_and_steps_are_the_vocabulary() -> None:
+    assert JOB_TYPES == ("DAILY_INCREMENTAL", "FULL_BACKFILL_EXECUTE", "REPLAY")
+    assert STEPS == ("initiated", "requested", "polling", "downloading", "upserting", "transforming", "completed",
+                     "failed")
+
+
 def test_seq_padding_sorts_numerically() -> None:
-    keys = [sync_telemetry_key("2026-01-01", "r", n, "upserting") for n in (10, 2, 100, 1)]
-    assert [parse_sync_telemetry_key(k)[2] for k in sorted(keys)] == [1, 2, 10, 100]
-    assert parse_sync_telemetry_key(keys[0]) == ("2026-01-01", "r", 10, "upserting")
+    d = date(2026, 1, 1)
+    keys = [sync_telemetry_key(d, "r", n, Step.UPSERTING) for n in (10, 2, 100, 1)]
+    assert [parse_sync_telemetry_key(k).seq for k in sorted(keys)] == [1, 2, 10, 100]
+    assert parse_sync_telemetry_key(keys[0]) == SyncTelemetryKey(d, "r", 10, "upserting")
     assert parse_sync_telemetry_key("telemetry/sync/date=2026-01-01/r/notes.txt") is None
+    assert parse_sync_telemetry_key("telemetry/sync/date=2026-02-30/r/000001-polling.json") is None
     assert parse_sync_telemetry_key("raw/x") is None
+
+
+D = date(2026, 1, 1)
 
 
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: sales_key("de", "2026-01-01"), "shop code"),
-        (lambda: sales_key("DE/../X", "2026-01-01"), "shop code"),
-        (lambda: sales_key("DE", "2026-1-1"), "date"),
-        (lambda: sales_key("DE", "2026-02-30"), "date"),
-        (lambda: raw_key("DE", "DAILY", "2026-01-01", "r"), "job type"),
-        (lambda: raw_key("DE", "REPLAY", "2026-01-01", "../r"), "run id"),
-        (lambda: raw_key("DE", "REPLAY", "2026-01-01", "a/b"), "run id"),
-        (lambda: sync_telemetry_key("2026-01-01", "r", -1, "failed"), "seq"),
-        (lambda: sync_telemetry_key("2026-01-01", "r", 1, "Bad Step"), "step"),
+        (lambda: sales_key("de", D), "shop code"),
+        (lambda: sales_key("DE/../X", D), "shop code"),
+        (lambda: sales_key("DE", "2026-01-01"), "date"),  # text is not a day: parse it first
+        (lambda: sales_key("DE", None), "date"),
+        (lambda: raw_key("DE", "DAILY", D, "r"), "job type"),
+        (lambda: raw_key("DE", Mode.REPLAY, D, "../r"), "run id"),
+        (lambda: raw_key("DE", Mode.REPLAY, D, "a/b"), "run id"),
+        (lambda: sync_telemetry_key(D, "r", -1, Step.FAILED), "seq"),
+        (lambda: sync_telemetry_key(D, "r", 1, "Bad Step"), "step"),
+        (lambda: sync_telemetry_key(D, "r", 1, "finished"), "step"),
     ],
 )
 def test_bad_components_are_rejected_with_the_cause(call, match: str) -> None:
