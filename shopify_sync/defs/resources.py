@@ -6,6 +6,9 @@ by ``shopify_sync.config`` (no environment needed to load the definitions). Buil
 these does no I/O: engines, clients and the embedded emulator start on first use.
 Shop tokens are never resource config: ``ShopifyBulkResource`` reads them from the
 environment when it builds a client.
+
+``SHOPIFY_<CODE>_STORE=emulator`` is wired here, not in ``shopify/`` (which knows no
+emulator): ``ShopifyResource`` points such shops at the process-wide demo emulator.
 """
 
 from __future__ import annotations
@@ -15,12 +18,27 @@ from typing import Any
 
 import dagster as dg
 
-from shopify_sync.config import Settings
+from shopify_sync.config import Settings, ShopConfig
 from shopify_sync.shopify.resource import ShopifyBulkResource
 from shopify_sync.storage.resource import ObjectStoreResource
 from shopify_sync.warehouse.resource import WarehouseResource
 
-__all__ = ["ObjectStoreResource", "ShopifyBulkResource", "WarehouseResource", "build_resources"]
+__all__ = ["ObjectStoreResource", "ShopifyBulkResource", "ShopifyResource", "WarehouseResource", "build_resources"]
+
+
+class ShopifyResource(ShopifyBulkResource):
+    """``ShopifyBulkResource`` that also serves ``SHOPIFY_<CODE>_STORE=emulator`` shops."""
+
+    def endpoint(self, shop: ShopConfig) -> tuple[str, str]:
+        if not shop.is_emulator:
+            return super().endpoint(shop)
+        # Imported here: the emulator pulls in graphql-core, which loading the definitions
+        # otherwise never imports; only a run with an emulator shop pays for it.
+        from shopify_sync.emulator import demo_emulator
+
+        server = demo_emulator()  # started on first use
+        # An explicit token for an emulator shop wins, so tests can exercise a wrong one.
+        return server.shop_base_url(shop.code), shop.token or server.token
 
 
 def _env_or(name: str, default: Any, environ: dict[str, str] | None = None) -> Any:
@@ -30,7 +48,7 @@ def _env_or(name: str, default: Any, environ: dict[str, str] | None = None) -> A
 
 def build_resources(settings: Settings) -> dict[str, Any]:
     return {
-        "shopify": ShopifyBulkResource(),
+        "shopify": ShopifyResource(),
         "warehouse": WarehouseResource(
             database_url=_env_or("SHOPIFY_SYNC_DATABASE_URL", settings.database_url),
             chunk_rows=settings.chunk_rows,
