@@ -14,7 +14,7 @@ emulator): ``ShopifyResource`` points such shops at the process-wide demo emulat
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TypeVar
 
 import dagster as dg
 
@@ -24,6 +24,8 @@ from shopify_sync.storage.resource import ObjectStoreResource
 from shopify_sync.warehouse.resource import WarehouseResource
 
 __all__ = ["ObjectStoreResource", "ShopifyBulkResource", "ShopifyResource", "WarehouseResource", "build_resources"]
+
+_Value = TypeVar("_Value", str, str | None)
 
 
 class ShopifyResource(ShopifyBulkResource):
@@ -41,12 +43,13 @@ class ShopifyResource(ShopifyBulkResource):
         return server.shop_base_url(shop.code), shop.token or server.token
 
 
-def _env_or(name: str, default: Any, environ: dict[str, str] | None = None) -> Any:
+def _env_or(name: str, default: _Value, environ: dict[str, str] | None = None) -> _Value | str:
+    """``dg.EnvVar(name)`` (a ``str``, resolved at launch) when ``name`` is set, else ``default``."""
     env = os.environ if environ is None else environ
     return dg.EnvVar(name) if env.get(name, "").strip() else default
 
 
-def build_resources(settings: Settings) -> dict[str, Any]:
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "shopify": ShopifyResource(),
         "warehouse": WarehouseResource(

@@ -36,6 +36,10 @@ SHIPPED_VERSIONS: tuple[str, ...] = ("2026-01", "2026-10")
 LATEST_SHIPPED = SHIPPED_VERSIONS[-1]
 
 
+# Introspection JSON as loaded: its shape is checked by ``build_client_schema``, not here.
+_Json = dict[str, Any]
+
+
 class SchemaError(ValueError):
     """An API version string that cannot be mapped to a shipped schema."""
 
@@ -87,22 +91,22 @@ def validate_document(text: str, version: str = LATEST_SHIPPED) -> list[str]:
 
 # --- regeneration of the shipped files -------------------------------------------------
 
-def _type_ref(ref: dict[str, Any] | None) -> dict[str, Any] | None:
+def _type_ref(ref: _Json | None) -> _Json | None:
     if ref is None:
         return None
     return {"kind": ref["kind"], "name": ref.get("name"), "ofType": _type_ref(ref.get("ofType"))}
 
 
-def _input_value(v: dict[str, Any]) -> dict[str, Any]:
+def _input_value(v: _Json) -> _Json:
     return {"name": v["name"], "type": _type_ref(v["type"]), "defaultValue": v.get("defaultValue")}
 
 
-def _deprecation(item: dict[str, Any]) -> dict[str, Any]:
+def _deprecation(item: _Json) -> _Json:
     return {"isDeprecated": bool(item.get("isDeprecated")), "deprecationReason": item.get("deprecationReason")}
 
 
-def _trim_type(t: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"kind": t["kind"], "name": t["name"]}
+def _trim_type(t: _Json) -> _Json:
+    out: _Json = {"kind": t["kind"], "name": t["name"]}
     if t.get("fields") is not None:
         out["fields"] = [
             {"name": f["name"], "args": [_input_value(a) for a in f.get("args") or []],
@@ -122,7 +126,7 @@ def _trim_type(t: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def trim_introspection(full: dict[str, Any]) -> dict[str, Any]:
+def trim_introspection(full: _Json) -> _Json:
     """Strip descriptions and private annotations from an introspection result."""
     schema = full["data"]["__schema"] if "data" in full else full["__schema"]
     trimmed = {
