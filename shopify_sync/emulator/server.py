@@ -36,7 +36,7 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # headers and body go out in separate writes: without TCP_NODELAY, Nagle + delayed ACK
-    # add ~40 ms to every keep-alive request
+    # delay every keep-alive request (docs/benchmarks.md, "Emulator and client")
     disable_nagle_algorithm = True
     server: _Server
     server_version = "ShopifyEmulator/1.0"

@@ -71,7 +71,7 @@ def _load_shipped(shipped_version: str) -> GraphQLSchema:
 
 
 def load_schema(version: str = LATEST_SHIPPED) -> GraphQLSchema:
-    """The Admin schema for API ``version`` (cached: building it takes ~1 s)."""
+    """The Admin schema for API ``version`` (cached: building it is slow, see docs/benchmarks.md)."""
     return _load_shipped(schema_version_for(version))
 
 
