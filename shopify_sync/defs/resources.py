@@ -6,31 +6,52 @@ by ``shopify_sync.config`` (no environment needed to load the definitions). Buil
 these does no I/O: engines, clients and the embedded emulator start on first use.
 Shop tokens are never resource config: ``ShopifyBulkResource`` reads them from the
 environment when it builds a client.
+
+``SHOPIFY_<CODE>_STORE=emulator`` is wired here, not in ``shopify/`` (which knows no
+emulator): ``ShopifyResource`` points such shops at the process-wide demo emulator.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TypeVar
 
 import dagster as dg
 
-from shopify_sync.config import Settings
+from shopify_sync.config import Settings, ShopConfig
 from shopify_sync.shopify.resource import ShopifyBulkResource
 from shopify_sync.storage.resource import ObjectStoreResource
 from shopify_sync.warehouse.resource import WarehouseResource
 
-__all__ = ["ObjectStoreResource", "ShopifyBulkResource", "WarehouseResource", "build_resources"]
+__all__ = ["ObjectStoreResource", "ShopifyBulkResource", "ShopifyResource", "WarehouseResource", "build_resources"]
+
+_Value = TypeVar("_Value", str, str | None)
 
 
-def _env_or(name: str, default: Any, environ: dict[str, str] | None = None) -> Any:
+class ShopifyResource(ShopifyBulkResource):
+    """``ShopifyBulkResource`` that also serves ``SHOPIFY_<CODE>_STORE=emulator`` shops."""
+
+    def endpoint(self, shop: ShopConfig) -> tuple[str, str]:
+        if not shop.is_emulator:
+            return super().endpoint(shop)
+        # Imported here: the emulator pulls in graphql-core, which loading the definitions
+        # otherwise never imports; only a run with an emulator shop pays for it.
+        from shopify_sync.emulator import demo_emulator
+
+        server = demo_emulator()  # started on first use
+        # An explicit token for an emulator shop wins, so tests can exercise a wrong one.
+        return server.shop_base_url(shop.code), shop.token or server.token
+
+
+def _env_or(name: str, default: _Value, environ: dict[str, str] | None = None) -> _Value | str:
+    """``dg.EnvVar(name)`` (a ``str``, resolved at launch) when ``name`` is set, else ``default``."""
     env = os.environ if environ is None else environ
     return dg.EnvVar(name) if env.get(name, "").strip() else default
 
 
-def build_resources(settings: Settings) -> dict[str, Any]:
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
-        "shopify": ShopifyBulkResource(),
+        "shopify": ShopifyResource(),
         "warehouse": WarehouseResource(
             database_url=_env_or("SHOPIFY_SYNC_DATABASE_URL", settings.database_url),
             chunk_rows=settings.chunk_rows,

@@ -10,10 +10,12 @@
 Contract details: docs/architecture.md ("Emulator"); fidelity notes in each module.
 """
 
-from shopify_sync.emulator.app import Emulator, EmulatorConfig, Faults, RequestLogEntry
+from shopify_sync.emulator.app import Emulator
 from shopify_sync.emulator.dataset import LineItem, Order, Product, Refund, Variant
 from shopify_sync.emulator.fast import JsonlStats, write_jsonl
+from shopify_sync.emulator.faults import Faults
 from shopify_sync.emulator.server import EmulatorServer, demo_base_url, demo_emulator, demo_token, serve
+from shopify_sync.emulator.state import EmulatorConfig, RequestLogEntry
 
 __all__ = [
     "Emulator", "EmulatorConfig", "EmulatorServer", "Faults", "JsonlStats", "LineItem", "Order", "Product",

@@ -18,9 +18,12 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLInterfaceType,
     GraphQLList,
+    GraphQLNamedType,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLOutputType,
     GraphQLSchema,
     InlineFragmentNode,
     OperationDefinitionNode,
@@ -77,9 +80,20 @@ def _is_list(t: object) -> bool:
     return False
 
 
-def is_connection_type(t: object) -> bool:
-    named = get_named_type(t)  # type: ignore[arg-type]
+def is_connection_type(t: GraphQLOutputType) -> bool:
+    named = get_named_type(t)
     return isinstance(named, GraphQLObjectType) and named.name.endswith("Connection") and "edges" in named.fields
+
+
+def _node_type(connection: GraphQLObjectType) -> GraphQLNamedType:
+    """The type of ``edges { node }`` of a connection type."""
+    edges = get_named_type(connection.fields["edges"].type)
+    assert isinstance(edges, GraphQLObjectType)
+    return get_named_type(edges.fields["node"].type)
+
+
+# output types with fields, the only ones a selection set can walk into
+_Composite = GraphQLObjectType | GraphQLInterfaceType
 
 
 @dataclass
@@ -93,8 +107,8 @@ class _Walk:
     without_id: list[str] = field(default_factory=list)
     top_node: bool = False
 
-    def fields(self, sel: SelectionSetNode, parent: GraphQLObjectType) -> list[tuple[FieldNode, GraphQLObjectType]]:
-        out: list[tuple[FieldNode, GraphQLObjectType]] = []
+    def fields(self, sel: SelectionSetNode, parent: _Composite) -> list[tuple[FieldNode, _Composite]]:
+        out: list[tuple[FieldNode, _Composite]] = []
         for s in sel.selections:
             if isinstance(s, FieldNode):
                 out.append((s, parent))
@@ -107,18 +121,18 @@ class _Walk:
                 out.extend(self.fields(frag.selection_set, cond if isinstance(cond, GraphQLObjectType) else parent))
         return out
 
-    def walk(self, sel: SelectionSetNode, parent: GraphQLObjectType, depth: int, in_list: bool,
+    def walk(self, sel: SelectionSetNode, parent: _Composite, depth: int, in_list: bool,
              node_sel: SelectionSetNode | None, top: bool) -> None:
         for f, owner in self.fields(sel, parent):
             name = f.name.value
             if top and name in {"node", "nodes"}:
                 self.top_node = True
                 continue
-            fdef = getattr(owner, "fields", {}).get(name)
+            fdef = owner.fields.get(name)
             if fdef is None:
                 continue
             named = get_named_type(fdef.type)
-            if is_connection_type(fdef.type):
+            if isinstance(named, GraphQLObjectType) and is_connection_type(named):
                 self.connections += 1
                 level = depth  # the root connection is level 0
                 if level > MAX_DEPTH:
@@ -133,15 +147,11 @@ class _Walk:
                 if child_sel is None:
                     self.bad_edges.append(name)
                     continue
-                node_type = get_named_type(named.fields["edges"].type).fields["node"].type  # type: ignore[union-attr]
-                node_named = get_named_type(node_type)
-                if isinstance(node_named, GraphQLObjectType):
+                node_named = _node_type(named)
+                if isinstance(node_named, _Composite):
                     self.walk(child_sel, node_named, depth + 1, False, child_sel, False)
-                elif hasattr(node_named, "fields"):
-                    self.walk(child_sel, node_named, depth + 1, False, child_sel, False)  # type: ignore[arg-type]
-            elif f.selection_set is not None and hasattr(named, "fields"):
-                self.walk(f.selection_set, named, depth, in_list or _is_list(fdef.type), node_sel,  # type: ignore[arg-type]
-                          False)
+            elif f.selection_set is not None and isinstance(named, _Composite):
+                self.walk(f.selection_set, named, depth, in_list or _is_list(fdef.type), node_sel, False)
 
     def _edges_node(self, f: FieldNode) -> SelectionSetNode | None:
         if f.selection_set is None:

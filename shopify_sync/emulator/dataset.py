@@ -15,7 +15,7 @@ from __future__ import annotations
 import _random
 import random
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -328,11 +328,27 @@ def _epoch(ts: datetime) -> int:
     return int(ts.timestamp())
 
 
+class _Timeline:
+    """An order's update time: each later event moves ``updated`` past it (seconds after creation)."""
+
+    __slots__ = ("created", "r", "upd")
+
+    def __init__(self, r: Callable[[], float], created: int, upd: int) -> None:
+        self.r, self.created, self.upd = r, created, upd
+
+    def later(self, max_seconds: int) -> int:
+        """A random moment 1 to ``max_seconds`` after creation (at least a minute); bumps ``upd``."""
+        off = 60 + int(self.r() * (max(61, max_seconds) - 60))
+        self.upd = max(self.upd, off)
+        return self.created + off
+
+
 def draw_order(p: DatasetParams, i: int) -> Draw:
     """The random draws of order ``i`` (0-based; creation time increases with ``i``).
 
     Hot path of ``write_jsonl``: ints only, and ``rng.random()`` only (``randrange`` and
-    ``choice`` are several times slower in CPython).
+    ``choice`` are several times slower in CPython). The helpers draw in a fixed order:
+    changing that order changes every dataset.
     """
     k = _constants(p.seed, p.shop)
     # an int seed: hashing a str seed (sha512) would dominate the generation time
@@ -345,11 +361,49 @@ def draw_order(p: DatasetParams, i: int) -> Draw:
     created_off = int((i + r()) * span / max(p.orders, 1))
     created = anchor - span + created_off
     age = span - created_off
+    li_base = k.line_base + i * 8
+    lines = _draw_lines(k, r, li_base)
+
+    test = r() < 0.03
+    processed = created
+    if r() < 0.08:  # imported / POS orders: processed before they were created in Shopify
+        processed = created - 60 * (5 + int(r() * (3 * 24 * 60 - 5)))
+    t = _Timeline(r, created, int(r() * 120))  # updated: seconds after creation
+
+    subtotal = sum(li[8] * li[5] for li in lines)
+    shipping = 0 if subtotal >= k.free_shipping_from else k.shipping
+    if age > 3 * 86400:
+        fulfilment = "FULFILLED"
+        t.later(min(age, 3 * 86400))
+    else:
+        fulfilment = ("UNFULFILLED", "UNFULFILLED", "PARTIALLY_FULFILLED")[int(r() * 3)]
+    financial = "PAID" if r() > 0.04 else ("PENDING", "AUTHORIZED")[int(r() * 2)]
+    cancelled = None
+    refunds: list[DrawRefund] = []
+    roll = r()
+    window = min(age, 20 * 86400)
+    if roll < 0.04:
+        cancelled = t.later(min(age, 2 * 86400))
+        lines = [li[:6] + (0,) + li[7:] for li in lines]
+        fulfilment = "UNFULFILLED"
+        financial = _cancel_refund(k, r, financial, cancelled, lines, subtotal + shipping, subtotal, li_base, refunds)
+    elif roll < 0.19 and financial == "PAID" and age > 3600:
+        financial = _partial_refund(k, r, k.rng_base + i, t.later, window, lines, li_base, refunds)
+    if r() < 0.3:  # tags, notes, address edits: updates without money changes
+        t.later(window)
+
+    return Draw(
+        id=k.order_base + i, name=f"#{1001 + i}", created=created, updated=min(created + t.upd, anchor),
+        processed=processed, cancelled=cancelled, test=test, currency=k.currency, financial=financial,
+        fulfilment=fulfilment, rate_num=k.rate_num, rate_den=k.rate_den, shipping=shipping, lines=lines,
+        refunds=refunds,
+    )
+
+
+def _draw_lines(k: _ShopConstants, r: Callable[[], float], li_base: int) -> list[DrawLine]:
+    lines: list[DrawLine] = []
     products = k.products
     n_products = len(products)
-    li_base = k.line_base + i * 8
-
-    lines: list[DrawLine] = []
     for j in range(_LINE_COUNTS[int(r() * 10)]):
         qty = _QUANTITIES[int(r() * 8)]
         if r() < 0.05:
@@ -365,66 +419,37 @@ def draw_order(p: DatasetParams, i: int) -> Draw:
         if r() < 0.25:
             disc = k.discounted[(vid, _DISCOUNTS[int(r() * 4)])]
         lines.append((li_base + j, title, sku, pid, vid, qty, qty, price, disc))
+    return lines
 
-    test = r() < 0.03
-    processed = created
-    if r() < 0.08:  # imported / POS orders: processed before they were created in Shopify
-        processed = created - 60 * (5 + int(r() * (3 * 24 * 60 - 5)))
-    upd = int(r() * 120)  # seconds after creation
 
-    def later(max_seconds: int) -> int:
-        nonlocal upd
-        off = 60 + int(r() * (max(61, max_seconds) - 60))
-        upd = max(upd, off)
-        return created + off
+def _cancel_refund(k: _ShopConstants, r: Callable[[], float], financial: str, at: int, lines: list[DrawLine],
+                   amount: int, subtotal: int, li_base: int, refunds: list[DrawRefund]) -> str:
+    """A cancelled order's financial status; a paid one is mostly refunded in full (added to ``refunds``)."""
+    if financial == "PAID" and r() < 0.6:
+        tax = round_half_up(subtotal * k.rate_num, k.rate_den)
+        refunds.append((li_base + 6, at, amount, tax, tuple((li[0], li[5]) for li in lines)))
+        return "REFUNDED"
+    return "VOIDED"
 
-    subtotal = sum(li[8] * li[5] for li in lines)
-    shipping = 0 if subtotal >= k.free_shipping_from else k.shipping
-    if age > 3 * 86400:
-        fulfilment = "FULFILLED"
-        later(min(age, 3 * 86400))
-    else:
-        fulfilment = ("UNFULFILLED", "UNFULFILLED", "PARTIALLY_FULFILLED")[int(r() * 3)]
-    financial = "PAID" if r() > 0.04 else ("PENDING", "AUTHORIZED")[int(r() * 2)]
-    cancelled = None
-    refunds: list[DrawRefund] = []
-    roll = r()
-    window = min(age, 20 * 86400)
-    if roll < 0.04:
-        cancelled = later(min(age, 2 * 86400))
-        lines = [li[:6] + (0,) + li[7:] for li in lines]  # type: ignore[misc]
-        fulfilment = "UNFULFILLED"
-        if financial == "PAID" and r() < 0.6:
-            financial = "REFUNDED"
-            tax = round_half_up(subtotal * k.rate_num, k.rate_den)
-            refunds.append((li_base + 6, cancelled, subtotal + shipping, tax, tuple((li[0], li[5]) for li in lines)))
-        else:
-            financial = "VOIDED"
-    elif roll < 0.19 and financial == "PAID" and age > 3600:
-        victims = list(range(len(lines)))
-        random.Random(k.rng_base + i).shuffle(victims)
-        refund_lines = []
-        sub = 0
-        for j in victims[: max(1, len(victims) // 2)]:
-            li = lines[j]
-            units = 1 + int(r() * li[5]) if li[5] > 1 else 1
-            if len(lines) == 1 and units == li[5] and li[5] > 1:
-                units -= 1  # keep single-line orders partially (not fully) refunded
-            lines[j] = li[:6] + (li[5] - units,) + li[7:]  # type: ignore[assignment]
-            refund_lines.append((li[0], units))
-            sub += li[8] * units
-        at = later(window)
-        refunds.append((li_base + 6, at, sub, round_half_up(sub * k.rate_num, k.rate_den), tuple(refund_lines)))
-        financial = "REFUNDED" if all(li[6] == 0 for li in lines) else "PARTIALLY_REFUNDED"
-    if r() < 0.3:  # tags, notes, address edits: updates without money changes
-        later(window)
 
-    return Draw(
-        id=k.order_base + i, name=f"#{1001 + i}", created=created, updated=min(created + upd, anchor),
-        processed=processed, cancelled=cancelled, test=test, currency=k.currency, financial=financial,
-        fulfilment=fulfilment, rate_num=k.rate_num, rate_den=k.rate_den, shipping=shipping, lines=lines,
-        refunds=refunds,
-    )
+def _partial_refund(k: _ShopConstants, r: Callable[[], float], shuffle_seed: int, later: Callable[[int], int],
+                    window: int, lines: list[DrawLine], li_base: int, refunds: list[DrawRefund]) -> str:
+    """Refund some units of about half the lines (``lines`` updated in place); the new financial status."""
+    victims = list(range(len(lines)))
+    random.Random(shuffle_seed).shuffle(victims)
+    refund_lines = []
+    sub = 0
+    for j in victims[: max(1, len(victims) // 2)]:
+        li = lines[j]
+        units = 1 + int(r() * li[5]) if li[5] > 1 else 1
+        if len(lines) == 1 and units == li[5] and li[5] > 1:
+            units -= 1  # keep single-line orders partially (not fully) refunded
+        lines[j] = li[:6] + (li[5] - units,) + li[7:]
+        refund_lines.append((li[0], units))
+        sub += li[8] * units
+    at = later(window)
+    refunds.append((li_base + 6, at, sub, round_half_up(sub * k.rate_num, k.rate_den), tuple(refund_lines)))
+    return "REFUNDED" if all(li[6] == 0 for li in lines) else "PARTIALLY_REFUNDED"
 
 
 def _dec(cents: int) -> Decimal:

@@ -24,7 +24,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import cast
 
 from graphql import (
     FieldNode,
@@ -44,7 +44,7 @@ class Connection:
 
     __slots__ = ("nodes",)
 
-    def __init__(self, nodes: Iterable[dict[str, Any]]) -> None:
+    def __init__(self, nodes: Iterable[dict[str, object]]) -> None:
         self.nodes = list(nodes)
 
 
@@ -62,13 +62,13 @@ def gid(kind: str, n: int) -> str:
     return f"gid://shopify/{kind}/{n}"
 
 
-def money_bag(value: Decimal, currency: str) -> dict[str, Any]:
+def money_bag(value: Decimal, currency: str) -> dict[str, object]:
     money = {"__typename": "MoneyV2", "amount": amount(value), "currencyCode": currency}
     return {"__typename": "MoneyBag", "shopMoney": money, "presentmentMoney": money}
 
 
-def raw_variant(v: Variant, product: Product | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
+def raw_variant(v: Variant, product: Product | None = None) -> dict[str, object]:
+    out: dict[str, object] = {
         "__typename": "ProductVariant", "id": gid("ProductVariant", v.id), "legacyResourceId": str(v.id),
         "sku": v.sku, "title": v.title, "price": amount(v.price),
         "displayName": f"{product.title} - {v.title}" if product else v.title,
@@ -78,7 +78,7 @@ def raw_variant(v: Variant, product: Product | None = None) -> dict[str, Any]:
     return out
 
 
-def raw_product(p: Product) -> dict[str, Any]:
+def raw_product(p: Product) -> dict[str, object]:
     return {
         "__typename": "Product", "id": gid("Product", p.id), "legacyResourceId": str(p.id), "title": p.title,
         "handle": p.title.lower().replace(" ", "-"), "status": "ACTIVE",
@@ -86,7 +86,7 @@ def raw_product(p: Product) -> dict[str, Any]:
     }
 
 
-def _raw_line(li: LineItem, c: str, titles: dict[int, str] | None) -> dict[str, Any]:
+def _raw_line(li: LineItem, c: str, titles: dict[int, str] | None) -> dict[str, object]:
     # money bags are zero-argument callables: only the selected ones get computed
     return {
         "__typename": "LineItem", "id": gid("LineItem", li.id), "name": li.title, "title": li.title,
@@ -106,13 +106,13 @@ def _raw_line(li: LineItem, c: str, titles: dict[int, str] | None) -> dict[str, 
     }
 
 
-def _raw_refund(r: Refund, c: str) -> dict[str, Any]:
+def _raw_refund(r: Refund, c: str) -> dict[str, object]:
     return {"__typename": "Refund", "id": gid("Refund", r.id), "createdAt": fmt_ts(r.created_at),
             "updatedAt": fmt_ts(r.created_at), "note": None,
             "totalRefundedSet": lambda: money_bag(r.total_refunded, c), "refundLineItems": Connection([])}
 
 
-def raw_order(o: Order, titles: dict[int, str] | None = None) -> dict[str, Any]:
+def raw_order(o: Order, titles: dict[int, str] | None = None) -> dict[str, object]:
     """The order as a GraphQL object graph (only what the emulator models)."""
     c = o.currency_code
     lines = [_raw_line(li, c, titles) for li in o.line_items]
@@ -155,7 +155,7 @@ def raw_order(o: Order, titles: dict[int, str] | None = None) -> dict[str, Any]:
 class Tree:
     """One JSONL line and the connections below it."""
 
-    line: dict[str, Any]
+    line: dict[str, object]
     children: list[Tree]
 
 
@@ -189,7 +189,8 @@ class Projector:
             self._plans[key] = plan
         return plan
 
-    def value(self, raw: Any, sel: SelectionSetNode | None) -> Any:
+    def value(self, raw: object, sel: SelectionSetNode | None) -> object:
+        """``raw`` projected on ``sel``; a callable ``raw`` is a value computed only when selected."""
         if raw is None or sel is None:
             return raw() if callable(raw) else raw
         if callable(raw):
@@ -197,7 +198,7 @@ class Projector:
         if isinstance(raw, list):
             return [self.value(r, sel) for r in raw]
         if isinstance(raw, dict):
-            out: dict[str, Any] = {}
+            out: dict[str, object] = {}
             typename = raw.get("__typename")
             for key, name, sub in self._plan(sel, typename):
                 if name == "__typename":
@@ -221,23 +222,24 @@ class Projector:
                         return node.selection_set
         return None
 
-    def tree(self, raw: dict[str, Any], sel: SelectionSetNode, parent_id: str | None) -> Tree:
-        line = self.value(raw, sel)
+    def tree(self, raw: dict[str, object], sel: SelectionSetNode, parent_id: str | None) -> Tree:
+        line = cast(dict[str, object], self.value(raw, sel))  # a dict projects to a dict
         if parent_id is not None:
             line["__parentId"] = parent_id
         children: list[Tree] = []
-        for f in self._fields(sel, raw.get("__typename")):
+        typename, own_id = raw.get("__typename"), raw.get("id")
+        for f in self._fields(sel, typename if isinstance(typename, str) else None):
             v = raw.get(f.name.value)
             if isinstance(v, Connection):
                 node_sel = self.node_selection(f)
                 if node_sel is None:
                     continue
                 for child in v.nodes:
-                    children.append(self.tree(child, node_sel, raw.get("id")))
+                    children.append(self.tree(child, node_sel, own_id if isinstance(own_id, str) else None))
         return Tree(line, children)
 
 
-def _flatten_grouped(tree: Tree) -> Iterator[dict[str, Any]]:
+def _flatten_grouped(tree: Tree) -> Iterator[dict[str, object]]:
     yield tree.line
     for c in tree.children:
         yield from _flatten_grouped(c)
@@ -253,7 +255,7 @@ def _round_robin(groups: list[list[Tree]]) -> list[Tree]:
     return out
 
 
-def flatten(trees: Iterable[Tree], grouped: bool, page: int = UNGROUPED_PAGE) -> Iterator[dict[str, Any]]:
+def flatten(trees: Iterable[Tree], grouped: bool, page: int = UNGROUPED_PAGE) -> Iterator[dict[str, object]]:
     """Lines in Shopify's order (see module docstring)."""
     if grouped:
         for t in trees:
@@ -261,7 +263,7 @@ def flatten(trees: Iterable[Tree], grouped: bool, page: int = UNGROUPED_PAGE) ->
         return
     batch: list[Tree] = []
 
-    def emit(level: list[Tree]) -> Iterator[dict[str, Any]]:
+    def emit(level: list[Tree]) -> Iterator[dict[str, object]]:
         while level:
             for t in level:
                 yield t.line
@@ -275,5 +277,5 @@ def flatten(trees: Iterable[Tree], grouped: bool, page: int = UNGROUPED_PAGE) ->
     yield from emit(batch)
 
 
-def dumps(line: dict[str, Any]) -> str:
+def dumps(line: dict[str, object]) -> str:
     return json.dumps(line, ensure_ascii=False, separators=(",", ":")).replace("/", "\\/") + "\n"

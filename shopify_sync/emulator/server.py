@@ -17,10 +17,11 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
 from urllib.parse import urlsplit
 
-from shopify_sync.emulator.app import Emulator, EmulatorConfig, Response
+from shopify_sync.emulator.app import Emulator
+from shopify_sync.emulator.response import Response
+from shopify_sync.emulator.state import EmulatorConfig
 
 _GRAPHQL = re.compile(r"^(?:/shops/(?P<shop>[A-Z0-9_]+))?/admin/api/(?P<version>[^/]+)/graphql\.json$")
 MAX_BODY = 1 << 20  # GraphQL request bodies; Shopify caps bulk query text far below this
@@ -35,12 +36,12 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # headers and body go out in separate writes: without TCP_NODELAY, Nagle + delayed ACK
-    # add ~40 ms to every keep-alive request
+    # delay every keep-alive request (docs/benchmarks.md, "Emulator and client")
     disable_nagle_algorithm = True
     server: _Server
     server_version = "ShopifyEmulator/1.0"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet: tests read request_log
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet: tests read request_log
         return
 
     def _safe(self, produce: Callable[[], Response]) -> None:

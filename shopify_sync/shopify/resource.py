@@ -10,25 +10,28 @@ A field left at ``None`` is resolved the same way at run time, from
 (validated, with errors naming the variable). That matters for the interval: Dagster
 can bind ``dg.EnvVar`` only to ``str`` fields (``dg.EnvVar.int`` to ``int`` ones), never
 to a ``float``.
+
+Where a shop's store is (``endpoint``) is the one thing a subclass may change: this
+package knows no emulator, so ``SHOPIFY_<CODE>_STORE=emulator`` is served by the
+subclass in ``shopify_sync.defs.resources``. A subclass, not an attribute: Dagster
+rebuilds a resource from its config fields at run time, keeping only its class.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
 import dagster as dg
 from pydantic import Field
 
-from shopify_sync.config import ConfigError, load_settings
-from shopify_sync.shopify.client import LogLike, ShopifyBulkClient
+from shopify_sync.config import ConfigError, ShopConfig, load_settings
+from shopify_sync.shopify.client import ShopifyBulkClient
+from shopify_sync.shopify.options import ClientOptions, LogLike
 
-
-def _emulator_endpoint(shop_code: str) -> tuple[str, str]:
-    """Base URL and token of ``shop_code`` on the process-wide demo emulator (started on first use)."""
-    # Imported here: the emulator is only loaded (and started) when a shop is configured to use it.
-    from shopify_sync.emulator import demo_base_url, demo_token
-
-    return demo_base_url(shop_code), demo_token()
+# The setting behind each constructor argument, by the start of its ValueError message.
+_VARIABLES = {"api_version": "SHOPIFY_API_VERSION", "poll_interval": "SHOPIFY_POLL_INTERVAL_SECONDS",
+              "poll_max": "SHOPIFY_POLL_MAX_ATTEMPTS", "token": "SHOPIFY_{code}_TOKEN",
+              "base_url": "SHOPIFY_{code}_STORE"}
 
 
 class ShopifyBulkResource(dg.ConfigurableResource):
@@ -41,11 +44,20 @@ class ShopifyBulkResource(dg.ConfigurableResource):
     poll_max_attempts: int | None = Field(
         default=None, description="polls before the operation is cancelled; default: SHOPIFY_POLL_MAX_ATTEMPTS")
 
-    def client_for(self, shop_code: str, log: LogLike | None = None, **client_options: Any) -> ShopifyBulkClient:
+    def endpoint(self, shop: ShopConfig) -> tuple[str, str]:
+        """Base URL and token of ``shop``'s store."""
+        if shop.is_emulator:
+            raise ConfigError(f"SHOPIFY_{shop.code}_STORE",
+                              "'emulator' needs the bundled emulator, which this resource does not start; "
+                              "use the resource of shopify_sync.defs.resources")
+        return shop.base_url(), shop.token or ""
+
+    def client_for(self, shop_code: str, log: LogLike | None = None,
+                   options: ClientOptions | None = None) -> ShopifyBulkClient:
         """A new client for ``shop_code`` (caller closes it, e.g. ``with resource.client_for(...)``).
 
-        ``client_options`` go to ``ShopifyBulkClient`` (e.g. a backfill's longer
-        ``in_progress_max_wait``).
+        ``options`` sets the client's other limits (e.g. a backfill's longer
+        ``in_progress_max_wait``); the poll interval and attempts are this resource's.
         """
         settings = load_settings()
         shop = settings.shop(shop_code)
@@ -53,18 +65,10 @@ class ShopifyBulkResource(dg.ConfigurableResource):
         interval = self.poll_interval_seconds if self.poll_interval_seconds is not None \
             else settings.poll_interval_seconds
         attempts = self.poll_max_attempts if self.poll_max_attempts is not None else settings.poll_max_attempts
-        if shop.is_emulator:
-            base_url, emulator_token = _emulator_endpoint(shop_code)
-            # An explicit token for an emulator shop wins, so tests can exercise a wrong one.
-            token = shop.token or emulator_token
-        else:
-            base_url, token = shop.base_url(), shop.token or ""
+        base_url, token = self.endpoint(shop)
         try:
-            return ShopifyBulkClient(base_url, token, api_version, interval, attempts, log=log,
-                                     shop_code=shop_code, **client_options)
+            polling = replace(options or ClientOptions(), poll_interval_seconds=interval, poll_max_attempts=attempts)
+            return ShopifyBulkClient(base_url, token, api_version, polling, log=log, shop_code=shop_code)
         except ValueError as exc:
-            variable = {"api_version": "SHOPIFY_API_VERSION", "poll_interval": "SHOPIFY_POLL_INTERVAL_SECONDS",
-                        "poll_max": "SHOPIFY_POLL_MAX_ATTEMPTS", "token": f"SHOPIFY_{shop_code}_TOKEN",
-                        "base_url": f"SHOPIFY_{shop_code}_STORE"}
-            name = next((v for k, v in variable.items() if str(exc).startswith(k)), "ShopifyBulkResource")
-            raise ConfigError(name, str(exc)) from None
+            name = next((v for k, v in _VARIABLES.items() if str(exc).startswith(k)), "ShopifyBulkResource")
+            raise ConfigError(name.format(code=shop_code), str(exc)) from None

@@ -26,14 +26,18 @@ import json
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from graphql import GraphQLError, GraphQLSchema, build_client_schema, parse, validate
+from graphql import GraphQLError, GraphQLSchema, IntrospectionQuery, build_client_schema, parse, validate
 
 SCHEMA_DIR = Path(__file__).parent
 SHIPPED_VERSIONS: tuple[str, ...] = ("2026-01", "2026-10")
 # The newest shipped schema: what `load_schema()` returns by default.
 LATEST_SHIPPED = SHIPPED_VERSIONS[-1]
+
+
+# Introspection JSON as loaded: its shape is checked by ``build_client_schema``, not here.
+_Json = dict[str, Any]
 
 
 class SchemaError(ValueError):
@@ -67,7 +71,7 @@ def _load_shipped(shipped_version: str) -> GraphQLSchema:
 
 
 def load_schema(version: str = LATEST_SHIPPED) -> GraphQLSchema:
-    """The Admin schema for API ``version`` (cached: building it takes ~1 s)."""
+    """The Admin schema for API ``version`` (cached: building it is slow, see docs/benchmarks.md)."""
     return _load_shipped(schema_version_for(version))
 
 
@@ -87,22 +91,22 @@ def validate_document(text: str, version: str = LATEST_SHIPPED) -> list[str]:
 
 # --- regeneration of the shipped files -------------------------------------------------
 
-def _type_ref(ref: dict[str, Any] | None) -> dict[str, Any] | None:
+def _type_ref(ref: _Json | None) -> _Json | None:
     if ref is None:
         return None
     return {"kind": ref["kind"], "name": ref.get("name"), "ofType": _type_ref(ref.get("ofType"))}
 
 
-def _input_value(v: dict[str, Any]) -> dict[str, Any]:
+def _input_value(v: _Json) -> _Json:
     return {"name": v["name"], "type": _type_ref(v["type"]), "defaultValue": v.get("defaultValue")}
 
 
-def _deprecation(item: dict[str, Any]) -> dict[str, Any]:
+def _deprecation(item: _Json) -> _Json:
     return {"isDeprecated": bool(item.get("isDeprecated")), "deprecationReason": item.get("deprecationReason")}
 
 
-def _trim_type(t: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"kind": t["kind"], "name": t["name"]}
+def _trim_type(t: _Json) -> _Json:
+    out: _Json = {"kind": t["kind"], "name": t["name"]}
     if t.get("fields") is not None:
         out["fields"] = [
             {"name": f["name"], "args": [_input_value(a) for a in f.get("args") or []],
@@ -122,7 +126,7 @@ def _trim_type(t: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def trim_introspection(full: dict[str, Any]) -> dict[str, Any]:
+def trim_introspection(full: _Json) -> _Json:
     """Strip descriptions and private annotations from an introspection result."""
     schema = full["data"]["__schema"] if "data" in full else full["__schema"]
     trimmed = {
@@ -146,7 +150,7 @@ def regenerate(source_dir: Path, dest_dir: Path = SCHEMA_DIR) -> list[Path]:
         with gzip.open(source_dir / f"admin_{version}.json.gz", "rt", encoding="utf-8") as fh:
             full = json.load(fh)
         trimmed = trim_introspection(full)
-        build_client_schema(trimmed)  # refuse to ship a file that does not load
+        build_client_schema(cast(IntrospectionQuery, trimmed))  # refuse to ship a file that does not load
         dest = dest_dir / f"admin_{version}.schema.json.gz"
         payload = json.dumps(trimmed, separators=(",", ":"), sort_keys=True).encode()
         # mtime=0 keeps the gzip bytes reproducible, so regenerating shows no spurious git diff

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from shopify_sync.emulator import EmulatorConfig, EmulatorServer
-from shopify_sync.shopify.client import ShopifyBulkClient
+from shopify_sync.shopify.client import ClientOptions, ShopifyBulkClient
 from shopify_sync.shopify.queries import orders_query
 
 TOKEN = "shpat_TOPSECRET_0123456789abcdef"
@@ -73,11 +73,12 @@ def make_client(server: EmulatorServer, sleeper: Sleeper, sent: SentDocuments) -
     clients: list[ShopifyBulkClient] = []
 
     def make(version: str = "2026-10", *, shop: str = "DEMO", token: str = TOKEN, **kwargs: Any) -> ShopifyBulkClient:
+        """A client on the emulator; ``kwargs`` are ``ClientOptions`` fields."""
         kwargs.setdefault("poll_interval_seconds", 1.0)
         kwargs.setdefault("poll_max_attempts", 20)
         kwargs.setdefault("sleep", sleeper)
         http = httpx.Client(timeout=30, event_hooks={"request": [sent]})
-        client = ShopifyBulkClient(server.shop_base_url(shop), token, version, http=http, **kwargs)
+        client = ShopifyBulkClient(server.shop_base_url(shop), token, version, ClientOptions(http=http, **kwargs))
         clients.append(client)
         return client
 

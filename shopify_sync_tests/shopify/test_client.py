@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from shopify_sync.emulator import EmulatorConfig, EmulatorServer
-from shopify_sync.shopify.client import BulkOperation, ShopifyBulkClient
+from shopify_sync.shopify.client import BulkOperation, ClientOptions, ShopifyBulkClient
 from shopify_sync.shopify.errors import (
     AccessDenied,
     BulkOperationCanceled,
@@ -213,7 +213,8 @@ def test_transport_error_is_retried(tmp_path) -> None:
         if "srv" not in holder:
             holder["srv"] = EmulatorServer(EmulatorConfig(orders_per_shop=5, token=TOKEN), port=port).start()
 
-    client = ShopifyBulkClient(f"http://127.0.0.1:{port}", TOKEN, "2026-10", 0.0, 5, sleep=sleep)
+    client = ShopifyBulkClient(f"http://127.0.0.1:{port}", TOKEN, "2026-10",
+                               ClientOptions(poll_interval_seconds=0.0, poll_max_attempts=5, sleep=sleep))
     try:
         result = client.run(window_query(), tmp_path / "r.jsonl")
         assert result.object_count > 0
@@ -230,8 +231,8 @@ def test_transport_error_gives_up(tmp_path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     waits: list[float] = []
-    client = ShopifyBulkClient(f"http://127.0.0.1:{port}", TOKEN, "2026-10", sleep=waits.append,
-                               max_request_retries=2)
+    client = ShopifyBulkClient(f"http://127.0.0.1:{port}", TOKEN, "2026-10",
+                               ClientOptions(sleep=waits.append, max_request_retries=2))
     try:
         with pytest.raises(ShopifyRequestError, match="transport error"):
             client.submit(window_query())
@@ -253,7 +254,7 @@ def test_401_is_not_retried_and_hides_the_token(make_client, server, sleeper, ca
 
 
 def test_wrong_endpoint_path_is_a_clear_error(server, sleeper) -> None:
-    client = ShopifyBulkClient(server.base_url + "/not-a-shop", TOKEN, "2026-10", sleep=sleeper)
+    client = ShopifyBulkClient(server.base_url + "/not-a-shop", TOKEN, "2026-10", ClientOptions(sleep=sleeper))
     try:
         with pytest.raises(ShopifyRequestError, match="404.*SHOPIFY_<CODE>_STORE"):
             client.submit(window_query())

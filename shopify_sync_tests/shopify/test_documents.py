@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shopify_sync.shopify.client import ShopifyBulkClient, documents_for, version_at_least
+from shopify_sync.shopify.client import ClientOptions, ShopifyBulkClient
+from shopify_sync.shopify.documents import documents_for, version_at_least
 from shopify_sync.shopify.queries import orders_query
 from shopify_sync.shopify.schema import validate_document
 
@@ -60,9 +61,10 @@ def test_orders_query_is_a_valid_inner_query() -> None:
     ],
 )
 def test_bad_constructor_arguments_name_the_cause(kwargs: dict, message: str) -> None:
-    args = {"base_url": "http://127.0.0.1:1", "token": "shpat_x", "api_version": "2026-10", **kwargs}
+    target = {"base_url": "http://127.0.0.1:1", "token": "shpat_x", "api_version": "2026-10"}
     with pytest.raises(ValueError, match=message):
-        ShopifyBulkClient(**args)
+        ShopifyBulkClient(**{k: kwargs.get(k, v) for k, v in target.items()},
+                          options=ClientOptions(**{k: v for k, v in kwargs.items() if k not in target}))
 
 
 def test_repr_hides_token() -> None:

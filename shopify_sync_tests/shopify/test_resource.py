@@ -7,8 +7,10 @@ import dagster as dg
 import pytest
 
 from shopify_sync.config import ConfigError
+from shopify_sync.defs.resources import ShopifyResource
 from shopify_sync.emulator import demo_base_url, demo_token
 from shopify_sync.shopify.errors import InvalidToken
+from shopify_sync.shopify.options import ClientOptions
 from shopify_sync.shopify.resource import ShopifyBulkResource
 from shopify_sync_tests.shopify.conftest import TOKEN, empty_window_query, window_query
 
@@ -32,7 +34,8 @@ def test_client_for_reads_store_token_and_poll_settings_at_run_time(clean_env, s
     clean_env.setenv("SHOPIFY_POLL_MAX_ATTEMPTS", "7")
     resource = ShopifyBulkResource()
     with resource.client_for("DE") as client:
-        assert (client.api_version, client.poll_interval_seconds, client.poll_max_attempts) == ("2026-01", 0.01, 7)
+        assert (client.api_version, client.options.poll_interval_seconds, client.options.poll_max_attempts) == (
+            "2026-01", 0.01, 7)
         op = client.poll(client.submit(window_query()).id)
         assert op.status == "COMPLETED"
     assert {e.shop for e in server.emulator.log_of("run_query")} == {"DE"}
@@ -47,19 +50,28 @@ def test_explicit_fields_override_the_environment(clean_env, server) -> None:
     clean_env.setenv("SHOPIFY_DE_TOKEN", TOKEN)
     resource = ShopifyBulkResource(api_version="2025-10", poll_interval_seconds=2.5, poll_max_attempts=3)
     with resource.client_for("DE") as client:
-        assert (client.api_version, client.poll_interval_seconds, client.poll_max_attempts) == ("2025-10", 2.5, 3)
+        assert (client.api_version, client.options.poll_interval_seconds, client.options.poll_max_attempts) == (
+            "2025-10", 2.5, 3)
 
 
 def test_emulator_store_uses_the_demo_singleton(clean_env) -> None:
     clean_env.setenv("SHOPIFY_SHOPS", "DEMO,EU")
     clean_env.setenv("SHOPIFY_EU_STORE", "emulator")
-    resource = ShopifyBulkResource(poll_interval_seconds=0.0)
+    resource = ShopifyResource(poll_interval_seconds=0.0)
     with resource.client_for("DEMO") as demo, resource.client_for("EU") as eu:
         assert demo.base_url == demo_base_url("DEMO")
         assert eu.base_url == demo_base_url("EU") and eu.base_url.endswith("/shops/EU")
         op = eu.poll(eu.submit(empty_window_query()).id)
         assert op.status == "COMPLETED"
         assert demo_token() not in repr(eu)
+
+
+def test_the_shopify_package_alone_refuses_an_emulator_store(clean_env) -> None:
+    clean_env.setenv("SHOPIFY_SHOPS", "EU")
+    clean_env.setenv("SHOPIFY_EU_STORE", "emulator")
+    with pytest.raises(ConfigError, match="emulator") as exc:
+        ShopifyBulkResource().client_for("EU")
+    assert exc.value.variable == "SHOPIFY_EU_STORE"
 
 
 @pytest.mark.parametrize(
@@ -85,7 +97,8 @@ def test_bad_configuration_names_the_variable(clean_env, env, shop, variable) ->
 
 
 def test_token_is_not_resource_config() -> None:
-    assert set(ShopifyBulkResource.model_fields) == {"api_version", "poll_interval_seconds", "poll_max_attempts"}
+    for resource in (ShopifyBulkResource, ShopifyResource):
+        assert set(resource.model_fields) == {"api_version", "poll_interval_seconds", "poll_max_attempts"}
 
 
 def test_resource_in_a_dagster_run_keeps_the_token_out_of_events(clean_env, server, tmp_path) -> None:
@@ -117,8 +130,10 @@ def test_client_options_pass_through(clean_env, server) -> None:
     clean_env.setenv("SHOPIFY_SHOPS", "DE")
     clean_env.setenv("SHOPIFY_DE_STORE", server.shop_base_url("DE"))
     clean_env.setenv("SHOPIFY_DE_TOKEN", TOKEN)
-    with ShopifyBulkResource().client_for("DE", in_progress_max_wait=7200, max_resubmits=1) as client:
-        assert (client.in_progress_max_wait, client.max_resubmits) == (7200, 1)
+    options = ClientOptions(in_progress_max_wait=7200, max_resubmits=1, poll_interval_seconds=99)
+    with ShopifyBulkResource(poll_interval_seconds=0.5).client_for("DE", options=options) as client:
+        assert (client.options.in_progress_max_wait, client.options.max_resubmits) == (7200, 1)
+        assert client.options.poll_interval_seconds == 0.5  # the resource's, not the options
 
 
 def test_wrong_token_error_names_the_shop_variable(clean_env, server) -> None:

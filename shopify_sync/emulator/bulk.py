@@ -1,0 +1,201 @@
+"""The bulk operation machine: submission, status over time, cancel, and the version rules.
+
+An operation is CREATED for the first quarter of its completion time, then RUNNING,
+then COMPLETED (or FAILED under a ``bulk_failed`` fault); a COMPLETED result expires
+after ``URL_LIFETIME``; a cancel goes through CANCELING to CANCELED. Status is advanced
+lazily, against the emulator's clock, whenever an operation is looked at.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from shopify_sync.emulator.bulk_rules import bulk_query_errors
+from shopify_sync.emulator.results import ResultFile, partial_result, render_result, synthetic_result
+from shopify_sync.emulator.state import EmulatorState
+from shopify_sync.shopify.schema import load_schema
+
+URL_LIFETIME = timedelta(days=7)  # Shopify: result URLs expire 7 days after completion
+TERMINAL = {"COMPLETED", "FAILED", "CANCELED", "EXPIRED"}
+ACTIVE = {"CREATED", "RUNNING", "CANCELING"}  # CANCELING still blocks new submissions
+DEFAULT_BLOCKER = "gid://shopify/BulkOperation/7749099028786"
+
+# A userError as GraphQL returns it: field path (or null), message, and from 2025-01 a code.
+UserError = dict[str, str | list[str] | None]
+
+
+# --- what differs between API versions --------------------------------------------------
+
+
+def _from(version: str, first: str) -> bool:
+    return version == "unstable" or version >= first
+
+
+def concurrent_limit(version: str) -> int:
+    """Bulk queries a shop may run at once: one before 2026-01, five from then on."""
+    return 5 if _from(version, "2026-01") else 1
+
+
+def grouped_by_default(version: str) -> bool:
+    """``groupObjects`` when not given: absent before 2025-07 (always grouped), default true
+    in 2025-07/2025-10, false from 2026-01."""
+    return not _from(version, "2026-01")
+
+
+def user_errors_for(version: str, errors: list[UserError]) -> list[UserError]:
+    """``BulkOperationUserError.code`` exists only from 2025-01."""
+    if version < "2025-01":
+        return [{k: v for k, v in e.items() if k != "code"} for e in errors]
+    return errors
+
+
+def in_progress_error(ids: list[str]) -> UserError:
+    return {"field": None, "message": f"A bulk query operation for this app and shop is already in progress: "
+                                      f"{', '.join(ids)}.", "code": "OPERATION_IN_PROGRESS"}
+
+
+# --- operations -------------------------------------------------------------------------
+
+
+@dataclass
+class BulkOp:
+    num: int
+    shop: str
+    version: str
+    query: str
+    grouped: bool
+    created_at: datetime
+    complete_at: datetime
+    fail_code: str | None = None
+    fail_partial: bool = False
+    large_size: int | None = None
+    status: str = "CREATED"
+    completed_at: datetime | None = None
+    canceled_at: datetime | None = None
+    cancel_done_at: datetime | None = None
+    result: ResultFile | None = None
+    partial: ResultFile | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def gid(self) -> str:
+        return f"gid://shopify/BulkOperation/{self.num}"
+
+
+class BulkMachine:
+    """Every shop's bulk operations; result files live in a temp dir until ``close``."""
+
+    def __init__(self, state: EmulatorState) -> None:
+        self.state = state
+        self._lock = threading.RLock()
+        self._ops: dict[int, BulkOp] = {}
+        self._seq = itertools.count(7_933_223_797_042)
+        self._tmp = tempfile.TemporaryDirectory(prefix="shopify-emulator-")
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    def run_query(self, shop: str, version: str, query: str, grouped: bool) -> tuple[BulkOp | None, list[UserError]]:
+        errors = bulk_query_errors(query, load_schema(version))
+        if errors:
+            return None, [{"field": ["query"], "message": m, "code": "INVALID"} for m in errors]
+        faults = self.state.faults
+        fault = faults.take({"operation_in_progress"}, "run_query", shop)
+        if fault is not None:
+            return None, [in_progress_error(fault.ids("blocking_ids") or [DEFAULT_BLOCKER])]
+        with self._lock:
+            active = [o for o in self._ops.values() if o.shop == shop]
+            for o in active:
+                self._refresh(o)
+            active = sorted((o for o in active if o.status in ACTIVE), key=lambda o: o.num)
+            if len(active) >= concurrent_limit(version):
+                return None, [in_progress_error([o.gid for o in active])]
+            now = self.state.now()
+            seconds = self.state.config.completion_seconds
+            slow = faults.take({"slow_completion"}, "run_query", shop)
+            if slow is not None:
+                seconds += slow.number("seconds", 30)
+            op = BulkOp(next(self._seq), shop, version, query, grouped, now, now + timedelta(seconds=seconds))
+            failed = faults.take({"bulk_failed"}, "run_query", shop)
+            if failed is not None:
+                op.fail_code = failed.text("error_code", "INTERNAL_SERVER_ERROR")
+                op.fail_partial = bool(failed.params.get("partial", False))
+            large = faults.take({"large_result"}, "run_query", shop)
+            if large is not None:
+                op.large_size = int(large.number("size_bytes", 0))
+            self._ops[op.num] = op
+        return op, []
+
+    def find(self, num: int) -> BulkOp | None:
+        """The operation numbered ``num`` of any shop, as it is (no status update)."""
+        with self._lock:
+            return self._ops.get(num)
+
+    def get_op(self, shop: str, num: int) -> BulkOp | None:
+        op = self.find(num)
+        if op is None or op.shop != shop:
+            return None
+        self._refresh(op)
+        return op
+
+    def operations(self, shop: str | None = None) -> list[BulkOp]:
+        with self._lock:
+            ops = [o for o in self._ops.values() if shop is None or o.shop == shop]
+        for o in ops:
+            self._refresh(o)
+        return ops
+
+    def cancel(self, shop: str, num: int) -> tuple[BulkOp | None, list[UserError]]:
+        op = self.get_op(shop, num)
+        if op is None:
+            return None, [{"field": ["id"], "message": "Bulk operation does not exist"}]
+        with op.lock:
+            if op.status in TERMINAL or op.status == "CANCELING":
+                status = op.status.lower()
+                return op, [{"field": None, "message": f"A bulk operation cannot be canceled when it is {status}"}]
+            op.status = "CANCELING"
+            op.canceled_at = self.state.now()
+            op.cancel_done_at = op.canceled_at + timedelta(seconds=self.state.config.cancel_seconds)
+        return op, []
+
+    def _refresh(self, op: BulkOp) -> None:
+        """Advance the status machine to the emulator's current time."""
+        now = self.state.now()
+        with op.lock:
+            if op.status in {"CANCELING"} and op.cancel_done_at is not None and now >= op.cancel_done_at:
+                op.status = "CANCELED"
+            if op.status in {"CREATED", "RUNNING"}:
+                started = op.created_at + (op.complete_at - op.created_at) / 4
+                if now >= op.complete_at:
+                    self._finish(op)
+                elif now >= started:
+                    op.status = "RUNNING"
+            if op.status == "COMPLETED" and op.completed_at and now > op.completed_at + URL_LIFETIME:
+                op.status = "EXPIRED"
+
+    def _finish(self, op: BulkOp) -> None:
+        result = self._render(op)
+        op.completed_at = op.complete_at.replace(microsecond=0)
+        if op.fail_code:
+            op.status = "FAILED"
+            op.completed_at = None
+            if op.fail_partial and result.object_count > 1 and result.path is not None:
+                op.partial = partial_result(result, self._path(f"bulk-{op.num}-partial.jsonl"))
+            if result.path is not None:
+                result.path.unlink(missing_ok=True)
+        else:
+            op.status = "COMPLETED"
+            op.result = result
+
+    def _render(self, op: BulkOp) -> ResultFile:
+        if op.large_size is not None:
+            return synthetic_result(self.state, op.shop, op.grouped, op.large_size)
+        return render_result(self.state, op.shop, op.query, op.grouped, self._path(f"bulk-{op.num}.jsonl"))
+
+    def _path(self, name: str) -> Path:
+        return Path(self._tmp.name) / name
