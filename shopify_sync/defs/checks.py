@@ -8,6 +8,8 @@ before/after values); the others re-read what the run wrote, so they can also be
 run on their own from the UI.
 """
 
+# No `from __future__ import annotations` here: Dagster reads the parameter annotations
+# (context type, resources) of these functions as objects when it decorates them.
 import io
 from datetime import date, datetime, timedelta
 from decimal import Decimal

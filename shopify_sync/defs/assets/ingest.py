@@ -7,6 +7,8 @@ metadata; ``defs.assets.build_assets`` applies the decorators (the partitions
 definition depends on the configured shops).
 """
 
+# No `from __future__ import annotations` here: Dagster reads the parameter annotations
+# (context type, resources) of these functions as objects when it decorates them.
 from collections.abc import Iterator
 
 import dagster as dg

@@ -8,6 +8,8 @@ Every body is range-safe: a run may carry one day or a range of days per shop.
 ``completed`` telemetry) and emits the watermark check inline.
 """
 
+# No `from __future__ import annotations` here: Dagster reads the parameter annotations
+# (context type, resources) of these functions as objects when it decorates them.
 from datetime import timedelta
 
 import dagster as dg
