@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
@@ -114,6 +115,13 @@ def test_daily_run_end_to_end_on_every_backend(backend_harness: Harness) -> None
     assert md["object_count"].value == job.object_count
     assert md["bulk_operation_id"].value == job.bulk_operation_id
     assert "updated_at" in md["window"].value
+    # Typed values: a count is an int, an instant a timestamp (a first run has no watermark yet).
+    assert isinstance(md["object_count"], dg.IntMetadataValue)
+    assert isinstance(md["watermark_before"], dg.NullMetadataValue)
+    perf_md = result.asset_materializations_for_node("measurement_performance")[0].metadata
+    assert isinstance(perf_md["watermark_after"], dg.TimestampMetadataValue)
+    assert perf_md["watermark_after"].value == h.watermark("DEMO").timestamp()
+    assert perf_md["watermark_touched"].value is True
     tables_md = result.asset_materializations_for_node("order_tables")[0].metadata
     assert tables_md["ingest_rows_per_s"].value > 0 and tables_md["ingest_seconds"].value > 0
     assert tables_md["orders_skipped_older"].value == 0 and tables_md["chunks_redone_as_upserts"].value == 0
@@ -303,7 +311,6 @@ def test_replay_reparses_the_archive_without_shopify(harness: Harness) -> None:
 def test_a_rerun_reuses_the_archived_file_and_continues_the_job(harness: Harness) -> None:
     """Step 1 succeeded, the run stopped there: the next run continues the same sync_job,
     does not call Shopify again and loads the archived file."""
-    import dagster as dg
 
 
     day = yesterday()
@@ -332,7 +339,6 @@ def test_a_rerun_reuses_the_archived_file_and_continues_the_job(harness: Harness
 def _fetch_then_crash_after_two_chunks(harness: Harness, tmp_path: Path) -> tuple[Any, Any, Path]:
     """Run only the fetch step for yesterday, then a load that dies after two 37-line
     chunks: (the day, its sync_job, the archived file as downloaded)."""
-    import dagster as dg
 
     from shopify_sync.warehouse import jobs
     from shopify_sync.warehouse.ingest import ingest_jsonl
