@@ -10,6 +10,7 @@ definition depends on the configured shops).
 # No `from __future__ import annotations` here: Dagster reads the parameter annotations
 # (context type, resources) of these functions as objects when it decorates them.
 from collections.abc import Iterator
+from typing import NoReturn
 
 import dagster as dg
 
@@ -36,7 +37,7 @@ ORDER_TABLE_SPECS = [
 ]
 
 
-def raise_for_shopify(exc: Exception) -> None:
+def raise_for_shopify(exc: Exception) -> NoReturn:
     """Errors that a retry cannot fix fail the step at once; the rest go to ``SHOPIFY_RETRY``.
 
     The client's typed errors say whether running again can help (``retryable``);
