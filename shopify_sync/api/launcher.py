@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Code location of pyproject [tool.dagster] / workspace.yaml; a Definitions object is
+# Code location of pyproject [tool.dg] / [tool.dagster] / workspace.yaml; a Definitions object is
 # served as the repository "__repository__".
 LOCATION_NAME = "shopify_sync"
 REPOSITORY_NAME = "__repository__"
