@@ -16,19 +16,17 @@ from urllib.parse import urlparse
 
 from shopify_sync.api.errors import ApiError
 from shopify_sync.config import ConfigError
+from shopify_sync.launch.plan import SYNC_JOB_NAME, TAG_PARTITION, daily_launch, partition_key, partition_tags
 
 if TYPE_CHECKING:
     from dagster_graphql import DagsterGraphQLClient
 
 log = logging.getLogger(__name__)
 
-# Code location of pyproject [tool.dagster] / workspace.yaml; a Definitions object is
+# Code location of pyproject [tool.dg] / [tool.dagster] / workspace.yaml; a Definitions object is
 # served as the repository "__repository__".
 LOCATION_NAME = "shopify_sync"
 REPOSITORY_NAME = "__repository__"
-# Same string as shopify_sync.defs.jobs.SYNC_JOB_NAME (a test pins them together); not
-# imported so that starting the API does not import Dagster.
-SYNC_JOB_NAME = "shopify_sync_job"
 
 
 @dataclass(frozen=True)
@@ -52,26 +50,13 @@ query InFlight($filter: RunsFilter!) {
 _IN_FLIGHT_STATUSES = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED"]
 
 
-def partition_key(day: date, shop: str) -> str:
-    """Multi-partition key string: dimensions in name order (``date``, ``shop``) joined by ``|``."""
-    return f"{day.isoformat()}|{shop}"
-
-
 def run_tags(day: date, shop: str) -> dict[str, str]:
     """The CLI's tags for a daily run (mode, initiator=user, shop) plus the partition tags.
 
     The per-dimension tags are set explicitly because the instance's one-run-per-shop
     limit keys on ``dagster/partition/shop``.
     """
-    from shopify_sync.defs.runner import daily_launch
-
-    _, tags, _ = daily_launch(shop, day)
-    return {
-        **tags,
-        "dagster/partition": partition_key(day, shop),
-        "dagster/partition/date": day.isoformat(),
-        "dagster/partition/shop": shop,
-    }
+    return {**daily_launch(shop, day).tags, **partition_tags(day, shop)}
 
 
 class DagsterLauncher:
@@ -102,7 +87,7 @@ class DagsterLauncher:
         import httpx
 
         variables = {"filter": {"pipelineName": self.job_name, "statuses": _IN_FLIGHT_STATUSES,
-                                "tags": [{"key": "dagster/partition", "value": partition}]}}
+                                "tags": [{"key": TAG_PARTITION, "value": partition}]}}
         resp = httpx.post(f"{self.url}/graphql", json={"query": _IN_FLIGHT_QUERY, "variables": variables},
                           timeout=self.timeout)
         resp.raise_for_status()

@@ -1,4 +1,8 @@
-"""Dagster definitions of shopify_sync, one module per concern (see docs/architecture.md)."""
+"""Dagster definitions of shopify_sync, one module per concern (see docs/architecture.md).
+
+``shopify_sync.definitions`` is the code location's entry point; ``build_definitions``
+is what it calls, and what tests and the CLI call with explicit settings.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,21 @@ import warnings
 import dagster as dg
 
 from shopify_sync.config import ConfigError, Settings, load_settings
+from shopify_sync.defs.assets import build_assets
+from shopify_sync.defs.checks import CHECKS
+from shopify_sync.defs.jobs import build_sync_job
+from shopify_sync.defs.partitions import build_partitions_def
+from shopify_sync.defs.resources import build_resources
+from shopify_sync.defs.schedules import build_daily_schedule
+from shopify_sync.defs.sensors import build_sensors
+
+
+def _settings_from_environment() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        # One clear line in the UI / CLI instead of a chain through Dagster's loader.
+        raise ConfigError(exc.variable, str(exc).split(": ", 1)[1]) from None
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -14,39 +33,18 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
 
     Cheap and side-effect free: no network, no files, no database at load time.
     """
-    from shopify_sync.defs.assets import build_assets
-    from shopify_sync.defs.checks import build_checks
-    from shopify_sync.defs.jobs import build_sync_job
-    from shopify_sync.defs.partitions import build_partitions_def
-    from shopify_sync.defs.resources import build_resources
-    from shopify_sync.defs.schedules import build_daily_schedule
-
     # BackfillPolicy is a deliberate choice (one bulk operation per shop per backfill
     # run); its "beta" label is noise in every UI load and CLI run.
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     if settings is None:
-        try:
-            settings = load_settings()
-        except ConfigError as exc:
-            # One clear line in the UI / CLI instead of a chain through Dagster's loader.
-            raise ConfigError(exc.variable, str(exc).split(": ", 1)[1]) from None
+        settings = _settings_from_environment()
     partitions_def = build_partitions_def(settings)
     job = build_sync_job(partitions_def)
-    sensors: list[dg.SensorDefinition] = []
-    try:
-        from shopify_sync.defs import sensors as sensors_module
-    except ImportError:
-        sensors_module = None  # type: ignore[assignment]
-    if sensors_module is not None:
-        if hasattr(sensors_module, "build_sensors"):
-            sensors = list(sensors_module.build_sensors(settings))
-        else:
-            sensors = [v for v in vars(sensors_module).values() if isinstance(v, dg.SensorDefinition)]
     return dg.Definitions(
         assets=build_assets(partitions_def),
-        asset_checks=build_checks(partitions_def),
+        asset_checks=CHECKS,
         jobs=[job],
         schedules=[build_daily_schedule(job, settings.shop_codes)],
-        sensors=sensors,
+        sensors=build_sensors(settings),
         resources=build_resources(settings),
     )

@@ -12,9 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from shopify_sync.config import Settings
-
-DATE_DIM = "date"
-SHOP_DIM = "shop"
+from shopify_sync.launch.plan import DATE_DIM, SHOP_DIM, day_range_key
 
 
 def build_partitions_def(settings: Settings) -> dg.MultiPartitionsDefinition:
@@ -29,10 +27,6 @@ def build_partitions_def(settings: Settings) -> dg.MultiPartitionsDefinition:
             SHOP_DIM: dg.StaticPartitionsDefinition(list(settings.shop_codes)),
         }
     )
-
-
-def partition_key(day: date, shop: str) -> dg.MultiPartitionKey:
-    return dg.MultiPartitionKey({DATE_DIM: day.isoformat(), SHOP_DIM: shop})
 
 
 @dataclass(frozen=True)
@@ -62,9 +56,7 @@ class ShopDays:
     @property
     def key(self) -> str:
         """Stable identity of this slice of work, used to adopt an unfinished sync_job."""
-        if self.first == self.last:
-            return self.first.isoformat()
-        return f"{self.first.isoformat()}..{self.last.isoformat()}"
+        return day_range_key(self.first, self.last)
 
 
 def split_by_shop(partition_keys: list[str] | tuple[str, ...]) -> list[ShopDays]:

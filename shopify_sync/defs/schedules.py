@@ -6,8 +6,8 @@ from datetime import UTC, timedelta
 
 import dagster as dg
 
-from shopify_sync.defs.partitions import partition_key
-from shopify_sync.sync import TAG_INITIATOR, TAG_MODE, TAG_SHOP, Initiator, Mode
+from shopify_sync.launch.plan import daily_launch
+from shopify_sync.vocab import Initiator
 
 
 def build_daily_schedule(job: dg.UnresolvedAssetJobDefinition, shop_codes: tuple[str, ...]) -> dg.ScheduleDefinition:
@@ -26,14 +26,12 @@ def build_daily_schedule(job: dg.UnresolvedAssetJobDefinition, shop_codes: tuple
         if tick is None:
             raise ValueError("the daily schedule needs a scheduled execution time")
         day = (tick.astimezone(UTC) - timedelta(days=1)).date()
+        launches = [daily_launch(code, day, Initiator.CRON) for code in shop_codes]
         return [
-            dg.RunRequest(
-                # One run per shop per day: a re-evaluated tick never launches a duplicate.
-                run_key=f"daily:{code}:{day.isoformat()}",
-                partition_key=partition_key(day, code),
-                tags={TAG_MODE: Mode.DAILY_INCREMENTAL.value, TAG_INITIATOR: Initiator.CRON.value, TAG_SHOP: code},
-            )
-            for code in shop_codes
+            # One run per shop per day: a re-evaluated tick never launches a duplicate.
+            dg.RunRequest(run_key=f"daily:{code}:{day.isoformat()}", partition_key=launch.partition_key,
+                          tags=launch.tags)
+            for code, launch in zip(shop_codes, launches, strict=True)
         ]
 
     return shopify_sync_daily

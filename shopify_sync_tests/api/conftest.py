@@ -49,9 +49,9 @@ class Synced:
 
 def _sync(tmp: Path, db_url: str) -> Synced:
     from shopify_sync.defs import build_definitions
-    from shopify_sync.defs.jobs import SYNC_JOB_NAME
-    from shopify_sync.defs.runner import daily_launch, first_failure
     from shopify_sync.emulator import EmulatorConfig, EmulatorServer
+    from shopify_sync.launch.inprocess import first_failure
+    from shopify_sync.launch.plan import SYNC_JOB_NAME, daily_launch
 
     base_env = {
         "SHOPIFY_SHOPS": ",".join(SHOPS),

@@ -9,4 +9,7 @@ import dagster as dg
 
 from shopify_sync.defs import build_definitions
 
-defs = dg.Definitions.merge(build_definitions(), dg.Definitions(executor=dg.in_process_executor))
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions.merge(build_definitions(), dg.Definitions(executor=dg.in_process_executor))

@@ -17,9 +17,8 @@ from shopify_sync_tests.api.conftest import API_TOKEN, SHOP_TOKEN
 
 def test_failed_sync_shows_in_pipelines_and_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from shopify_sync.defs import build_definitions
-    from shopify_sync.defs.jobs import SYNC_JOB_NAME
-    from shopify_sync.defs.runner import daily_launch
     from shopify_sync.emulator import EmulatorConfig, EmulatorServer
+    from shopify_sync.launch.plan import SYNC_JOB_NAME, daily_launch
 
     for name in list(os.environ):
         if name.startswith(("SHOPIFY_", "DAGSTER_")):

@@ -25,9 +25,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from shopify_sync.api.app import create_app
-from shopify_sync.api.launcher import SYNC_JOB_NAME
 from shopify_sync.config import load_settings
+from shopify_sync.defs import build_definitions
 from shopify_sync.emulator import EmulatorConfig, EmulatorServer
+from shopify_sync.launch.plan import SYNC_JOB_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 API_TOKEN = "launch-test-token-77"
@@ -170,6 +171,25 @@ def test_post_sync_launches_runs_that_complete(webserver: dict[str, object]) -> 
 
 
 def test_launcher_job_name_is_the_dagster_job() -> None:
-    from shopify_sync.defs.jobs import SYNC_JOB_NAME as DEFS_JOB_NAME
+    from shopify_sync.api.launcher import DagsterLauncher
 
-    assert SYNC_JOB_NAME == DEFS_JOB_NAME
+    launcher = DagsterLauncher("http://127.0.0.1:3000")
+    assert launcher.job_name == SYNC_JOB_NAME
+    assert build_definitions(load_settings({})).resolve_job_def(launcher.job_name).name == SYNC_JOB_NAME
+
+
+def test_launcher_tags_are_the_clis_plus_the_partitions() -> None:
+    from shopify_sync.api.launcher import run_tags
+    from shopify_sync.launch.plan import daily_launch
+
+    day = datetime(2026, 3, 9, tzinfo=UTC).date()
+    tags = run_tags(day, "DEMO")
+    assert tags == {**daily_launch("DEMO", day).tags, "dagster/partition": "2026-03-09|DEMO",
+                    "dagster/partition/date": "2026-03-09", "dagster/partition/shop": "DEMO"}
+
+
+def test_the_api_does_not_import_dagster() -> None:
+    """Start-up of the API (and of its launcher) stays free of Dagster's import."""
+    code = "import sys, shopify_sync.api.app, shopify_sync.api.launcher; print('dagster' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "False", proc.stderr

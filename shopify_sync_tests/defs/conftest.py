@@ -17,6 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from shopify_sync.config import Settings, load_settings
+from shopify_sync.defs import build_definitions
+from shopify_sync.launch.plan import SYNC_JOB_NAME, backfill_launch, daily_launch
 
 TOKEN = "shpat_emulator"
 
@@ -44,21 +46,14 @@ class Harness:
         return load_settings()
 
     def job(self) -> dg.JobDefinition:
-        from shopify_sync.defs import build_definitions
-        from shopify_sync.defs.jobs import SYNC_JOB_NAME
-
         return build_definitions(self.settings()).resolve_job_def(SYNC_JOB_NAME)
 
     def daily(self, shop: str, day: date, **tags: str) -> dg.ExecuteInProcessResult:
-        from shopify_sync.defs.runner import daily_launch
-
         _, t, pkey = daily_launch(shop, day)
         return self.job().execute_in_process(instance=self.instance, partition_key=pkey, tags={**t, **tags},
                                              raise_on_error=False)
 
     def backfill(self, shop: str, start: date, end: date) -> dg.ExecuteInProcessResult:
-        from shopify_sync.defs.runner import backfill_launch
-
         _, t, _ = backfill_launch(shop, start, end)
         return self.job().execute_in_process(instance=self.instance, tags=t, raise_on_error=False)
 

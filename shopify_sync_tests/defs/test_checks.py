@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import sqlalchemy as sa
 
-from shopify_sync.defs.assets import watermark_check
+from shopify_sync.defs.assets.metrics import watermark_check
 from shopify_sync.defs.checks import (
     evaluate_no_duplicate_sales_keys,
     evaluate_product_figures,
@@ -17,6 +17,7 @@ from shopify_sync.defs.checks import (
     evaluate_telemetry_completed,
 )
 from shopify_sync.defs.partitions import split_by_shop
+from shopify_sync.launch.plan import daily_launch
 from shopify_sync.sync import FinishOutcome, Initiator, Mode, RunInfo
 from shopify_sync_tests.defs.conftest import Harness, yesterday
 
@@ -92,7 +93,6 @@ def test_a_failing_blocking_check_stops_downstream_assets(harness: Harness) -> N
     """Break the raw archive between fetch and load: rows != objectCount blocks the metrics."""
     import dagster as dg
 
-    from shopify_sync.defs.runner import daily_launch
 
     day = yesterday()
     _, tags, pkey = daily_launch("DEMO", day)

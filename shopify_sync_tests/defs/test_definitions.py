@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from shopify_sync.config import load_settings
+from shopify_sync.defs import build_definitions
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -21,7 +24,7 @@ def _load(tmp_path: Path, extra_env: dict[str, str], code: str) -> subprocess.Co
 def test_definitions_load_with_an_empty_environment(tmp_path: Path) -> None:
     code = (
         "import shopify_sync.definitions as m\n"
-        "d = m.defs\n"
+        "d = m.defs()\n"
         "g = d.resolve_asset_graph()\n"
         "print(sorted(k.to_user_string() for k in g.get_all_asset_keys()))\n"
         "print(sorted(k.name for k in g.asset_check_keys))\n"
@@ -43,7 +46,8 @@ def test_definitions_load_with_an_empty_environment(tmp_path: Path) -> None:
 
 
 def test_bad_shop_list_is_one_clear_line(tmp_path: Path) -> None:
-    proc = _load(tmp_path, {"SHOPIFY_SHOPS": "DA,bad-code"}, "import shopify_sync.definitions")
+    # Importing the entry point builds nothing (``@dg.definitions`` is lazy); Dagster's loader calls it.
+    proc = _load(tmp_path, {"SHOPIFY_SHOPS": "DA,bad-code"}, "import shopify_sync.definitions as m\nm.defs()")
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last == "shopify_sync.config.ConfigError: SHOPIFY_SHOPS: shop code 'bad-code' must match [A-Z0-9_]+, at most 32 characters"
@@ -51,10 +55,24 @@ def test_bad_shop_list_is_one_clear_line(tmp_path: Path) -> None:
     assert "During handling" not in proc.stderr
 
 
-def test_assets_document_themselves() -> None:
-    from shopify_sync.config import load_settings
-    from shopify_sync.defs import build_definitions
+def test_dg_check_defs_loads_the_project(tmp_path: Path) -> None:
+    """``[tool.dg]`` points ``dg`` at the entry point: the CI load check of the Dagster docs."""
+    dg_cli = Path(sys.executable).with_name("dg")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+           "VIRTUAL_ENV": str(Path(sys.executable).parents[1]), "DAGSTER_HOME": str(tmp_path)}
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    proc = subprocess.run([str(dg_cli), "check", "defs"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "All definitions loaded successfully." in proc.stdout
+    bad = subprocess.run([str(dg_cli), "check", "defs"], cwd=ROOT, env={**env, "SHOPIFY_SHOPS": "DA,bad-code"},
+                         capture_output=True, text=True, timeout=180)
+    assert bad.returncode != 0
+    assert ("shopify_sync.config.ConfigError: SHOPIFY_SHOPS: shop code 'bad-code' must match [A-Z0-9_]+"
+            in bad.stdout + bad.stderr)
 
+
+def test_assets_document_themselves() -> None:
     defs = build_definitions(load_settings({}))
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():

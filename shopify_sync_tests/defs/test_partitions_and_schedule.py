@@ -11,6 +11,7 @@ from shopify_sync.config import load_settings
 from shopify_sync.defs.jobs import build_sync_job
 from shopify_sync.defs.partitions import build_partitions_def, split_by_shop
 from shopify_sync.defs.schedules import build_daily_schedule
+from shopify_sync.launch.plan import DATE_DIM, SHOP_DIM, day_range_key, parse_day_range_key, partition_key
 
 
 def _settings(**env: str):
@@ -32,6 +33,18 @@ def test_a_multi_shop_single_run_backfill_becomes_one_range_per_shop():
     ranges = pd.subset_with_partition_keys(keys).get_partition_key_ranges(pd)
     assert sorted((r.start, r.end) for r in ranges) == [("2026-02-01|DA", "2026-02-03|DA"),
                                                          ("2026-02-01|DE", "2026-02-03|DE")]
+
+
+def test_the_launchers_partition_key_is_dagsters():
+    """``launch.plan`` spells keys without importing Dagster (the API); they must be Dagster's."""
+    pd = build_partitions_def(_settings())
+    assert set(pd.partition_dimension_names) == {DATE_DIM, SHOP_DIM}
+    key = dg.MultiPartitionKey({DATE_DIM: "2026-02-03", SHOP_DIM: "DE"})
+    assert partition_key(date(2026, 2, 3), "DE") == str(key)
+    assert str(key) in pd.get_partition_keys(current_time=datetime(2026, 2, 5, tzinfo=UTC))
+    assert parse_day_range_key(day_range_key(date(2026, 2, 1), date(2026, 2, 3))) == (date(2026, 2, 1),
+                                                                                       date(2026, 2, 3))
+    assert day_range_key(date(2026, 2, 1), date(2026, 2, 1)) == "2026-02-01"
 
 
 def test_split_by_shop_groups_and_sorts():

@@ -13,9 +13,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from shopify_sync.launch.inprocess import first_failure, replay_launches
+from shopify_sync.launch.plan import backfill_launch, daily_launch
 from shopify_sync_tests.defs import expected
 from shopify_sync_tests.defs.conftest import Harness, make_harness, yesterday
 
@@ -109,9 +112,16 @@ def test_daily_run_end_to_end_on_every_backend(backend_harness: Harness) -> None
 
     # Operator metadata on the raw asset.
     md = result.asset_materializations_for_node("shopify_bulk_jsonl")[0].metadata
-    assert md["objectCount"].value == job.object_count
+    assert md["object_count"].value == job.object_count
     assert md["bulk_operation_id"].value == job.bulk_operation_id
     assert "updated_at" in md["window"].value
+    # Typed values: a count is an int, an instant a timestamp (a first run has no watermark yet).
+    assert isinstance(md["object_count"], dg.IntMetadataValue)
+    assert isinstance(md["watermark_before"], dg.NullMetadataValue)
+    perf_md = result.asset_materializations_for_node("measurement_performance")[0].metadata
+    assert isinstance(perf_md["watermark_after"], dg.TimestampMetadataValue)
+    assert perf_md["watermark_after"].value == h.watermark("DEMO").timestamp()
+    assert perf_md["watermark_touched"].value is True
     tables_md = result.asset_materializations_for_node("order_tables")[0].metadata
     assert tables_md["ingest_rows_per_s"].value > 0 and tables_md["ingest_seconds"].value > 0
     assert tables_md["orders_skipped_older"].value == 0 and tables_md["chunks_redone_as_upserts"].value == 0
@@ -240,7 +250,6 @@ def test_backfill_over_several_days_and_two_shops(two_shop_harness: Harness) -> 
     start = end - timedelta(days=4)
     # One run whose range spans both shops (Dagster's backfill makes one run per shop; a
     # hand-made range may span shops): the shops are processed one after another.
-    from shopify_sync.defs.runner import backfill_launch
 
     _, tags, _ = backfill_launch("DA", start, end)
     tags["dagster/asset_partition_range_end"] = f"{end}|DE"
@@ -280,7 +289,6 @@ def test_backfill_over_several_days_and_two_shops(two_shop_harness: Harness) -> 
 
 
 def test_replay_reparses_the_archive_without_shopify(harness: Harness) -> None:
-    from shopify_sync.defs.runner import replay_launches
 
     day = yesterday()
     first = harness.daily("DEMO", day)
@@ -303,9 +311,7 @@ def test_replay_reparses_the_archive_without_shopify(harness: Harness) -> None:
 def test_a_rerun_reuses_the_archived_file_and_continues_the_job(harness: Harness) -> None:
     """Step 1 succeeded, the run stopped there: the next run continues the same sync_job,
     does not call Shopify again and loads the archived file."""
-    import dagster as dg
 
-    from shopify_sync.defs.runner import daily_launch
 
     day = yesterday()
     _, tags, pkey = daily_launch("DEMO", day)
@@ -333,9 +339,7 @@ def test_a_rerun_reuses_the_archived_file_and_continues_the_job(harness: Harness
 def _fetch_then_crash_after_two_chunks(harness: Harness, tmp_path: Path) -> tuple[Any, Any, Path]:
     """Run only the fetch step for yesterday, then a load that dies after two 37-line
     chunks: (the day, its sync_job, the archived file as downloaded)."""
-    import dagster as dg
 
-    from shopify_sync.defs.runner import daily_launch
     from shopify_sync.warehouse import jobs
     from shopify_sync.warehouse.ingest import ingest_jsonl
 
@@ -374,7 +378,7 @@ def test_an_interrupted_ingest_resumes_after_the_last_committed_chunk(harness: H
     rerun = harness.daily("DEMO", day)
     assert rerun.success and all(_checks(rerun).values())
     md = rerun.asset_materializations_for_node("order_tables")[0].metadata
-    assert md["resumed_from_line"].value == "DEMO: 74"
+    assert md["resumed_from_line"].value == 74
     assert "ingest_rows_per_s" not in md  # its rows include the chunks committed before the crash
     # The run's COMMERCE_TELEMETRY has every order, those of the two chunks committed before the
     # crash included (their change records were stored with them), and the store is emptied.
@@ -419,7 +423,7 @@ def test_a_refetched_file_is_ingested_from_its_first_line(harness: Harness, tmp_
     assert rerun.success and all(_checks(rerun).values())
     assert len(harness.run_queries("DEMO")) == 2  # the expired operation was resubmitted
     md = rerun.asset_materializations_for_node("order_tables")[0].metadata
-    assert md["resumed_from_line"].value == "DEMO: 0"  # the new file from its first line
+    assert md["resumed_from_line"].value == 0  # the new file from its first line
     orders = harness.emulator.orders("DEMO")
     assert _count(harness, "order_header", "DEMO") == len(orders)
     assert _count(harness, "order_line_item", "DEMO") == sum(len(o.line_items) for o in orders)
@@ -473,7 +477,6 @@ def test_a_rejected_token_fails_clearly_and_never_leaks(harness: Harness, monkey
     monkeypatch.setenv("SHOPIFY_DEMO_TOKEN", secret)
     result = harness.daily("DEMO", yesterday())
     assert not result.success
-    from shopify_sync.defs.runner import first_failure
 
     message = first_failure(result)
     assert "shopify_bulk_jsonl" in message and "SHOPIFY_DEMO_TOKEN" in message

@@ -1,0 +1,143 @@
+"""The ``shopify-sync`` commands (SPEC §7), behind the parser of ``shopify_sync.cli``.
+
+``sync``, ``backfill`` and ``replay`` run the sync job in this process
+(``launch.inprocess``), one run per shop, and report each; ``status`` reads the
+warehouse and the instance; ``emulator`` and ``api`` serve; ``db`` migrates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import TypedDict
+
+from shopify_sync.api.app import serve as serve_api
+from shopify_sync.config import ConfigError, Settings, load_settings
+from shopify_sync.emulator import serve as serve_emulator
+from shopify_sync.errors import summarize_error
+from shopify_sync.launch.inprocess import InProcessLauncher, replay_launches
+from shopify_sync.launch.plan import Launch, backfill_launch, daily_launch
+from shopify_sync.warehouse import make_engine
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit code 1."""
+
+
+def _shops(settings: Settings, requested: list[str]) -> list[str]:
+    for code in requested:
+        settings.shop(code)  # raises ConfigError naming SHOPIFY_SHOPS for an unknown code
+    return list(dict.fromkeys(requested)) or list(settings.shop_codes)
+
+
+def _check_day(settings: Settings, day: date, what: str) -> None:
+    first = date.fromisoformat(settings.start_date)
+    today = datetime.now(UTC).date()
+    if day < first:
+        raise CliError(f"{what} {day} is before SHOPIFY_SYNC_START_DATE ({first}); no partition exists for it")
+    if day > today:
+        raise CliError(f"{what} {day} is in the future (today is {today} UTC)")
+    if day == today:
+        # Daily partitions exist once their day has ended (the schedule syncs "yesterday").
+        raise CliError(f"{what} {day} is today (UTC): its partition opens at midnight UTC; "
+                       f"the latest day you can sync is {today - timedelta(days=1)}")
+
+
+def _run_all(settings: Settings, launches: list[Launch]) -> int:
+    """Run each launch one after another; report each; 0 only if all passed."""
+    launcher = InProcessLauncher(settings)
+    failures = 0
+    for launch in launches:
+        outcome = launcher.run(launch)
+        if outcome.success:
+            print(f"ok      {launch.label}  run {outcome.run_id}")
+        else:
+            failures += 1
+            print(f"FAILED  {launch.label}  run {outcome.run_id}: {outcome.error}", file=sys.stderr)
+    return 0 if failures == 0 else 1
+
+
+def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
+    day = args.date or (datetime.now(UTC).date() - timedelta(days=1))
+    _check_day(settings, day, "--date")
+    return _run_all(settings, [daily_launch(code, day) for code in _shops(settings, args.shop)])
+
+
+def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
+    if args.end < args.start:
+        raise CliError(f"--end {args.end} is before --start {args.start}")
+    _check_day(settings, args.start, "--start")
+    _check_day(settings, args.end, "--end")
+    return _run_all(settings, [backfill_launch(code, args.start, args.end) for code in _shops(settings, args.shop)])
+
+
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    launches = replay_launches(settings, args.run_id)
+    if not launches:
+        raise CliError(f"no archived raw file for run {args.run_id!r} (see `shopify-sync status` for run ids)")
+    return _run_all(settings, launches)
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    print(InProcessLauncher(settings).status())
+    return 0
+
+
+class _EmulatorOptions(TypedDict, total=False):
+    token: str
+    orders: int
+    seed: int
+
+
+def cmd_emulator(settings: Settings, args: argparse.Namespace) -> int:
+    # Only what was given: the emulator's own defaults apply to the rest.
+    options = _EmulatorOptions()
+    if args.token is not None:
+        options["token"] = args.token
+    if args.orders is not None:
+        options["orders"] = args.orders
+    if args.seed is not None:
+        options["seed"] = args.seed
+    serve_emulator(host=args.host, port=args.port, **options)
+    return 0
+
+
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    serve_api(args.host, args.port)
+    return 0
+
+
+def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
+    engine = make_engine(settings.database_url)  # migrates to head
+    engine.dispose()
+    print(f"warehouse schema is at head ({engine.url.render_as_string(hide_password=True)})")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "sync": cmd_sync,
+    "backfill": cmd_backfill,
+    "replay": cmd_replay,
+    "status": cmd_status,
+    "emulator": cmd_emulator,
+    "api": cmd_api,
+    "db": cmd_db,
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command; its exit code. Errors are one line on stderr."""
+    try:
+        settings = load_settings()
+        return COMMANDS[args.command](settings, args)
+    except (ConfigError, CliError) as exc:
+        print(f"shopify-sync: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+    except KeyboardInterrupt:
+        print("shopify-sync: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the operator gets one line, never a traceback
+        print(f"shopify-sync: error: {summarize_error(exc).one_line()}", file=sys.stderr)
+        return 1

@@ -1,0 +1,23 @@
+"""The asset graph of SPEC §1, built for one partitions definition.
+
+    shopify_bulk_jsonl ─▶ order_header / order_line_item / order_refund ─▶ product
+                                                              └─▶ measurement_sales ─▶ measurement_performance
+
+The bodies are module-level functions by domain (``ingest``, ``metrics``; names in
+``keys``); the builders apply ``dg.asset`` / ``dg.multi_asset`` here because the
+partitions (day × configured shops) are only known once the settings are. Every
+asset runs a whole range in one run (one bulk operation per shop per backfill).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from shopify_sync.defs.assets.ingest import build_ingest_assets
+from shopify_sync.defs.assets.metrics import build_metric_assets
+
+
+def build_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.AssetsDefinition]:
+    backfill_policy = dg.BackfillPolicy.single_run()
+    return [*build_ingest_assets(partitions_def, backfill_policy),
+            *build_metric_assets(partitions_def, backfill_policy)]

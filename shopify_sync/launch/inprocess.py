@@ -1,0 +1,181 @@
+"""Running the sync job in this process against a Dagster instance (the CLI's way).
+
+The CLI does not reimplement the sync: it runs the very job the schedule and the UI
+launch, in this process, so its runs are recorded in ``DAGSTER_HOME`` and show in the
+UI with their logs, materializations and checks. Without a daemon, this module also
+does what the daemon would: it refuses a second run of a busy shop and fails the runs
+whose process died.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import dagster as dg
+import psutil
+from dagster._utils.error import SerializableErrorInfo
+
+from shopify_sync.config import Settings
+from shopify_sync.defs import build_definitions
+from shopify_sync.defs.sensors import complete_run_telemetry
+from shopify_sync.errors import ErrorSummary
+from shopify_sync.launch.plan import (
+    SYNC_JOB_NAME,
+    TAG_PARTITION_SHOP,
+    Launch,
+    parse_day_range_key,
+    replay_launch,
+)
+from shopify_sync.launch.status import status_table
+from shopify_sync.storage import open_store
+from shopify_sync.sync import TAG_BACKFILL, TAG_MODE, TAG_SHOP
+from shopify_sync.vocab import Mode, Step, StepStatus
+from shopify_sync.warehouse import jobs, make_engine
+
+TAG_PID = "shopify_sync/pid"
+TAG_HOST = "shopify_sync/host"
+_LIVE = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    success: bool
+    error: str | None = None
+
+
+def replay_launches(settings: Settings, run_id: str) -> list[Launch]:
+    """One REPLAY run per shop whose raw file ``run_id`` archived, over the same days."""
+    engine = make_engine(settings.database_url)
+    try:
+        archived = jobs.archived_jobs(engine, run_id)
+    finally:
+        engine.dispose()
+    return [replay_launch(job.shop, *parse_day_range_key(job.partition_key), run_id) for job in archived]
+
+
+@lru_cache(maxsize=4)
+def _job(settings: Settings) -> dg.JobDefinition:
+    return build_definitions(settings).resolve_job_def(SYNC_JOB_NAME)
+
+
+def fail_orphaned_runs(instance: dg.DagsterInstance, settings: Settings | None = None) -> list[str]:
+    """Mark as failed the in-process runs whose process died (SIGKILL, power loss).
+
+    Without a daemon nobody else notices them and they would show as "started"
+    forever; the sync_job they left behind is what the next run continues. Their
+    telemetry gets the ``failed`` record the run could not write (what the run-status
+    sensor does under the daemon).
+    """
+    host = socket.gethostname()
+    orphaned: list[str] = []
+    for run in instance.get_runs(filters=dg.RunsFilter(job_name=SYNC_JOB_NAME, statuses=_LIVE)):
+        pid = run.tags.get(TAG_PID, "")
+        if run.tags.get(TAG_HOST) != host or not pid.isdigit() or psutil.pid_exists(int(pid)):
+            continue
+        message = f"process {pid} running this sync ended without reporting (killed?)"
+        instance.report_run_failed(run, message)
+        orphaned.append(run.run_id)
+        if settings is not None:
+            try:
+                store = open_store(settings.storage_url, endpoint_url=settings.s3_endpoint_url)
+                complete_run_telemetry(instance=instance, run=run, store=store, step=Step.FAILED,
+                                       status=StepStatus.FAILED, error=ErrorSummary("ProcessDied", message))
+            except Exception:  # noqa: BLE001 - bookkeeping of a dead run must not stop a new one
+                pass
+    return orphaned
+
+
+def runs_in_progress(instance: dg.DagsterInstance, shop: str) -> list[dg.DagsterRun]:
+    """Daily / replay runs of ``shop`` that are running now (from the CLI, the UI or the daemon).
+
+    Backfills are left out on purpose: SPEC §3 lets a backfill run beside a daily sync.
+    """
+    busy = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=_LIVE)):
+        if shop not in {run.tags.get(TAG_SHOP), run.tags.get(TAG_PARTITION_SHOP)}:
+            continue
+        if run.tags.get(TAG_BACKFILL) or run.tags.get(TAG_MODE) == Mode.FULL_BACKFILL_EXECUTE.value:
+            continue
+        busy.append(run)
+    return busy
+
+
+def run_sync_job(
+    settings: Settings, instance: dg.DagsterInstance, *, tags: dict[str, str], partition_key: str | None,
+    log_level: str = "INFO",
+) -> RunOutcome:
+    """Execute the sync job in this process; never raises for a failed run."""
+    fail_orphaned_runs(instance, settings)
+    shop = tags.get(TAG_SHOP)
+    if shop and tags.get(TAG_MODE) != Mode.FULL_BACKFILL_EXECUTE.value:
+        # At most one run per shop at a time (SPEC §3); the instance's run queue enforces
+        # it for launched runs, and in-process runs check here.
+        busy = runs_in_progress(instance, shop)
+        if busy:
+            return RunOutcome(busy[0].run_id, False,
+                              f"another sync of shop {shop} is running (run {busy[0].run_id}); not started")
+    result = _job(settings).execute_in_process(
+        instance=instance, partition_key=partition_key, raise_on_error=False,
+        tags={**tags, TAG_PID: str(os.getpid()), TAG_HOST: socket.gethostname()},
+        # Step-by-step DEBUG events are in the UI; the terminal gets what an operator acts on.
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+    )
+    if result.success:
+        return RunOutcome(result.run_id, True)
+    return RunOutcome(result.run_id, False, first_failure(result))
+
+
+def _innermost_message(error: SerializableErrorInfo) -> str:
+    # dg.Failure and Dagster's step wrapper hide the client's error; show the user message.
+    while error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
+        error = error.cause
+    lines = (error.message or "").strip().splitlines()
+    return lines[0] if lines else error.cls_name or ""
+
+
+def first_failure(result: dg.ExecuteInProcessResult) -> str:
+    """The first failed step and its error, else the first failed check, on one line."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data.error is not None:
+            return f"step {event.step_key}: {_innermost_message(event.step_failure_data.error)}"
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.asset_check_evaluation_data
+            if not evaluation.passed:
+                return f"check {evaluation.check_name} failed"
+    return "run failed"
+
+
+def dagster_home(settings: Settings) -> Path:
+    """``DAGSTER_HOME`` if set, else ``$SHOPIFY_SYNC_HOME/dagster_home`` (created, and exported)."""
+    raw = os.environ.get("DAGSTER_HOME", "").strip()
+    home = Path(raw).expanduser().absolute() if raw else settings.home / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        # The project's instance config (per-shop run limit, run monitoring) when running
+        # from a checkout; otherwise at least keep Dagster's usage telemetry off.
+        shipped = Path(__file__).resolve().parents[2] / "dagster.yaml"
+        config.write_text(shipped.read_text() if shipped.is_file() else "telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+class InProcessLauncher:
+    """The CLI's runs and run listing, against the ``DAGSTER_HOME`` instance."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        dagster_home(settings)
+        self.instance = dg.DagsterInstance.get()
+
+    def run(self, launch: Launch) -> RunOutcome:
+        return run_sync_job(self.settings, self.instance, tags=launch.tags, partition_key=launch.partition_key)
+
+    def status(self) -> str:
+        return status_table(self.settings, self.instance)
