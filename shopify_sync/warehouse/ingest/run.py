@@ -31,11 +31,12 @@ from shopify_sync.warehouse.jobs import get_job
 class _Tally:
     """The running totals of the file, the committed prefix of a resume included."""
 
+    lines_committed: int = 0
     rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
     max_updated_at: datetime | None = None
     objects: int = 0
-    chunks: int = 0
-    skipped: int = 0
+    chunks: int = 0  # committed by this call
+    skipped: int = 0  # orders older than their stored row, in this call's chunks
 
     def with_chunk(self, frames: ChunkFrames) -> tuple[dict[str, int], datetime | None]:
         """(rows, max_updated_at) once this chunk is in: committed with it."""
@@ -48,6 +49,9 @@ class _Tally:
     def add(self, frames: ChunkFrames, totals: tuple[dict[str, int], datetime | None] | None = None) -> None:
         self.rows, self.max_updated_at = totals if totals is not None else self.with_chunk(frames)
         self.objects += frames.n_orders + frames.n_lines  # every non-blank line is one or the other
+
+    def committed(self, end_line: int, skipped: int) -> None:
+        self.lines_committed, self.chunks, self.skipped = end_line, self.chunks + 1, self.skipped + skipped
 
 
 def _start_line(engine: Engine, path: Path, shop: str, job_id: str | None, chunk_rows: int,
@@ -73,7 +77,7 @@ def _start_line(engine: Engine, path: Path, shop: str, job_id: str | None, chunk
 
 def _rebuild(engine: Engine, path: Path, shop: str, start_line: int, chunk_rows: int) -> tuple[_Tally, Parents]:
     """Resume: re-read the committed prefix (no writes) to know every earlier parent again."""
-    tally, parents = _Tally(), Parents()
+    tally, parents = _Tally(lines_committed=start_line), Parents()
     for first, chunk, n_lines in iter_chunks(path, chunk_rows):
         if first >= start_line:
             break
@@ -86,6 +90,11 @@ def _rebuild(engine: Engine, path: Path, shop: str, start_line: int, chunk_rows:
         parents.add(parent_versions(decide(frames.orders, stored)))
         tally.add(frames)
     return tally, parents
+
+
+def _statement_bytes(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return upsert.default_statement_bytes(conn)
 
 
 def ingest_jsonl(
@@ -111,14 +120,10 @@ def ingest_jsonl(
     if job_id is not None:
         delete_changes_from(engine, job_id, start)
     tally, parents = _rebuild(engine, path, shop, start, chunk_rows) if start else (_Tally(), Parents())
-    if statement_bytes is None:
-        with engine.connect() as conn:
-            statement_bytes = upsert.default_statement_bytes(conn)
-    timings: dict[str, float] = {}
-    clock = Clock(timings)
-    writer = ChunkWriter(engine, shop, path, statement_bytes, clock)
+    clock = Clock({})
+    writer = ChunkWriter(engine, shop, path, _statement_bytes(engine) if statement_bytes is None else statement_bytes,
+                         clock)
     prefetch = Prefetch(path, chunk_rows, start, shop)
-    lines_committed = start
     try:
         for first, n_lines, frames in prefetch:
             t0 = time.perf_counter()
@@ -130,7 +135,7 @@ def ingest_jsonl(
             decision = writer.commit(frames, parents, mark)
             parents.add(parent_versions(decision.decided))
             tally.add(frames, totals)
-            tally.chunks, tally.skipped, lines_committed = tally.chunks + 1, tally.skipped + decision.skipped, end_line
+            tally.committed(end_line, decision.skipped)
             if on_chunk is not None:
                 on_chunk(ChunkProgress(first, end_line, frames.rows, time.perf_counter() - t0))
             clock.lap("on_chunk")
@@ -140,10 +145,10 @@ def ingest_jsonl(
     finally:
         prefetch.close()
         writer.close()
-    timings.update({f"prefetch_{name}": seconds for name, seconds in prefetch.timings.items()})
+    timings = {**clock.timings, **{f"prefetch_{name}": s for name, s in prefetch.timings.items()}}
     return IngestResult(
         objects=tally.objects, rows=tally.rows, max_updated_at=as_utc_or_none(tally.max_updated_at),
-        start_line=start, lines_committed=lines_committed, chunks=tally.chunks, orders_skipped_older=tally.skipped,
-        size_retries=writer.size_retries, fresh_conflicts=writer.fresh_conflicts,
+        start_line=start, lines_committed=tally.lines_committed, chunks=tally.chunks,
+        orders_skipped_older=tally.skipped, size_retries=writer.size_retries, fresh_conflicts=writer.fresh_conflicts,
         seconds=time.perf_counter() - began, timings={k: round(v, 3) for k, v in timings.items()},
     )

@@ -133,7 +133,7 @@ class BulkWriter:
     # -- API used by the ingest -------------------------------------------------------------
 
     # Rows go in key order: B-trees append instead of splitting pages (InnoDB's clustered key
-    # above all: MariaDB 100k -> 105k rows/s measured), and concurrent writers of one shop
+    # above all; docs/benchmarks.md), and concurrent writers of one shop
     # lock keys in the same order, so they wait for each other instead of deadlocking.
 
     def upsert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
@@ -175,8 +175,8 @@ class BulkWriter:
 
 def run_uncached(conn: Connection, sql: str, shop: str) -> sa.CursorResult[tuple[object, ...]]:
     """Execute SQL with one ``:shop`` parameter, bypassing SQLAlchemy's compiled-statement
-    cache: statements with inline id lists are all different, and caching them (500 entries
-    of ~100 KB each) made the RSS grow with the file."""
+    cache: statements with inline id lists are all different, and caching them (up to 500
+    large entries) made the RSS grow with the file."""
     style = conn.dialect.paramstyle
     placeholder = {"qmark": "?", "format": "%s", "pyformat": "%(shop)s", "named": ":shop"}.get(style)
     if placeholder is None:
@@ -237,8 +237,8 @@ class SqliteWriter(BulkWriter):
         cur = dbapi.cursor()
         try:
             # Slices bound the Python objects alive at once (memory), at no cost in speed.
-            # Rows are zipped from per-column lists: half the conversion CPU of
-            # ``DataFrame.rows()`` (0.26 vs 0.47 s for 226k line items, measured).
+            # Rows are zipped from per-column lists: about half the conversion CPU of
+            # ``DataFrame.rows()`` (docs/benchmarks.md).
             for part in values.iter_slices(5_000):
                 cur.executemany(sql, zip(*(s.to_list() for s in part.get_columns()), strict=True))
         finally:
