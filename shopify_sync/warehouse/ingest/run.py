@@ -132,14 +132,14 @@ def ingest_jsonl(
             totals = tally.with_chunk(frames)
             mark = None if job_id is None else JobMark(job_id, first, end_line, rows=totals[0],
                                                         max_updated_at=totals[1])
-            decision = writer.commit(frames, parents, mark)
-            parents.add(parent_versions(decision.decided))
+            committed = writer.commit(frames, parents, mark)
+            parents.add(committed.parents)
             tally.add(frames, totals)
-            tally.committed(end_line, decision.skipped)
+            tally.committed(end_line, committed.skipped)
             if on_chunk is not None:
                 on_chunk(ChunkProgress(first, end_line, frames.rows, time.perf_counter() - t0))
             clock.lap("on_chunk")
-            del frames, decision  # at most two chunks alive: this one goes before the next is parsed
+            del frames, committed  # at most two chunks alive: this one goes before the next is parsed
             malloc_trim()
             prefetch.done()
     finally:

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from shopify_sync.warehouse.ingest import upsert
 from shopify_sync.warehouse.ingest.change_store import store_changes
-from shopify_sync.warehouse.ingest.decide import Decision, Parents, decide_chunk
+from shopify_sync.warehouse.ingest.decide import Decision, Parents, decide_chunk, parent_versions
 from shopify_sync.warehouse.ingest.model import ChunkFrames, Clock
 from shopify_sync.warehouse.jobs import record_chunk
 
@@ -34,6 +34,14 @@ _WAL_RESTART_FRAMES = 16_384
 _MIN_STATEMENT_BYTES = 16 << 10
 _MAX_SIZE_RETRIES = 8
 _MAX_ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What the loop keeps of a committed chunk."""
+
+    parents: pl.DataFrame  # the chunk's orders as ``Parents`` keeps them
+    skipped: int           # orders older than their stored row
 
 
 @dataclass(frozen=True)
@@ -182,7 +190,7 @@ class ChunkWriter:
         self._checkpointer = WalCheckpointer(engine) if wal_mode(engine) else None
 
     def _attempt(self, frames: ChunkFrames, parents: Parents, mark: JobMark | None, statement_bytes: int,
-                 insert_fresh: bool) -> Decision:
+                 insert_fresh: bool) -> Committed:
         with chunk_transaction(self.engine, self._checkpointer) as conn:
             decision = decide_chunk(conn, frames, parents, self.shop, self.path, self.clock)
             _write_rows(conn, decision, self.shop, statement_bytes, insert_fresh, self.clock)
@@ -190,10 +198,14 @@ class ChunkWriter:
                 store_changes(conn, mark.job_id, mark.start_line, mark.end_line, decision.changes)
                 record_chunk(conn, mark.job_id, lines_committed=mark.end_line, max_updated_at=mark.max_updated_at,
                              rows=mark.rows)
+            committed = Committed(parent_versions(decision.decided), decision.skipped)
+            # The chunk's joined and filtered frames go before the commit, not after: the
+            # prefetch thread is parsing the next chunk meanwhile (peak RSS).
+            del decision
         self.clock.lap("commit")
-        return decision
+        return committed
 
-    def commit(self, frames: ChunkFrames, parents: Parents, mark: JobMark | None) -> Decision:
+    def commit(self, frames: ChunkFrames, parents: Parents, mark: JobMark | None) -> Committed:
         """Write and commit one chunk (with ``mark``, its change records and the job's progress)."""
         statement_bytes, attempts, insert_fresh = self.statement_bytes, 0, True
         while True:
