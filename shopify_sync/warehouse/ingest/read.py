@@ -257,20 +257,17 @@ class Prefetch:
                 continue
         return False
 
-    def _chunks(self) -> Iterator[tuple[int, memoryview, int]]:
-        """The file's chunks from the start line on."""
-        for first, chunk, n_lines in iter_chunks(self.path, self.chunk_rows):
-            if first + n_lines <= self.start_line:
-                continue
-            if first < self.start_line:  # a resume point inside this chunk (chunk_rows changed)
-                _, chunk = cut_lines(chunk, self.start_line - first)
-                first, n_lines = self.start_line, first + n_lines - self.start_line
-            yield first, chunk, n_lines
-
     def _run(self) -> None:
         clock = Clock(self.timings)
         try:
-            for first, chunk, n_lines in self._chunks():
+            # One loop, no generator between: a suspended generator would keep the chunk's
+            # bytes alive past the ``del`` below (peak RSS).
+            for first, chunk, n_lines in iter_chunks(self.path, self.chunk_rows):
+                if first + n_lines <= self.start_line:
+                    continue
+                if first < self.start_line:  # a resume point inside this chunk (chunk_rows changed)
+                    _, chunk = cut_lines(chunk, self.start_line - first)
+                    first, n_lines = self.start_line, first + n_lines - self.start_line
                 clock.lap("read")
                 while not self._slots.acquire(timeout=0.1):
                     if self._stop.is_set():
