@@ -231,7 +231,7 @@ def machine_pace(path: Path) -> dict[str, float]:
     import pyarrow as pa
     import pyarrow.json as pj
 
-    from shopify_sync.warehouse.ingest import _PARSE, _READ
+    from shopify_sync.warehouse.ingest.read import PARSE_OPTIONS, READ_OPTIONS
 
     t = time.process_time()
     total = 0
@@ -242,7 +242,7 @@ def machine_pace(path: Path) -> dict[str, float]:
         data = fh.read(64 << 20)
     data = data[:data.rfind(b"\n") + 1]
     t = time.process_time()
-    pj.read_json(pa.BufferReader(data), read_options=_READ, parse_options=_PARSE)
+    pj.read_json(pa.BufferReader(data), read_options=READ_OPTIONS, parse_options=PARSE_OPTIONS)
     return {"python_s": round(python_s, 3), "pyarrow_s": round(time.process_time() - t, 3)}
 
 

@@ -29,10 +29,8 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shopify_sync.warehouse import (
-    make_engine,  # noqa: E402
-    upsert,  # noqa: E402
-)
+from shopify_sync.warehouse import make_engine  # noqa: E402
+from shopify_sync.warehouse.ingest import upsert  # noqa: E402
 
 MYSQL_URL = os.environ.get("SHOPIFY_SYNC_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 

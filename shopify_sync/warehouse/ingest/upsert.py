@@ -24,9 +24,10 @@ Per backend:
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 import polars as pl
 import sqlalchemy as sa
@@ -76,7 +77,7 @@ class StatementTooLarge(Exception):
     """The database rejected a statement for its size; the caller retries with smaller batches."""
 
 
-def _is_size_error(exc: BaseException) -> bool:
+def is_size_error(exc: BaseException) -> bool:
     """True when the database refused a statement for its size. The chain is walked because
     MySQL drops the connection after such an error, so the rollback can fail on top of it."""
     seen: set[int] = set()
@@ -132,7 +133,7 @@ class BulkWriter:
     # -- API used by the ingest -------------------------------------------------------------
 
     # Rows go in key order: B-trees append instead of splitting pages (InnoDB's clustered key
-    # above all: MariaDB 100k -> 105k rows/s measured), and concurrent writers of one shop
+    # above all; docs/benchmarks.md), and concurrent writers of one shop
     # lock keys in the same order, so they wait for each other instead of deadlocking.
 
     def upsert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
@@ -156,7 +157,7 @@ class BulkWriter:
 
     def delete_stale(self, table: str, shop: str, order_ids: Sequence[int]) -> None:
         """Delete children of these orders read with an older order version than the stored header."""
-        for part in _parts(list(order_ids), 20_000):
+        for part in parts(list(order_ids), 20_000):
             self._delete_stale(table, shop, id_list(part))
 
     def _upsert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
@@ -172,19 +173,19 @@ class BulkWriter:
         )
 
 
-def run_uncached(conn: Connection, sql: str, shop: str) -> sa.CursorResult[Any]:
+def run_uncached(conn: Connection, sql: str, shop: str) -> sa.CursorResult[tuple[object, ...]]:
     """Execute SQL with one ``:shop`` parameter, bypassing SQLAlchemy's compiled-statement
-    cache: statements with inline id lists are all different, and caching them (500 entries
-    of ~100 KB each) made the RSS grow with the file."""
+    cache: statements with inline id lists are all different, and caching them (up to 500
+    large entries) made the RSS grow with the file."""
     style = conn.dialect.paramstyle
     placeholder = {"qmark": "?", "format": "%s", "pyformat": "%(shop)s", "named": ":shop"}.get(style)
     if placeholder is None:
         raise ValueError(f"unsupported DBAPI paramstyle {style!r}")
-    params: Any = {"shop": shop} if style in {"pyformat", "named"} else (shop,)
+    params: dict[str, str] | tuple[str] = {"shop": shop} if style in {"pyformat", "named"} else (shop,)
     return conn.exec_driver_sql(sql.replace(":shop", placeholder), params)
 
 
-def _parts(items: list[int], size: int) -> list[list[int]]:
+def parts(items: list[int], size: int) -> list[list[int]]:
     return [items[i:i + size] for i in range(0, len(items), size)] if items else []
 
 
@@ -231,11 +232,13 @@ class SqliteWriter(BulkWriter):
             else:
                 exprs.append(pl.col(c))
         values = frame.select(exprs)
-        cur = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        dbapi = self.conn.connection.dbapi_connection
+        assert isinstance(dbapi, sqlite3.Connection)
+        cur = dbapi.cursor()
         try:
             # Slices bound the Python objects alive at once (memory), at no cost in speed.
-            # Rows are zipped from per-column lists: half the conversion CPU of
-            # ``DataFrame.rows()`` (0.26 vs 0.47 s for 226k line items, measured).
+            # Rows are zipped from per-column lists: about half the conversion CPU of
+            # ``DataFrame.rows()`` (docs/benchmarks.md).
             for part in values.iter_slices(5_000):
                 cur.executemany(sql, zip(*(s.to_list() for s in part.get_columns()), strict=True))
         finally:
@@ -262,7 +265,13 @@ def _pg_csv(frame: pl.DataFrame) -> bytes:
                            null_value="").encode("utf-8")
 
 
-def _copy_csv(copy: Any, frame: pl.DataFrame) -> None:
+class _CopySink(Protocol):
+    """What ``_copy_csv`` needs of psycopg's ``Copy``."""
+
+    def write(self, buffer: bytes) -> None: ...
+
+
+def _copy_csv(copy: _CopySink, frame: pl.DataFrame) -> None:
     # Rendered and sent in slices: the server parses and inserts one slice while the
     # next is rendered, instead of idling until the whole chunk's CSV exists.
     for part in frame.iter_slices(_COPY_SLICE_ROWS):

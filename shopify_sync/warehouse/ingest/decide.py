@@ -1,0 +1,194 @@
+"""Which orders of a chunk change the warehouse, and the change records they make.
+
+An order is *applied* when its ``updatedAt`` is at least the stored one (one SELECT of
+the chunk's keys, which also yields the change records). Lines and refunds of an order
+that is not applied are skipped, so an older file (a replay, an overlapping backfill)
+changes nothing. Children are resolved by ``__parentId`` only: Shopify's ungrouped
+output puts a child after its parent but anywhere after it, possibly in a later chunk,
+so ``Parents`` keeps a compact frame of every order seen so far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from shopify_sync.vocab import ChangeKind
+from shopify_sync.warehouse.ingest import upsert
+from shopify_sync.warehouse.ingest.mapping import fail_first
+from shopify_sync.warehouse.ingest.model import ChunkFrames, Clock
+from shopify_sync.warehouse.types import MONEY_SCALE
+
+CHANGE_KINDS = tuple(kind.value for kind in ChangeKind)
+
+_STORED_SCHEMA = pl.Schema({
+    "order_id": pl.Int64(), "stored_updated_at": pl.Datetime("us"), "stored_financial_status": pl.String(),
+    "stored_fulfillment_status": pl.String(), "stored_refunded_units": pl.Int64(),
+    "stored_cancelled_at": pl.Datetime("us"),
+})
+# One row per applied order that changed, a flag per kind: compact, expanded by the reader.
+CHANGES_SCHEMA = pl.Schema({
+    "order_id": pl.Int64(), "order_name": pl.String(), **{k: pl.Boolean() for k in CHANGE_KINDS},
+    "updated_at": pl.Datetime("us"), "financial_status": pl.String(), "previous_financial_status": pl.String(),
+    "fulfillment_status": pl.String(), "previous_fulfillment_status": pl.String(),
+    "total_refunded": pl.String(), "previous_refunded_units": pl.Int64(), "cancelled_at": pl.Datetime("us"),
+    "currency_code": pl.String(),
+})
+_PARENTS_SCHEMA = pl.Schema({
+    "order_id": pl.Int64(), "order_updated_at": pl.Datetime("us"), "applied": pl.Boolean(), "fresh": pl.Boolean(),
+})
+_STORED_COLUMNS = "order_id, updated_at, financial_status, fulfillment_status"
+
+
+def _refunded_units(dialect: str) -> str:
+    """``total_refunded`` as an integer count of 10^-MONEY_SCALE units."""
+    if dialect == "sqlite":
+        return "total_refunded"  # already scaled integers
+    if dialect == "postgresql":
+        return f"CAST(total_refunded * {10 ** MONEY_SCALE} AS BIGINT)"
+    return f"CAST(total_refunded * {10 ** MONEY_SCALE} AS SIGNED)"
+
+
+def stored_versions(conn: Connection, shop: str, order_ids: pl.Series) -> pl.DataFrame:
+    """One SELECT of the chunk's keys: the older-version guard and the change records need it."""
+    if order_ids.len() == 0:
+        return pl.DataFrame(schema=_STORED_SCHEMA)
+    dialect = conn.dialect.name
+    select = f"SELECT {_STORED_COLUMNS}, {_refunded_units(dialect)}, cancelled_at FROM order_header"
+    rows: list[Sequence[object]] = []
+    if dialect == "postgresql":
+        # An array parameter: PostgreSQL plans a long literal IN list slowly, and the statement
+        # text stays constant. It goes as one text literal rendered by polars: psycopg's
+        # per-element list adaptation cost more than the lookup (docs/benchmarks.md).
+        ids_text = "{" + order_ids.cast(pl.Int64).cast(pl.String).str.join(",").item() + "}"
+        rows.extend(conn.execute(sa.text(
+            f"{select} WHERE shop = :shop AND order_id = ANY(CAST(:ids AS BIGINT[]))"
+        ), {"shop": shop, "ids": ids_text}).all())
+    elif dialect == "sqlite":
+        # One constant statement with a JSON array: Python's sqlite3 keeps the last 128
+        # prepared statements, and distinct literal IN lists made that cache grow with the
+        # file (docs/benchmarks.md).
+        rows.extend(conn.exec_driver_sql(
+            f"{select} WHERE shop = ? AND order_id IN (SELECT value FROM json_each(?))",
+            (shop, f"[{upsert.id_list(order_ids)}]"),
+        ).all())
+        # Raw reads return SQLAlchemy's stored text format on SQLite.
+        frame = pl.DataFrame(rows, schema={**_STORED_SCHEMA, "stored_updated_at": pl.String(),
+                                           "stored_cancelled_at": pl.String()}, orient="row")
+        return frame.with_columns(
+            pl.col("stored_updated_at").str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us"),
+            pl.col("stored_cancelled_at").str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us", strict=False),
+        )
+    else:
+        for part in upsert.parts(order_ids.to_list(), 20_000):
+            rows.extend(upsert.run_uncached(
+                conn, f"{select} WHERE shop = :shop AND order_id IN ({upsert.id_list(part)})", shop).all())
+    return pl.DataFrame(rows, schema=_STORED_SCHEMA, orient="row")
+
+
+def decide(orders: pl.DataFrame, stored: pl.DataFrame) -> pl.DataFrame:
+    """Join the stored versions: ``applied`` (not older than the stored row) and ``fresh``
+    (no stored row at all, so the order and its children can only be inserted)."""
+    return orders.join(stored, on="order_id", how="left").with_columns(
+        (pl.col("stored_updated_at").is_null() | (pl.col("updated_at") >= pl.col("stored_updated_at")))
+        .alias("applied"),
+        pl.col("stored_updated_at").is_null().alias("fresh"),
+        pl.col("updated_at").alias("order_updated_at"),
+    )
+
+
+def parent_versions(decided: pl.DataFrame) -> pl.DataFrame:
+    """What ``Parents`` keeps of a decided chunk."""
+    return decided.select(list(_PARENTS_SCHEMA))
+
+
+def changes(decided: pl.DataFrame) -> pl.DataFrame:
+    """The change records of the applied orders (``CHANGES_SCHEMA``), one row per order."""
+    refunded_units = pl.col("total_refunded").str.to_decimal(scale=MONEY_SCALE).to_physical().cast(pl.Int64)
+    created = pl.col("stored_updated_at").is_null()
+    frame = decided.filter(pl.col("applied")).with_columns(
+        created.alias(ChangeKind.CREATED.value),
+        (~created & (pl.col("financial_status").ne_missing(pl.col("stored_financial_status"))
+                     | pl.col("fulfillment_status").ne_missing(pl.col("stored_fulfillment_status"))))
+        .alias(ChangeKind.STATUS_CHANGED.value),
+        (~created & (refunded_units > pl.col("stored_refunded_units").fill_null(0))).alias(ChangeKind.REFUNDED.value),
+        (pl.col("cancelled_at").is_not_null() & pl.col("stored_cancelled_at").is_null())
+        .alias(ChangeKind.CANCELLED.value),
+    )
+    return frame.filter(pl.any_horizontal(*CHANGE_KINDS)).select(
+        "order_id", "order_name", *CHANGE_KINDS, "updated_at", "financial_status",
+        pl.col("stored_financial_status").alias("previous_financial_status"), "fulfillment_status",
+        pl.col("stored_fulfillment_status").alias("previous_fulfillment_status"), "total_refunded",
+        pl.col("stored_refunded_units").alias("previous_refunded_units"), "cancelled_at", "currency_code",
+    )
+
+
+class Parents:
+    """Every order seen so far in the file: (id, version, applied, fresh), about 18 bytes each."""
+
+    def __init__(self) -> None:
+        self.frame = pl.DataFrame(schema=_PARENTS_SCHEMA)
+
+    def add(self, chunk: pl.DataFrame) -> None:
+        self.frame = pl.concat([self.frame, chunk.select(list(_PARENTS_SCHEMA))], rechunk=False)
+        if self.frame.n_chunks() > 64:
+            self.frame = self.frame.rechunk()
+
+    def resolve(self, lines: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
+        """Attach order_updated_at/applied to lines: this chunk's orders first, then earlier ones."""
+        local = lines.join(current.select(list(_PARENTS_SCHEMA)), on="order_id", how="left")
+        missing = local.filter(pl.col("applied").is_null())
+        if missing.height == 0 or self.frame.height == 0:
+            return local
+        wanted = missing.get_column("order_id").unique()
+        earlier = self.frame.filter(pl.col("order_id").is_in(wanted.implode())).unique("order_id", keep="last")
+        fixed = missing.drop(["order_updated_at", "applied", "fresh"]).join(earlier, on="order_id", how="left")
+        return pl.concat([local.filter(pl.col("applied").is_not_null()), fixed], how="vertical")
+
+
+@dataclass
+class Decision:
+    """One chunk decided against the stored rows."""
+
+    decided: pl.DataFrame   # the chunk's orders with the stored version, applied, fresh
+    applied: pl.DataFrame   # orders to write
+    lines: pl.DataFrame     # lines of applied orders, with order_updated_at and fresh
+    refunds: pl.DataFrame   # refunds of applied orders, with order_updated_at and fresh
+    changes: pl.DataFrame   # CHANGES_SCHEMA rows
+
+    @property
+    def skipped(self) -> int:
+        return self.decided.height - self.applied.height
+
+    @property
+    def replaced_ids(self) -> list[int]:
+        """Orders stored with a strictly older version. Only these can leave stale children
+        behind: a new order has none (children are written after their header), an equal
+        version wrote the same ones."""
+        replaced = self.applied.filter(pl.col("stored_updated_at").is_not_null()
+                                       & (pl.col("updated_at") > pl.col("stored_updated_at")))
+        return replaced.get_column("order_id").to_list()
+
+
+def decide_chunk(conn: Connection, frames: ChunkFrames, parents: Parents, shop: str, path: Path,
+                 clock: Clock) -> Decision:
+    """Read the stored versions of the chunk's orders and decide what to write."""
+    stored = stored_versions(conn, shop, frames.orders.get_column("order_id"))
+    clock.lap("select_stored")
+    decided = decide(frames.orders, stored)
+    applied = decided.filter(pl.col("applied"))
+    lines = parents.resolve(frames.lines, decided)
+    fail_first(lines, pl.col("applied").is_null(),
+               lambda r: f"LineItem parent {r['parent_gid']} does not appear before this line "
+                         "(children must follow their parent)", path)
+    refunds = frames.refunds.join(applied.select("order_id", "order_updated_at", "fresh"), on="order_id",
+                                  how="inner")
+    decision = Decision(decided=decided, applied=applied, lines=lines.filter(pl.col("applied")), refunds=refunds,
+                        changes=changes(decided))
+    clock.lap("decide")
+    return decision
