@@ -24,10 +24,12 @@ dev: install
 
 test: install
 	$(BIN)/ruff check shopify_sync shopify_sync_tests bench
+	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: install
 	$(BIN)/ruff check shopify_sync shopify_sync_tests bench
+	$(BIN)/mypy
 
 typecheck: install
 	$(BIN)/mypy
