@@ -20,10 +20,9 @@ from sqlalchemy.engine import make_url
 DEFAULT_API_VERSION = "2026-10"
 DEFAULT_SHOPS = "DEMO"
 DEFAULT_START_DATE = "2026-01-01"
-# Picked by bench/ingest.py (docs/benchmarks.md): 10k/20k/50k-line chunks ran at the same
-# speed within noise, while the client's peak RSS grows with the chunk (two chunks are in
-# flight): 20k keeps it near 300 MB, and one chunk commits in ~1-2 s even on a loaded
-# 2-core machine (SPEC: well under 20 s).
+# Picked by bench/ingest.py (figures in docs/benchmarks.md): speed did not depend on the
+# chunk size, while the client's peak RSS grows with it (two chunks are in flight), and a
+# chunk must commit well under SPEC's 20 s.
 DEFAULT_CHUNK_ROWS = 20_000
 
 # Also the width of the warehouse's `shop` columns (tables.py): a longer code is refused

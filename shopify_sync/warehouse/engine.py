@@ -80,7 +80,7 @@ def _sqlite_on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         # 32 MB page cache (default 2 MB): index maintenance of big upserts stays in memory.
-        # 64 MB ingested a 2 GB file no faster (181k vs 179k rows/s) and peaked 59 MB higher.
+        # A larger cache was no faster and used more memory (docs/benchmarks.md).
         cur.execute("PRAGMA cache_size=-32768")
     finally:
         cur.close()
