@@ -10,20 +10,45 @@ on success; otherwise one clear line on stderr, no traceback. The commands are i
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from datetime import date
+from typing import NoReturn
+
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line on stderr and exit code 2, like a configuration error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _parse_date(raw: str) -> date:
+    # Strict: Python's fromisoformat also takes 20261201 and 2026-W48-1, which the help does not promise.
     try:
-        return date.fromisoformat(raw)
+        if _ISO_DAY.fullmatch(raw):
+            return date.fromisoformat(raw)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {raw!r}") from None
+        pass
+    raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {raw!r}")
+
+
+def _parse_port(raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {raw!r}") from None
+    if not 0 <= port <= 65535:
+        # The socket layer would silently take it modulo 65536.
+        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {port}")
+    return port
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="shopify-sync", description="Shopify orders → warehouse → sales metrics, via Dagster.")
+    p = _Parser(prog="shopify-sync", description="Shopify orders → warehouse → sales metrics, via Dagster.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("sync", help="daily incremental sync (watermark window) for one day, every shop by default")
@@ -43,14 +68,14 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("emulator", help="serve the bundled Shopify emulator (prints its base URL)")
     e.add_argument("--host", default="127.0.0.1")
-    e.add_argument("--port", type=int, default=0, help="0 = any free port")
+    e.add_argument("--port", type=_parse_port, default=0, help="0 = any free port")
     e.add_argument("--token", default=None, help="access token the emulator accepts")
     e.add_argument("--orders", type=int, default=None, help="orders per shop")
     e.add_argument("--seed", type=int, default=None)
 
     a = sub.add_parser("api", help="serve the staff HTTP API")
     a.add_argument("--host", default="127.0.0.1")
-    a.add_argument("--port", type=int, default=8000)
+    a.add_argument("--port", type=_parse_port, default=8000)
 
     d = sub.add_parser("db", help="warehouse schema")
     dsub = d.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")

@@ -12,10 +12,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import NoSuchModuleError
 
 DEFAULT_API_VERSION = "2026-10"
 DEFAULT_SHOPS = "DEMO"
@@ -30,6 +32,7 @@ DEFAULT_CHUNK_ROWS = 20_000
 SHOP_CODE_MAX_LENGTH = 32
 _SHOP_CODE = re.compile(rf"^[A-Z0-9_]{{1,{SHOP_CODE_MAX_LENGTH}}}$")
 _MYSHOPIFY = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _API_VERSION = re.compile(r"^\d{4}-(01|04|07|10)$|^unstable$")
 EMULATOR = "emulator"
 
@@ -159,18 +162,47 @@ def _validate_db_url(url: str) -> None:
             "SHOPIFY_SYNC_DATABASE_URL",
             f"unsupported backend {parsed.get_backend_name()!r} (sqlite, mysql+pymysql, postgresql+psycopg)",
         )
+    # Load the dialect and import its DBAPI module (no connection): a driver that is not
+    # installed must fail here, in one line, not at the first step of a run.
+    try:
+        dialect = parsed.get_dialect()
+        if dialect.is_async:
+            raise ConfigError("SHOPIFY_SYNC_DATABASE_URL", f"driver {parsed.drivername!r} is async; use a sync driver "
+                                                           "(mysql+pymysql, postgresql+psycopg)")
+        dialect.import_dbapi()
+    except (NoSuchModuleError, ImportError):
+        raise ConfigError(
+            "SHOPIFY_SYNC_DATABASE_URL",
+            f"driver {parsed.drivername!r} is not installed (sqlite, mysql+pymysql, postgresql+psycopg)",
+        ) from None
 
 
 def _validate_storage_url(url: str) -> None:
     parsed = urlparse(url)
     if parsed.scheme == "file":
-        if not parsed.path.startswith("/"):
+        # `file://relative/objs` parses as host "relative", path "/objs": the same rule as open_store.
+        if parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/"):
             raise ConfigError("SHOPIFY_SYNC_STORAGE_URL", f"file URL must be absolute (file:///abs/path), got {url!r}")
     elif parsed.scheme == "s3":
+        if "@" in parsed.netloc or ":" in parsed.netloc:
+            # Never echo the URL here: it may carry credentials.
+            raise ConfigError("SHOPIFY_SYNC_STORAGE_URL", "s3 URL must not embed credentials or a port "
+                                                          "(use AWS_* variables and SHOPIFY_SYNC_S3_ENDPOINT_URL)")
         if not parsed.netloc:
             raise ConfigError("SHOPIFY_SYNC_STORAGE_URL", f"s3 URL needs a bucket (s3://bucket/prefix), got {url!r}")
     else:
         raise ConfigError("SHOPIFY_SYNC_STORAGE_URL", f"must be file:///abs/path or s3://bucket/prefix, got {url!r}")
+
+
+def _is_iso_day(raw: str) -> bool:
+    # The regex first: Python's fromisoformat also takes 20261201 and 2026-W48-1.
+    if not _ISO_DAY.fullmatch(raw):
+        return False
+    try:
+        date.fromisoformat(raw)
+    except ValueError:
+        return False
+    return True
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -193,8 +225,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("SHOPIFY_SYNC_S3_ENDPOINT_URL", f"malformed URL {s3_endpoint!r}")
 
     start_date = env.get("SHOPIFY_SYNC_START_DATE", "").strip() or DEFAULT_START_DATE
-    if not re.match(r"^\d{4}-\d{2}-\d{2}$", start_date):
-        raise ConfigError("SHOPIFY_SYNC_START_DATE", f"must be YYYY-MM-DD, got {start_date!r}")
+    if not _is_iso_day(start_date):
+        raise ConfigError("SHOPIFY_SYNC_START_DATE", f"must be a date YYYY-MM-DD, got {start_date!r}")
 
     return Settings(
         shops=shops,

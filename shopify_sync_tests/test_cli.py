@@ -69,6 +69,32 @@ def test_unknown_shop_and_bad_dates(clean_env, capsys) -> None:
     assert "SHOPIFY_SYNC_START_DATE" in _one_line(capsys.readouterr().err)
 
 
+@pytest.mark.parametrize("argv", [
+    ["sync", "--date", "2026-W48-1"],  # both taken by Python 3.11's date.fromisoformat
+    ["sync", "--date", "20261201"],
+    ["backfill", "--start", "2026-03-01", "--end", "2026-3-5"],
+    ["api", "--port", "70000"],  # would listen on 70000 % 65536
+    ["emulator", "--port", "-1"],
+])
+def test_bad_flags_are_one_line_usage_errors(clean_env, capsys, argv) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    line = _one_line(capsys.readouterr().err)
+    flag = next(a for a in argv if a.startswith("--") and a != "--start")
+    assert line.startswith(f"shopify-sync {argv[0]}: error: argument {flag}: "), line
+
+
+def test_bad_storage_url_and_missing_driver_are_one_line(clean_env, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("SHOPIFY_SYNC_STORAGE_URL", "file://relative/objs")
+    assert main(["status"]) == 2
+    assert _one_line(capsys.readouterr().err).startswith("shopify-sync: error: SHOPIFY_SYNC_STORAGE_URL: ")
+    monkeypatch.delenv("SHOPIFY_SYNC_STORAGE_URL")
+    monkeypatch.setenv("SHOPIFY_SYNC_DATABASE_URL", "mysql+nodriver://u:pw@127.0.0.1:1/d")
+    assert main(["db", "upgrade"]) == 2
+    assert _one_line(capsys.readouterr().err).startswith("shopify-sync: error: SHOPIFY_SYNC_DATABASE_URL: ")
+
+
 def test_replay_of_an_unknown_run(clean_env, capsys) -> None:
     assert main(["replay", "--run-id", "does-not-exist"]) == 1
     assert "no archived raw file for run 'does-not-exist'" in _one_line(capsys.readouterr().err)
