@@ -20,6 +20,7 @@ The engine handed in is already migrated (``make_engine`` applies the schema onc
 from __future__ import annotations
 
 import json
+import posixpath
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -296,18 +297,23 @@ def archived_jobs(engine: Engine, run_id: str) -> list[SyncJob]:
     """Jobs whose raw file was archived by run ``run_id`` (the newest per shop), for replay.
 
     A resumed job records the latest run that worked on it, but its raw file keeps the
-    run id of the run that downloaded it; both identify it here.
+    run id of the run that downloaded it; both identify it here. The match is exact: the
+    id is user input, so ``%`` and ``_`` are escaped in the SQL filter, and the rows are
+    checked again in Python because MariaDB compares under a case-insensitive collation.
     """
+    names = {f"{run_id}.jsonl", f"{run_id}.jsonl.gz"}
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(sync_job)
             .where(sync_job.c.archive_key.is_not(None), sync_job.c.job_type != Mode.REPLAY.value,
-                   sa.or_(sync_job.c.run_id == run_id, sync_job.c.archive_key.like(f"%/{run_id}.jsonl%")))
+                   sa.or_(sync_job.c.run_id == run_id,
+                          *(sync_job.c.archive_key.endswith(f"/{name}", autoescape=True) for name in names)))
             .order_by(sync_job.c.shop, sync_job.c.created_at.desc())
         ).mappings().all()
     newest: dict[str, SyncJob] = {}
     for row in rows:
-        newest.setdefault(str(row["shop"]), SyncJob.from_row(row))
+        if row["run_id"] == run_id or posixpath.basename(str(row["archive_key"])) in names:
+            newest.setdefault(str(row["shop"]), SyncJob.from_row(row))
     return list(newest.values())
 
 

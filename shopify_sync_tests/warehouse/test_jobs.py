@@ -111,3 +111,34 @@ def test_restarting_a_jobs_ingest_keeps_its_change_records_in_order(db_url: str)
         assert stored() == []
     finally:
         engine.dispose()
+
+
+def test_archived_jobs_match_the_run_id_exactly(db_url: str) -> None:
+    """``replay --run-id %`` must not replay every shop: the id is not a LIKE pattern."""
+    from datetime import date
+
+    from shopify_sync.storage.keys import raw_key
+    from shopify_sync.vocab import Mode
+
+    engine = make_engine(db_url)
+    day = date(2026, 11, 22)
+    try:
+        for shop, run_id, archived_by, gz in [("A", "r-1", "r-1", False), ("B", "rx1", "rx1", True),
+                                              ("C", "R-1", "R-1", False), ("D", "later", "first", False)]:
+            job = jobs.create_job(engine, shop=shop, job_type=Mode.DAILY_INCREMENTAL, partition_key=day.isoformat(),
+                                  run_id=run_id)
+            with engine.begin() as conn:
+                jobs.mark_downloaded(conn, job.job_id, object_count=1,
+                                     archive_key=raw_key(shop, Mode.DAILY_INCREMENTAL, day, archived_by, gz=gz))
+
+        def shops(run_id: str) -> list[str]:
+            return sorted(j.shop for j in jobs.archived_jobs(engine, run_id))
+
+        for pattern in ("%", "_", "r%", "r_1", "%1", "r-1%", "/", "\\", ".jsonl", ""):
+            assert shops(pattern) == [], pattern
+        assert shops("r-1") == ["A"]  # not "R-1": MariaDB's collation would say equal
+        assert shops("R-1") == ["C"]
+        assert shops("rx1") == ["B"]  # the .jsonl.gz archive
+        assert shops("first") == ["D"] and shops("later") == ["D"]  # a resumed job: either run
+    finally:
+        engine.dispose()
