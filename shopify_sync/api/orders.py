@@ -63,7 +63,9 @@ def decode_cursor(cursor: str, filters: Filters) -> tuple[datetime, str, int]:
             raise bad
         if not 0 <= order_id <= MAX_ID or len(shop) > 32:
             raise bad
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+    # OverflowError: a forged offset at the ends of the calendar (0001-01-01T00:00:00+05:00)
+    # has no UTC datetime.
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError, OverflowError):
         raise bad from None
     if payload.get("f") != filters:
         raise ApiError(400, "bad_cursor", "cursor was issued for other filters (shop, start, end)")

@@ -95,6 +95,12 @@ def test_framework_errors_use_our_shape(client: TestClient) -> None:
     # Well-formed but forged: an order id beyond BIGINT must not reach the database.
     ("cursor=" + _cursor({"v": 1, "p": "2026-01-01T00:00:00+00:00", "s": "DEMO", "o": 2**70,
                           "f": [None, None, None]}), 400, "bad_cursor"),
+    # Forged instants with no UTC datetime (OverflowError in astimezone).
+    ("cursor=" + _cursor({"v": 1, "p": "0001-01-01T00:00:00+05:00", "s": "DEMO", "o": 1,
+                          "f": [None, None, None]}), 400, "bad_cursor"),
+    ("cursor=" + _cursor({"v": 1, "p": "9999-12-31T23:59:59-05:00", "s": "DEMO", "o": 1,
+                          "f": [None, None, None]}), 400, "bad_cursor"),
+    ("cursor=" + _cursor({"v": 1, "p": 20261201, "s": "DEMO", "o": 1, "f": [None, None, None]}), 400, "bad_cursor"),
     ("cursor=" + "A" * 1001, 422, "invalid_request"),
     ("strat=2026-01-01", 422, "invalid_request"),  # a misspelt filter is not silently ignored
 ])
