@@ -6,9 +6,13 @@ the one error shape, lazily opened backends and the OpenAPI document.
 
 from __future__ import annotations
 
+import copy
+import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import Depends, FastAPI
 
@@ -18,6 +22,7 @@ from shopify_sync.api.deps import Backends, reject_unknown_query
 from shopify_sync.api.errors import ErrorResponse, install_error_handlers
 from shopify_sync.api.launcher import DagsterLauncher
 from shopify_sync.config import ConfigError, Settings, load_settings
+from shopify_sync.redact import REDACTED, scrub_secrets
 
 API_TITLE = "shopify_sync staff API"
 API_VERSION = "1.0.0"
@@ -69,4 +74,46 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
     settings = settings or load_settings()
     if not settings.api_token:
         raise ConfigError("SHOPIFY_SYNC_API_TOKEN", "not set; the staff API refuses to start without a bearer token")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=True,
+                log_config=access_log_config(uvicorn.config.LOGGING_CONFIG))
+
+
+# The API's own query parameters: their values are logged; any other parameter's value is
+# not (a `?token=…` someone pasted into a URL must not land in the access log).
+_LOGGED_PARAMS = frozenset({"shop", "start", "end", "limit", "days", "cursor"})
+_PARAM_NAME = re.compile(r"[A-Za-z_-]{1,40}")
+
+
+def scrub_request_target(target: str) -> str:
+    """A request's path and query as the access log may show them."""
+    parts = urlsplit(target)
+    path = scrub_secrets(parts.path)
+    if not parts.query:
+        return path
+    query = "&".join(_logged_param(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True))
+    return f"{path}?{scrub_secrets(query)}"
+
+
+def _logged_param(key: str, value: str) -> str:
+    if key in _LOGGED_PARAMS:
+        return f"{key}={quote(value, safe='')}"
+    # A name like `token` or `X-Amz-Signature` is kept; a value pasted without a name is not.
+    return f"{key}={REDACTED}" if _PARAM_NAME.fullmatch(key) else REDACTED
+
+
+class AccessLogScrubber(logging.Filter):
+    """On uvicorn's access handler: rewrites the request target (``args[2]``) of each record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (*args[:2], scrub_request_target(args[2]), *args[3:])
+        return True
+
+
+def access_log_config(base: dict[str, Any]) -> dict[str, Any]:
+    """uvicorn's logging config (``base``) with ``AccessLogScrubber`` on its access handler."""
+    config = copy.deepcopy(base)
+    config.setdefault("filters", {})["scrub_query"] = {"()": AccessLogScrubber}
+    config["handlers"]["access"].setdefault("filters", []).append("scrub_query")
+    return config
