@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
+from urllib.parse import unquote
 
 REDACTED = "<redacted>"
 _SECRET_PATTERNS = (
@@ -19,20 +20,28 @@ _SECRET_PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{6,}"),
     re.compile(r"(?i)((?:x-shopify-access-token|access[_-]?token|api[_-]?token|password|secret)"
                r"[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&}]+"),
+    # Query parameters that carry a credential: `?token=`, presigned URLs' signatures.
+    re.compile(r"(?i)([?&](?:token|key|sig|signature|client_secret|[a-z-]*(?:signature|credential|security-token))=)"
+               r"[^&\s#\"']+"),
 )
-# scheme://user:password@host → keep user and host, hide the password.
-_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)([^@\s/]+)(@)")
+# scheme://user:password@host → keep user and host, hide the password. The password runs to
+# the token's last "@": people write "/" and "@" unencoded in it.
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(\S+)(@)")
 _SECRET_ENV = re.compile(r"^(SHOPIFY_[A-Z0-9_]+_TOKEN|SHOPIFY_SYNC_API_TOKEN|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN)$")
+# Settings that are URLs and may carry a password (the store URL of a shop among them).
+_URL_ENV = re.compile(r"^(SHOPIFY_SYNC_DATABASE_URL|SHOPIFY_SYNC_STORAGE_URL|SHOPIFY_SYNC_S3_ENDPOINT_URL"
+                      r"|SHOPIFY_[A-Z0-9_]+_STORE)$")
 
 
 def env_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Secret values configured in the environment (tokens, AWS secret, DB URL password)."""
+    """Secret values configured in the environment (tokens, AWS secret, URL passwords)."""
     env = os.environ if environ is None else environ
     found = [v for k, v in env.items() if _SECRET_ENV.match(k) and v and len(v.strip()) >= 4]
-    db_url = env.get("SHOPIFY_SYNC_DATABASE_URL", "")
-    m = _URL_PASSWORD.search(db_url)
-    if m and len(m.group(2)) >= 4:
-        found.append(m.group(2))
+    for name, url in env.items():
+        m = _URL_PASSWORD.search(url) if _URL_ENV.match(name) else None
+        if m and len(m.group(2)) >= 4:
+            # As written in the URL and as a driver's message shows it, percent-decoded.
+            found += [m.group(2), unquote(m.group(2))]
     return [s.strip() for s in found]
 
 
