@@ -137,7 +137,7 @@ def run_sync_job(
     return RunOutcome(result.run_id, False, first_failure(result))
 
 
-def _error_line(data: StepFailureData) -> str:
+def step_error_line(data: StepFailureData) -> str:
     """The root cause of a failed step, on one line (a ``dg.Failure`` says it in its description).
 
     Dagster's wrappers ("Error occurred while executing", "Exceeded max_retries") are
@@ -162,7 +162,7 @@ def first_failure(result: dg.ExecuteInProcessResult) -> str:
     """The first failed step and its root cause, else the first failed check, on one line."""
     for event in result.all_events:
         if event.is_step_failure:
-            return f"step {event.step_key}: {_error_line(event.step_failure_data)}"
+            return f"step {event.step_key}: {step_error_line(event.step_failure_data)}"
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.asset_check_evaluation_data
