@@ -49,6 +49,8 @@ def _parse_port(raw: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="shopify-sync", description="Shopify orders → warehouse → sales metrics, via Dagster.")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="on failure, also show Dagster's log records and the stack trace")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("sync", help="daily incremental sync (watermark window) for one day, every shop by default")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import TypedDict
@@ -17,6 +18,7 @@ from shopify_sync.api.app import serve as serve_api
 from shopify_sync.config import ConfigError, Settings, load_settings
 from shopify_sync.emulator import serve as serve_emulator
 from shopify_sync.errors import summarize_error
+from shopify_sync.failures import classify, failure_line, warehouse_setting
 from shopify_sync.launch.inprocess import InProcessLauncher, replay_launches
 from shopify_sync.launch.plan import Launch, backfill_launch, daily_launch
 from shopify_sync.warehouse import make_engine
@@ -45,9 +47,9 @@ def _check_day(settings: Settings, day: date, what: str) -> None:
                        f"the latest day you can sync is {today - timedelta(days=1)}")
 
 
-def _run_all(settings: Settings, launches: list[Launch]) -> int:
+def _run_all(settings: Settings, launches: list[Launch], verbose: bool = False) -> int:
     """Run each launch one after another; report each; 0 only if all passed."""
-    launcher = InProcessLauncher(settings)
+    launcher = InProcessLauncher(settings, verbose=verbose)
     failures = 0
     for launch in launches:
         outcome = launcher.run(launch)
@@ -62,7 +64,8 @@ def _run_all(settings: Settings, launches: list[Launch]) -> int:
 def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     day = args.date or (datetime.now(UTC).date() - timedelta(days=1))
     _check_day(settings, day, "--date")
-    return _run_all(settings, [daily_launch(code, day) for code in _shops(settings, args.shop)])
+    return _run_all(settings, [daily_launch(code, day) for code in _shops(settings, args.shop)],
+                    args.verbose)
 
 
 def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
@@ -70,18 +73,28 @@ def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
         raise CliError(f"--end {args.end} is before --start {args.start}")
     _check_day(settings, args.start, "--start")
     _check_day(settings, args.end, "--end")
-    return _run_all(settings, [backfill_launch(code, args.start, args.end) for code in _shops(settings, args.shop)])
+    return _run_all(settings, [backfill_launch(code, args.start, args.end) for code in _shops(settings, args.shop)], args.verbose)
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     launches = replay_launches(settings, args.run_id)
     if not launches:
         raise CliError(f"no archived raw file for run {args.run_id!r} (see `shopify-sync status` for run ids)")
-    return _run_all(settings, launches)
+    return _run_all(settings, launches, args.verbose)
+
+
+def _naming_setting(exc: Exception) -> CliError:
+    """A warehouse or store failure as one line naming the variable to fix."""
+    return CliError(failure_line(exc, classify(exc).setting or warehouse_setting()))
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    print(InProcessLauncher(settings).status())
+    launcher = InProcessLauncher(settings)
+    try:
+        table = launcher.status()
+    except Exception as exc:
+        raise _naming_setting(exc) from exc
+    print(table)
     return 0
 
 
@@ -110,7 +123,10 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
-    engine = make_engine(settings.database_url)  # migrates to head
+    try:
+        engine = make_engine(settings.database_url)  # migrates to head
+    except Exception as exc:
+        raise _naming_setting(exc) from exc
     engine.dispose()
     print(f"warehouse schema is at head ({engine.url.render_as_string(hide_password=True)})")
     return 0
@@ -133,11 +149,18 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings()
         return COMMANDS[args.command](settings, args)
     except (ConfigError, CliError) as exc:
+        _print_traceback(args)
         print(f"shopify-sync: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
     except KeyboardInterrupt:
         print("shopify-sync: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - the operator gets one line, never a traceback
+    except Exception as exc:  # noqa: BLE001 - the operator gets one line (a traceback only with --verbose)
+        _print_traceback(args)
         print(f"shopify-sync: error: {summarize_error(exc).one_line()}", file=sys.stderr)
         return 1
+
+
+def _print_traceback(args: argparse.Namespace) -> None:
+    if getattr(args, "verbose", False):
+        traceback.print_exc(file=sys.stderr)

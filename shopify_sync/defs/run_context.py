@@ -1,17 +1,30 @@
 """From a Dagster step to the sync: the run's identity, and the ``StepContext`` of one step.
 
-Every asset builds its context through ``step_context`` (one call per asset body), so the
-way a step reaches the warehouse, the object store and Shopify is decided here once.
+Every asset body runs inside ``asset_step`` (one per body), so the way a step reaches
+the warehouse, the object store and Shopify, and the way its failures are mapped to
+Dagster's, are decided here once. The engine and the store are built *inside* that
+mapping: an unreachable warehouse or an unusable store fails the step at once, with
+one line naming the setting, instead of going through the retry policy
+(``shopify_sync.failures`` decides what a retry can help).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
 
 from shopify_sync.config import load_settings
+from shopify_sync.defs.partitions import shop_days_for_context
 from shopify_sync.defs.resources import ObjectStoreResource, ShopifyBulkResource, WarehouseResource
+from shopify_sync.errors import ErrorSummary, summarize_error
+from shopify_sync.failures import classify, failure_line, storage_setting, warehouse_setting
+from shopify_sync.storage.object_store import ObjectStore
 from shopify_sync.sync import RunInfo, StepContext
+from shopify_sync.telemetry import SyncTelemetry
 from shopify_sync.timeutil import as_utc, utcnow
+from shopify_sync.vocab import Step, StepStatus
 
 ExecutionContext = dg.AssetExecutionContext | dg.AssetCheckExecutionContext
 
@@ -24,19 +37,74 @@ def run_info(context: ExecutionContext) -> RunInfo:
     return RunInfo.from_tags(run.run_id, run.tags, as_utc(created))
 
 
+class SetupFailed(Exception):
+    """A resource could not be built; ``setting`` is the variable to fix."""
+
+    def __init__(self, setting: str, cause: Exception) -> None:
+        super().__init__(failure_line(cause, setting))
+        self.setting = setting
+
+
 def step_context(
     context: ExecutionContext,
     warehouse: WarehouseResource,
     object_store: ObjectStoreResource,
     shopify: ShopifyBulkResource | None = None,
 ) -> StepContext:
+    """The step's context; raises ``SetupFailed`` when the store or the warehouse is unusable."""
+    run = run_info(context)
+    try:
+        store = object_store.get_store()
+    except Exception as exc:
+        raise SetupFailed(storage_setting(), exc) from exc
+    try:
+        engine = warehouse.get_engine()  # connects and migrates: a wrong URL fails here
+    except Exception as exc:
+        record_early_failure(context, run, store, summarize_error(exc), warehouse_setting())
+        raise SetupFailed(warehouse_setting(), exc) from exc
     return StepContext(
-        run=run_info(context),
+        run=run,
         # Window knobs (floor, lookback) are read at run time, like every resource.
         settings=load_settings(),
-        engine=warehouse.get_engine(),
-        store=object_store.get_store(),
+        engine=engine,
+        store=store,
         shopify=shopify,
         chunk_rows=warehouse.chunk_rows,
         log=context.log,
     )
+
+
+def record_early_failure(
+    context: ExecutionContext, run: RunInfo, store: ObjectStore, error: ErrorSummary, setting: str
+) -> None:
+    """The ``failed`` record (SPEC §6) of a run that fails before any step could write one."""
+    try:
+        shops = dict.fromkeys(sd.shop for sd in shop_days_for_context(context))
+        for shop in shops:
+            SyncTelemetry(store, run_id=run.run_id, shop=shop, job_type=run.mode, initiator=run.initiator,
+                          run_created_at=run.created_at, process_initiated_at=run.created_at).record(
+                Step.FAILED, StepStatus.FAILED, error=ErrorSummary(error.type, f"{setting}: {error.message}"))
+    except Exception:  # noqa: BLE001 - a store that cannot take it must not hide the cause
+        pass
+
+
+@contextmanager
+def asset_step(
+    context: ExecutionContext,
+    warehouse: WarehouseResource,
+    object_store: ObjectStoreResource,
+    shopify: ShopifyBulkResource | None = None,
+) -> Iterator[StepContext]:
+    """The step's context, with its failures mapped: what a retry cannot help becomes a
+    ``dg.Failure`` without retries whose description names the setting to fix."""
+    try:
+        yield step_context(context, warehouse, object_store, shopify)
+    except dg.Failure:
+        raise
+    except SetupFailed as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc.__cause__
+    except Exception as exc:
+        verdict = classify(exc)
+        if verdict.retry:
+            raise
+        raise dg.Failure(description=failure_line(exc, verdict.setting), allow_retries=False) from exc

@@ -9,6 +9,7 @@ whose process died.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -17,12 +18,14 @@ from pathlib import Path
 
 import dagster as dg
 import psutil
-from dagster._utils.error import SerializableErrorInfo
+from dagster._core.execution.plan.objects import StepFailureData
+from dagster._utils.log import create_console_logger
 
-from shopify_sync.config import Settings
+from shopify_sync.config import ConfigError, Settings
 from shopify_sync.defs import build_definitions
 from shopify_sync.defs.sensors import complete_run_telemetry
-from shopify_sync.errors import ErrorSummary
+from shopify_sync.errors import ErrorSummary, summarize_error, summarize_text
+from shopify_sync.failures import HOME
 from shopify_sync.launch.plan import (
     SYNC_JOB_NAME,
     TAG_PARTITION_SHOP,
@@ -107,9 +110,12 @@ def runs_in_progress(instance: dg.DagsterInstance, shop: str) -> list[dg.Dagster
 
 def run_sync_job(
     settings: Settings, instance: dg.DagsterInstance, *, tags: dict[str, str], partition_key: str | None,
-    log_level: str = "INFO",
+    log_level: str = "INFO", verbose: bool = False,
 ) -> RunOutcome:
-    """Execute the sync job in this process; never raises for a failed run."""
+    """Execute the sync job in this process; never raises for a failed run.
+
+    ``verbose`` keeps Dagster's ERROR records (stack traces) on the console.
+    """
     fail_orphaned_runs(instance, settings)
     shop = tags.get(TAG_SHOP)
     if shop and tags.get(TAG_MODE) != Mode.FULL_BACKFILL_EXECUTE.value:
@@ -119,7 +125,8 @@ def run_sync_job(
         if busy:
             return RunOutcome(busy[0].run_id, False,
                               f"another sync of shop {shop} is running (run {busy[0].run_id}); not started")
-    result = _job(settings).execute_in_process(
+    job = _job(settings) if verbose else _job(settings).with_logger_defs({"console": quiet_console_logger})
+    result = job.execute_in_process(
         instance=instance, partition_key=partition_key, raise_on_error=False,
         tags={**tags, TAG_PID: str(os.getpid()), TAG_HOST: socket.gethostname()},
         # Step-by-step DEBUG events are in the UI; the terminal gets what an operator acts on.
@@ -130,19 +137,32 @@ def run_sync_job(
     return RunOutcome(result.run_id, False, first_failure(result))
 
 
-def _innermost_message(error: SerializableErrorInfo) -> str:
-    # dg.Failure and Dagster's step wrapper hide the client's error; show the user message.
-    while error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
+def step_error_line(data: StepFailureData) -> str:
+    """The root cause of a failed step, on one line (a ``dg.Failure`` says it in its description).
+
+    Dagster's wrappers ("Error occurred while executing", "Exceeded max_retries") are
+    followed down the ``cause`` chain: the operator needs what they wrap.
+    """
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return summarize_text("Failure", data.user_failure_data.description).message
+    error = data.error
+    if error is None:
+        return "step failed"
+    while error.cause is not None:
         error = error.cause
-    lines = (error.message or "").strip().splitlines()
-    return lines[0] if lines else error.cls_name or ""
+    # ``message`` starts with the qualified class name (``psycopg.OperationalError: ...``).
+    message = error.message.strip()
+    qualified, _, rest = message.partition(": ")
+    if qualified.rsplit(".", 1)[-1] == error.cls_name:
+        message = rest
+    return summarize_text(error.cls_name or "Error", message).one_line()
 
 
 def first_failure(result: dg.ExecuteInProcessResult) -> str:
-    """The first failed step and its error, else the first failed check, on one line."""
+    """The first failed step and its root cause, else the first failed check, on one line."""
     for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data.error is not None:
-            return f"step {event.step_key}: {_innermost_message(event.step_failure_data.error)}"
+        if event.is_step_failure:
+            return f"step {event.step_key}: {step_error_line(event.step_failure_data)}"
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.asset_check_evaluation_data
@@ -151,17 +171,36 @@ def first_failure(result: dg.ExecuteInProcessResult) -> str:
     return "run failed"
 
 
+class _NoErrorRecords(logging.Filter):
+    # Dagster logs every failed step with its stack trace and every skipped one on its own
+    # line; without --verbose the CLI's one FAILED line says what failed (the UI keeps all).
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
+
+
+@dg.logger(config_schema={"log_level": dg.Field(str, default_value="INFO")})
+def quiet_console_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
+    """Dagster's console logger without its ERROR records (the CLI's default)."""
+    log = create_console_logger("dagster", init_context.logger_config["log_level"])
+    log.addFilter(_NoErrorRecords())
+    return log
+
+
 def dagster_home(settings: Settings) -> Path:
     """``DAGSTER_HOME`` if set, else ``$SHOPIFY_SYNC_HOME/dagster_home`` (created, and exported)."""
     raw = os.environ.get("DAGSTER_HOME", "").strip()
     home = Path(raw).expanduser().absolute() if raw else settings.home / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        # The project's instance config (per-shop run limit, run monitoring) when running
-        # from a checkout; otherwise at least keep Dagster's usage telemetry off.
-        shipped = Path(__file__).resolve().parents[2] / "dagster.yaml"
-        config.write_text(shipped.read_text() if shipped.is_file() else "telemetry:\n  enabled: false\n")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        if not config.exists():
+            # The project's instance config (per-shop run limit, run monitoring) when running
+            # from a checkout; otherwise at least keep Dagster's usage telemetry off.
+            shipped = Path(__file__).resolve().parents[2] / "dagster.yaml"
+            config.write_text(shipped.read_text() if shipped.is_file() else "telemetry:\n  enabled: false\n")
+    except OSError as exc:
+        # A read-only or non-directory home: no run can be recorded, and no retry helps.
+        raise ConfigError("DAGSTER_HOME" if raw else HOME, summarize_error(exc).one_line()) from exc
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -169,13 +208,15 @@ def dagster_home(settings: Settings) -> Path:
 class InProcessLauncher:
     """The CLI's runs and run listing, against the ``DAGSTER_HOME`` instance."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, verbose: bool = False) -> None:
         self.settings = settings
+        self.verbose = verbose
         dagster_home(settings)
         self.instance = dg.DagsterInstance.get()
 
     def run(self, launch: Launch) -> RunOutcome:
-        return run_sync_job(self.settings, self.instance, tags=launch.tags, partition_key=launch.partition_key)
+        return run_sync_job(self.settings, self.instance, tags=launch.tags, partition_key=launch.partition_key,
+                            verbose=self.verbose)
 
     def status(self) -> str:
         return status_table(self.settings, self.instance)

@@ -10,16 +10,14 @@ definition depends on the configured shops).
 # No `from __future__ import annotations` here: Dagster reads the parameter annotations
 # (context type, resources) of these functions as objects when it decorates them.
 from collections.abc import Iterator
-from typing import NoReturn
 
 import dagster as dg
 
-from shopify_sync.config import ConfigError
 from shopify_sync.defs.assets.keys import INGEST_GROUP, ORDER_TABLES, OWNERS, RAW_KEY, SHOPIFY_RETRY
 from shopify_sync.defs.metadata import Metadata, per_shop
 from shopify_sync.defs.partitions import shop_days_for_context
 from shopify_sync.defs.resources import ObjectStoreResource, ShopifyBulkResource, WarehouseResource
-from shopify_sync.defs.run_context import step_context
+from shopify_sync.defs.run_context import asset_step
 from shopify_sync.sync import FetchOutcome, LoadOutcome, fetch_raw, load_orders
 from shopify_sync.warehouse.queries import order_table_rows
 
@@ -35,18 +33,6 @@ ORDER_TABLE_SPECS = [
                  description=_TABLE_DESCRIPTIONS[key.path[-1]])
     for key in ORDER_TABLES
 ]
-
-
-def raise_for_shopify(exc: Exception) -> NoReturn:
-    """Errors that a retry cannot fix fail the step at once; the rest go to ``SHOPIFY_RETRY``.
-
-    The client's typed errors say whether running again can help (``retryable``);
-    bad configuration and bad input never can.
-    """
-    retryable = getattr(exc, "retryable", None)
-    if isinstance(exc, ConfigError | ValueError) or retryable is False:
-        raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
-    raise exc
 
 
 def fetch_metadata(outcomes: list[FetchOutcome]) -> Metadata:
@@ -80,13 +66,9 @@ def shopify_bulk_jsonl(
     watermark (minus the lookback, never before the floor); backfills fetch orders
     *created* in the selected days. A crashed run re-polls its stored operation.
     """
-    ctx = step_context(context, warehouse, object_store, shopify)
-    outcomes = []
-    for sd in shop_days_for_context(context):
-        try:
-            outcomes.append(fetch_raw(ctx, sd.shop, sd.key, first_day=sd.first, start=sd.start, end=sd.end))
-        except Exception as exc:
-            raise_for_shopify(exc)
+    with asset_step(context, warehouse, object_store, shopify) as ctx:
+        outcomes = [fetch_raw(ctx, sd.shop, sd.key, first_day=sd.first, start=sd.start, end=sd.end)
+                    for sd in shop_days_for_context(context)]
     run_md: Metadata = {"mode": dg.MetadataValue.text(ctx.run.mode.value),
                         "initiator": dg.MetadataValue.text(ctx.run.initiator.value)}
     return dg.MaterializeResult(metadata={**run_md, **fetch_metadata(outcomes)})
@@ -123,16 +105,17 @@ def order_tables(
     each chunk commits with the job's ``lines_committed``, so a re-run resumes
     after the last committed chunk.
     """
-    ctx = step_context(context, warehouse, object_store)
-    loads = [load_orders(ctx, sd.shop, sd.key) for sd in shop_days_for_context(context)]
+    with asset_step(context, warehouse, object_store) as ctx:
+        loads = [load_orders(ctx, sd.shop, sd.key) for sd in shop_days_for_context(context)]
+        shops = [lo.shop for lo in loads]
+        row_counts = {key: order_table_rows(ctx.engine, key.path[-1], shops) for key in ORDER_TABLES}
     common = load_metadata(loads)
-    shops = [lo.shop for lo in loads]
     for key in ORDER_TABLES:
         table = key.path[-1]
         yield dg.MaterializeResult(asset_key=key, metadata={
             **common,
             "rows_upserted": dg.MetadataValue.int(sum(int(lo.rows.get(table, 0)) for lo in loads)),
-            "dagster/row_count": dg.MetadataValue.int(order_table_rows(ctx.engine, table, shops)),
+            "dagster/row_count": dg.MetadataValue.int(row_counts[key]),
         })
 
 

@@ -23,4 +23,6 @@ WATERMARK_CHECK = "watermark_not_regressed"
 # FAILED operations a bounded number of times; this step-level policy only covers
 # what escapes it (poll budget exhausted, a dropped connection mid-download). A
 # retried attempt re-polls the stored operation id, so it never pays for a new job.
+# What a retry cannot help (configuration, an unusable warehouse or store, a rejected
+# token) never reaches it: ``defs.run_context.asset_step`` fails those without retries.
 SHOPIFY_RETRY = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)

@@ -27,7 +27,7 @@ from shopify_sync.defs.assets.keys import (
 from shopify_sync.defs.metadata import per_shop
 from shopify_sync.defs.partitions import shop_days_for_context
 from shopify_sync.defs.resources import ObjectStoreResource, WarehouseResource
-from shopify_sync.defs.run_context import step_context
+from shopify_sync.defs.run_context import asset_step
 from shopify_sync.metrics.measurements import performance_frame, refresh_products, sales_frame, write_parquet
 from shopify_sync.storage import performance_key, sales_key
 from shopify_sync.sync import FinishOutcome, finish_run, step_telemetry
@@ -53,13 +53,13 @@ def product(
     not cancelled); a product with no counted line in a window shows 0, never a
     stale figure. What staff dashboards read for "how is this product doing".
     """
-    ctx = step_context(context, warehouse, object_store)
-    count = 0
-    previews = []
-    for sd in shop_days_for_context(context):
-        with step_telemetry(ctx, sd.shop, sd.key, Step.TRANSFORMING):
-            count += int(refresh_products(ctx.engine, sd.shop, as_of=sd.last) or 0)
-            previews.append(top_products_md(sd.shop, top_products(ctx.engine, sd.shop)))
+    with asset_step(context, warehouse, object_store) as ctx:
+        count = 0
+        previews = []
+        for sd in shop_days_for_context(context):
+            with step_telemetry(ctx, sd.shop, sd.key, Step.TRANSFORMING):
+                count += int(refresh_products(ctx.engine, sd.shop, as_of=sd.last) or 0)
+                previews.append(top_products_md(sd.shop, top_products(ctx.engine, sd.shop)))
     return dg.MaterializeResult(metadata={"dagster/row_count": dg.MetadataValue.int(count),
                                           "top_products": dg.MetadataValue.md("\n\n".join(previews))})
 
@@ -73,17 +73,17 @@ def measurement_sales(
     overwritten (byte-identical for the same data) on re-run. A daily run writes its
     day; a backfill writes every day of its range.
     """
-    ctx = step_context(context, warehouse, object_store)
-    rows = 0
-    keys = []
-    for sd in shop_days_for_context(context):
-        with step_telemetry(ctx, sd.shop, sd.key, Step.TRANSFORMING):
-            for day in sd.days:
-                frame = sales_frame(ctx.engine, sd.shop, day)
-                key = sales_key(sd.shop, day)
-                ctx.store.put_bytes(key, write_parquet(frame))
-                rows += frame.height
-                keys.append(key)
+    with asset_step(context, warehouse, object_store) as ctx:
+        rows = 0
+        keys = []
+        for sd in shop_days_for_context(context):
+            with step_telemetry(ctx, sd.shop, sd.key, Step.TRANSFORMING):
+                for day in sd.days:
+                    frame = sales_frame(ctx.engine, sd.shop, day)
+                    key = sales_key(sd.shop, day)
+                    ctx.store.put_bytes(key, write_parquet(frame))
+                    rows += frame.height
+                    keys.append(key)
     return dg.MaterializeResult(metadata={"dagster/row_count": dg.MetadataValue.int(rows),
                                           "objects": dg.MetadataValue.int(len(keys)),
                                           "keys": dg.MetadataValue.text("\n".join(keys[:31]))})
@@ -99,16 +99,16 @@ def measurement_performance(
     watermark (never backwards; a failed run never gets here) and records
     ``completed`` in the sync telemetry.
     """
-    ctx = step_context(context, warehouse, object_store)
-    rows = 0
-    finishes = []
-    for sd in shop_days_for_context(context):
-        with step_telemetry(ctx, sd.shop, sd.key, Step.TRANSFORMING):
-            for day in sd.days:
-                frame = performance_frame(ctx.engine, sd.shop, day)
-                ctx.store.put_bytes(performance_key(sd.shop, day), write_parquet(frame))
-                rows += frame.height
-        finishes.append(finish_run(ctx, sd.shop, sd.key))
+    with asset_step(context, warehouse, object_store) as ctx:
+        rows = 0
+        finishes = []
+        for sd in shop_days_for_context(context):
+            with step_telemetry(ctx, sd.shop, sd.key, Step.TRANSFORMING):
+                for day in sd.days:
+                    frame = performance_frame(ctx.engine, sd.shop, day)
+                    ctx.store.put_bytes(performance_key(sd.shop, day), write_parquet(frame))
+                    rows += frame.height
+            finishes.append(finish_run(ctx, sd.shop, sd.key))
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(rows),
