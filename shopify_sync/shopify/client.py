@@ -54,6 +54,7 @@ from shopify_sync.shopify.errors import (
 from shopify_sync.shopify.operation import (
     BULK_GID,
     RESUBMITTABLE_ERROR_CODES,
+    TERMINAL_STATUSES,
     BulkOperation,
     BulkResult,
     JsonObject,
@@ -287,7 +288,8 @@ class ShopifyBulkClient:
 
         After ``poll_max_attempts`` polls without a terminal state the operation is
         cancelled (so it stops blocking the shop's bulk slots) and
-        ``PollBudgetExhausted`` is raised.
+        ``PollBudgetExhausted`` is raised - unless it completed in the meantime: then
+        the cancel answer (or a final re-read) is COMPLETED and is returned as usual.
         """
         check_gid(op_id)
         interval, attempts = self.options.poll_interval_seconds, self.options.poll_max_attempts
@@ -308,13 +310,42 @@ class ShopifyBulkClient:
                 return op
             if attempt < attempts:
                 self._sleep(interval)
+        return self._cancel_after_budget(op_id, last_status, on_status)
+
+    def _cancel_after_budget(self, op_id: str, last_status: str,
+                             on_status: Callable[[BulkOperation], None] | None) -> BulkOperation:
+        """Cancel an operation that outlived the poll budget; its result if it completed meanwhile.
+
+        The job may complete between the last poll and the cancel: Shopify then answers
+        the cancel with the COMPLETED operation (URL included) and a userError (§2.6).
+        Throwing that finished result away would only make the caller resubmit the job.
+        """
+        interval, attempts = self.options.poll_interval_seconds, self.options.poll_max_attempts
         cancel_sent = True
+        op: BulkOperation | None = None
         try:
-            self.cancel(op_id)
+            op = self.cancel(op_id)
         except ShopifyError as exc:
             cancel_sent = False
             self._log.error(f"cancelling bulk operation {op_id} after the poll budget failed: {exc}")
+        if op is None or op.status not in TERMINAL_STATUSES | {"CANCELING"}:
+            op = self._reread_quietly(op_id) or op
+        if op is not None and op.status == "COMPLETED":
+            self._log.info(f"bulk operation {op_id} completed just after the poll budget of {attempts} polls ran "
+                           "out (the cancel came too late); using its result")
+            if on_status is not None:
+                on_status(op)
+            return op
+        if op is not None and op.status == "FAILED":
+            raise_for_terminal(op)  # failed meanwhile: its error code decides about resubmitting
         raise PollBudgetExhausted(op_id, attempts, interval, last_status, cancel_sent)
+
+    def _reread_quietly(self, op_id: str) -> BulkOperation | None:
+        try:
+            return self.get(op_id)
+        except ShopifyError as exc:
+            self._log.warning(f"could not re-read bulk operation {op_id} after cancelling it: {exc}")
+            return None
 
     def cancel(self, op_id: str) -> BulkOperation | None:
         """Ask Shopify to cancel; a terminal operation is returned unchanged, unknown → ``None``."""
@@ -323,16 +354,20 @@ class ShopifyBulkClient:
         payload = data.get("bulkOperationCancel") or {}
         if not isinstance(payload, dict):
             payload = {}
-        for err in payload.get("userErrors") or []:
-            # "cannot be canceled when it is completed" is the expected race with completion.
-            message = err.get("message", err) if isinstance(err, dict) else err
-            self._log.info(f"cancel {op_id}: {self._redact(str(message))}")
+        messages = [self._redact(str(e.get("message", e) if isinstance(e, dict) else e))
+                    for e in payload.get("userErrors") or []]
         node = payload.get("bulkOperation")
-        if isinstance(node, dict) and node.get("id"):
-            op = BulkOperation.from_graphql(node)
+        op = BulkOperation.from_graphql(node) if isinstance(node, dict) and node.get("id") else None
+        if op is None:
+            self._log.warning(f"cancel {op_id}: {'; '.join(messages) or 'no operation in the answer'}")
+        elif messages:
+            # "cannot be canceled when it is completed": the expected race with completion,
+            # or a repeated cancel; the operation comes back unchanged (§2.6).
+            self._log.info(f"bulk operation {op_id} was not cancelled, it is already {op.status}: "
+                           f"{'; '.join(messages)}")
+        else:
             self._log.warning(f"cancel requested for bulk operation {op_id}: now {op.status}")
-            return op
-        return None
+        return op
 
     def download(self, url: str, dest: str | os.PathLike[str], expected_size: int | None,
                  *, operation_id: str | None = None) -> int:

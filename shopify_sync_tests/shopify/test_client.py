@@ -409,6 +409,52 @@ def test_poll_budget_exhausted_cancels_the_operation(make_client, server, sleepe
     assert server.emulator.operations("DEMO")[0].status in {"CANCELING", "CANCELED"}
 
 
+class _CompleteBeforeCancel:
+    """httpx request hook: moves the emulator's clock on just before a cancel goes out, so the
+    job completes between the client's last poll and its cancel (the real-payload race)."""
+
+    def __init__(self, server: EmulatorServer, seconds: float) -> None:
+        self.server, self.seconds = server, seconds
+
+    def __call__(self, request: httpx.Request) -> None:
+        if request.method == "POST" and b"bulkOperationCancel" in request.content:
+            self.server.emulator.advance(self.seconds)
+
+
+def _race_client(server: EmulatorServer, sleeper: Sleeper) -> ShopifyBulkClient:
+    server.emulator.config.completion_seconds = 60
+    http = httpx.Client(timeout=30, event_hooks={"request": [_CompleteBeforeCancel(server, 3600)]})
+    options = ClientOptions(http=http, sleep=sleeper, poll_interval_seconds=5, poll_max_attempts=4)
+    return ShopifyBulkClient(server.shop_base_url("DEMO"), TOKEN, "2026-10", options)
+
+
+def test_completion_between_last_poll_and_cancel_is_used(server, sleeper, tmp_path, caplog) -> None:
+    client = _race_client(server, sleeper)
+    seen: list[str] = []
+    with caplog.at_level(logging.INFO, logger="shopify_sync.shopify.client"):
+        result = client.run(window_query(), tmp_path / "r.jsonl", on_status=lambda op: seen.append(op.status))
+    client.close()
+    assert result.operation.status == "COMPLETED" and result.operation.url
+    lines = (tmp_path / "r.jsonl").read_bytes().splitlines()
+    assert result.object_count == len(lines) > 0 and result.bytes == (tmp_path / "r.jsonl").stat().st_size
+    assert seen[-1] == "COMPLETED" and len(kinds(server, "poll")) == 4
+    assert [e.status_code for e in kinds(server, "cancel")] == [200]
+    assert len(kinds(server, "run_query")) == 1  # no resubmission
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("completed just after the poll budget" in m for m in messages)
+    assert not any("cancel requested" in m for m in messages)
+    assert not any(r.levelno >= logging.WARNING for r in caplog.records)
+
+
+def test_completion_seen_by_the_reread_after_a_failed_cancel(server, sleeper, tmp_path) -> None:
+    server.emulator.faults.add("http_5xx", times=None, on={"cancel"}, status=500)
+    client = _race_client(server, sleeper)
+    result = client.run(window_query(), tmp_path / "r.jsonl")
+    client.close()
+    assert result.operation.status == "COMPLETED" and result.object_count > 0
+    assert len(kinds(server, "run_query")) == 1
+
+
 def test_slow_job_completes_within_budget(make_client, server, sleeper, tmp_path) -> None:
     server.emulator.config.completion_seconds = 40
     seen: list[str] = []
