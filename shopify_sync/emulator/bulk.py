@@ -4,6 +4,12 @@ An operation is CREATED for the first quarter of its completion time, then RUNNI
 then COMPLETED (or FAILED under a ``bulk_failed`` fault); a COMPLETED result expires
 after ``URL_LIFETIME``; a cancel goes through CANCELING to CANCELED. Status is advanced
 lazily, against the emulator's clock, whenever an operation is looked at.
+
+While RUNNING, ``objectCount`` / ``rootObjectCount`` grow with the elapsed share of the
+running time and never go down; a cancel freezes them (Shopify returns the CANCELING
+operation with its counters unchanged and keeps them at CANCELED, reference §2.1, §2.6).
+Only FAILED operations get a ``partialDataUrl``: the captures and docs show none for
+CANCELED (§2.1 "partial JSONL of a FAILED op").
 """
 
 from __future__ import annotations
@@ -80,6 +86,9 @@ class BulkOp:
     cancel_done_at: datetime | None = None
     result: ResultFile | None = None
     partial: ResultFile | None = None
+    expected: tuple[int, int] | None = None  # (objects, roots) the running job is heading for
+    objects_seen: int = 0  # counters shown so far: monotonic while RUNNING, frozen by a cancel
+    roots_seen: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -175,8 +184,22 @@ class BulkMachine:
                     self._finish(op)
                 elif now >= started:
                     op.status = "RUNNING"
+                    self._progress(op, (now - started) / (op.complete_at - started))
             if op.status == "COMPLETED" and op.completed_at and now > op.completed_at + URL_LIFETIME:
                 op.status = "EXPIRED"
+
+    def _progress(self, op: BulkOp, share: float) -> None:
+        """Grow the running counters towards the expected totals (never down)."""
+        if op.expected is None:
+            # A dry render for the totals; the result itself is rendered at completion, so
+            # order updates made while the job runs still show in it.
+            dry = self._render(op, f"bulk-{op.num}-progress.jsonl")
+            op.expected = (dry.object_count, dry.root_count)
+            if dry.path is not None:
+                dry.path.unlink(missing_ok=True)
+        share = min(max(share, 0.0), 1.0)
+        op.objects_seen = max(op.objects_seen, int(op.expected[0] * share))
+        op.roots_seen = max(op.roots_seen, int(op.expected[1] * share))
 
     def _finish(self, op: BulkOp) -> None:
         result = self._render(op)
@@ -191,11 +214,13 @@ class BulkMachine:
         else:
             op.status = "COMPLETED"
             op.result = result
+            op.objects_seen, op.roots_seen = result.object_count, result.root_count
 
-    def _render(self, op: BulkOp) -> ResultFile:
+    def _render(self, op: BulkOp, name: str | None = None) -> ResultFile:
         if op.large_size is not None:
             return synthetic_result(self.state, op.shop, op.grouped, op.large_size)
-        return render_result(self.state, op.shop, op.query, op.grouped, self._path(f"bulk-{op.num}.jsonl"))
+        path = self._path(name or f"bulk-{op.num}.jsonl")
+        return render_result(self.state, op.shop, op.query, op.grouped, path)
 
     def _path(self, name: str) -> Path:
         return Path(self._tmp.name) / name

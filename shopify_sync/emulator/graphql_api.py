@@ -69,11 +69,23 @@ class CostBucket:
             return ok, avail
 
     def extension(self, requested: int, actual: int | None, available: float) -> JsonObject:
+        """``extensions.cost`` with JSON numbers, never strings, as captured (reference §1.2, §5.2).
+
+        Answers that ran carry integers (``"maximumAvailable":2000,...,"restoreRate":100``);
+        the captured THROTTLED body (``actual`` is null) has ``1000.0`` / ``50.0`` for the
+        bucket size and rate, and an integer ``currentlyAvailable``.
+        """
         cfg = self.config
+        size: float = float(cfg.bucket_size) if actual is None else _whole(cfg.bucket_size)
+        rate: float = float(cfg.restore_rate) if actual is None else _whole(cfg.restore_rate)
         return {"cost": {"requestedQueryCost": requested, "actualQueryCost": actual,
-                         "throttleStatus": {"maximumAvailable": float(cfg.bucket_size),
-                                            "currentlyAvailable": int(available),
-                                            "restoreRate": float(cfg.restore_rate)}}}
+                         "throttleStatus": {"maximumAvailable": size, "currentlyAvailable": int(available),
+                                            "restoreRate": rate}}}
+
+
+def _whole(value: float) -> float:
+    """``value`` as an int when it is whole (JSON ``2000``, not ``2000.0``)."""
+    return int(value) if float(value).is_integer() else value
 
 
 class _Call:

@@ -39,9 +39,9 @@ def op_view(op: BulkOp, host: ResultHost) -> JsonObject:
         "completedAt": fmt_ts(op.completed_at) if op.completed_at and op.status in {"COMPLETED", "EXPIRED"}
         else None,
         "objectCount": str(result.object_count) if done and result else
-        (str(op.partial.object_count) if op.partial else "0"),
+        (str(op.partial.object_count) if op.partial else str(op.objects_seen)),
         "rootObjectCount": str(result.root_count) if done and result else
-        (str(op.partial.root_count) if op.partial else "0"),
+        (str(op.partial.root_count) if op.partial else str(op.roots_seen)),
         "fileSize": str(result.size) if done and result and result.object_count else None,
         "url": host.signed_url(op, "result") if op.status == "COMPLETED" and result and result.object_count
         else None,

@@ -68,6 +68,10 @@ def test_leaky_bucket_throttles_then_recovers():
         assert cost["actualQueryCost"] is None and cost["requestedQueryCost"] == 10
         assert cost["throttleStatus"]["currentlyAvailable"] < 10
         assert cost["throttleStatus"]["maximumAvailable"] == 25 and cost["throttleStatus"]["restoreRate"] == 4
+        # numbers as in the captured THROTTLED body ("maximumAvailable":1000.0, "currentlyAvailable":666)
+        assert type(cost["throttleStatus"]["maximumAvailable"]) is float
+        assert type(cost["throttleStatus"]["restoreRate"]) is float
+        assert type(cost["throttleStatus"]["currentlyAvailable"]) is int
         time.sleep(1.6)  # 4 points/s refill: room for another 10-point mutation
         assert "data" in api.gql(RUN, {"q": SIMPLE})
         api.close()

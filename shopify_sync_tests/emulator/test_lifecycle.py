@@ -32,16 +32,26 @@ def test_created_running_completed_with_counters_as_strings(slow_server):
     submitted = api.run(SIMPLE)["bulkOperation"]
     op_id = submitted["id"]
     seen = [submitted["status"]]
+    objects: list[int] = []
+    roots: list[int] = []
     for _ in range(12):
         op = api.poll(op_id)
         if seen[-1] != op["status"]:
             seen.append(op["status"])
+        assert isinstance(op["objectCount"], str) and isinstance(op["rootObjectCount"], str)
+        objects.append(int(op["objectCount"]))
+        roots.append(int(op["rootObjectCount"]))
         if op["status"] == "COMPLETED":
             break
-        assert op["objectCount"] == "0" and op["url"] is None and op["completedAt"] is None
+        if op["status"] == "CREATED":
+            assert op["objectCount"] == "0" and op["rootObjectCount"] == "0"
+        assert op["url"] is None and op["completedAt"] is None
         slow_server.emulator.advance(10)
     assert seen == ["CREATED", "RUNNING", "COMPLETED"]
-    assert isinstance(op["objectCount"], str) and int(op["objectCount"]) > int(op["rootObjectCount"]) > 0
+    assert int(op["objectCount"]) > int(op["rootObjectCount"]) > 0
+    # objectCount grows while RUNNING, never goes down, and ends at the final count
+    assert objects == sorted(objects) and roots == sorted(roots)
+    assert any(0 < n < objects[-1] for n in objects)
     assert op["type"] == "QUERY" and op["errorCode"] is None
     created = datetime.fromisoformat(op["createdAt"].replace("Z", "+00:00"))
     completed = datetime.fromisoformat(op["completedAt"].replace("Z", "+00:00"))
@@ -103,6 +113,50 @@ def test_cancel_semantics_and_messages(slow_server):
     assert payload["bulkOperation"]["status"] == "COMPLETED"
     assert payload["userErrors"] == [
         {"field": None, "message": "A bulk operation cannot be canceled when it is completed"}]
+    api.close()
+
+
+def test_cancel_keeps_the_counters_and_a_second_cancel_answers_like_shopify(slow_server):
+    api = Api(slow_server)
+    op_id = api.submit(SIMPLE)
+    slow_server.emulator.advance(60)  # RUNNING, about half way
+    running = api.poll(op_id)
+    assert running["status"] == "RUNNING" and int(running["objectCount"]) > 0
+    payload = api.cancel(op_id)
+    canceling = payload["bulkOperation"]
+    assert payload["userErrors"] == [] and canceling["status"] == "CANCELING"
+    # the cancel keeps the counters (reference §2.6); the job ran on for the few real
+    # milliseconds between the poll and the cancel, so they may have grown, never shrunk
+    assert canceling["createdAt"] == running["createdAt"] and canceling["completedAt"] is None
+    assert int(canceling["objectCount"]) >= int(running["objectCount"])
+    assert int(canceling["rootObjectCount"]) >= int(running["rootObjectCount"])
+    slow_server.emulator.advance(20)
+    again = api.cancel(op_id)  # second cancel: the operation unchanged, plus Shopify's userError
+    assert again["userErrors"] == [{"field": None, "message": "A bulk operation cannot be canceled when it is canceling"}]
+    assert {**again["bulkOperation"], "status": "CANCELING"} == canceling
+    canceled = _wait_for(api, op_id, "CANCELED")
+    assert canceled["objectCount"] == canceling["objectCount"]  # frozen by the cancel, not reset
+    assert canceled["rootObjectCount"] == canceling["rootObjectCount"]
+    # Shopify documents and shows a partialDataUrl only for FAILED operations (§2.1)
+    assert canceled["partialDataUrl"] is None and canceled["url"] is None and canceled["completedAt"] is None
+    third = api.cancel(op_id)
+    assert third["bulkOperation"] == canceled
+    assert third["userErrors"] == [{"field": None, "message": "A bulk operation cannot be canceled when it is canceled"}]
+    api.close()
+
+
+def test_cost_figures_are_numbers_as_captured(emulator_server):
+    api = Api(emulator_server)
+    body = api.gql(RUN, {"q": SIMPLE})
+    cost = body["extensions"]["cost"]
+    # the 2026 capture: {"requestedQueryCost":10,"actualQueryCost":10,"throttleStatus":
+    #   {"maximumAvailable":2000,"currentlyAvailable":1990,"restoreRate":100}}
+    assert type(cost["requestedQueryCost"]) is int and type(cost["actualQueryCost"]) is int
+    status = cost["throttleStatus"]
+    assert {k: type(v) for k, v in status.items()} == {
+        "maximumAvailable": int, "currentlyAvailable": int, "restoreRate": int}
+    assert status["maximumAvailable"] == 2000 and status["restoreRate"] == 100
+    assert 0 <= status["currentlyAvailable"] <= 2000
     api.close()
 
 
