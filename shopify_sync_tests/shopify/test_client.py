@@ -387,6 +387,28 @@ def test_cancel_of_completed_operation_is_harmless(make_client) -> None:
     assert client.cancel("gid://shopify/BulkOperation/1") is None
 
 
+def test_second_cancel_returns_the_operation_and_logs_no_warning(make_client, server, caplog) -> None:
+    server.emulator.config.completion_seconds = 600
+    server.emulator.config.cancel_seconds = 60
+    client = make_client()
+    op = client.submit(window_query())
+    server.emulator.advance(300)  # RUNNING, counters growing
+    first = client.cancel(op.id)
+    assert first is not None and first.status == "CANCELING" and first.object_count > 0
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="shopify_sync.shopify.client"):
+        second = client.cancel(op.id)
+    assert second is not None and second.status == "CANCELING"
+    assert second.object_count == first.object_count  # not reset by the cancel
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert "already CANCELING" in caplog.records[0].getMessage()
+    server.emulator.advance(60)
+    with pytest.raises(BulkOperationCanceled, match=op.id):
+        client.poll(op.id)
+    final = client.get(op.id)
+    assert final is not None and final.object_count == first.object_count and final.partial_data_url is None
+
+
 def test_expired_operation(make_client, server) -> None:
     client = make_client()
     op = client.poll(client.submit(window_query()).id)
@@ -463,6 +485,15 @@ def test_slow_job_completes_within_budget(make_client, server, sleeper, tmp_path
     assert result.operation.status == "COMPLETED"
     assert seen[0] in {"CREATED", "RUNNING"} and seen[-1] == "COMPLETED" and "RUNNING" in seen
     assert sleeper.waits == [16.0, 16.0, 16.0]
+
+
+def test_growing_object_count_while_running(make_client, server, tmp_path) -> None:
+    server.emulator.config.completion_seconds = 100
+    seen: list[BulkOperation] = []
+    result = make_client(poll_interval_seconds=10).run(window_query(), tmp_path / "r.jsonl", on_status=seen.append)
+    counts = [op.object_count for op in seen]
+    assert counts == sorted(counts) and counts[-1] == result.object_count == len(lines(tmp_path / "r.jsonl"))
+    assert any(0 < n < result.object_count for n in counts)
 
 
 # --- resume -----------------------------------------------------------------------------------
