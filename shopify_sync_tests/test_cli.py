@@ -154,6 +154,12 @@ def test_status_shows_a_run_of_a_killed_process_as_abandoned(clean_env, capsys) 
     with dg.DagsterInstance.from_config(str(clean_env / "home" / "dagster_home")) as inst:
         killed = inst.get_run_by_id("killed-run")
         assert killed is not None and killed.status is dg.DagsterRunStatus.STARTED
+        inst.report_run_failed(killed, "process gone")  # what the next sync's start does
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"  killed-run  FAILURE ", out)
+    (job_line,) = [ln for ln in out.splitlines() if ln.startswith("DEMO")]
+    assert re.search(r"polling ABANDONED \(run ended FAILURE, updated \d+s ago\)", job_line)
 
 
 def test_a_started_run_older_than_the_max_runtime_is_abandoned() -> None:

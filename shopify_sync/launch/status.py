@@ -118,13 +118,18 @@ def run_lines(instance: dg.DagsterInstance, now: datetime) -> tuple[list[str], d
     return lines, abandoned
 
 
-def _job_abandoned(job: SyncJob | None, abandoned_runs: dict[str, str], now: datetime,
-                   limit: timedelta) -> str | None:
+def _job_abandoned(job: SyncJob | None, abandoned_runs: dict[str, str], now: datetime, limit: timedelta,
+                   instance: dg.DagsterInstance | None) -> str | None:
+    """Why an open job has no live run: its run is abandoned or ended (a killed CLI run failed by
+    the next start), or nothing touched it for longer than the max runtime."""
     if job is None or job.finished or job.updated_at is None:
         return None
     idle = now - job.updated_at
     if job.run_id in abandoned_runs:
         return f"run {abandoned_runs[job.run_id]}, updated {age(idle.total_seconds())} ago"
+    run = instance.get_run_by_id(job.run_id) if instance is not None and job.run_id else None
+    if run is not None and run.is_finished:
+        return f"run ended {run.status.value}, updated {age(idle.total_seconds())} ago"
     if idle > limit:
         return f"no update for {age(idle.total_seconds())}"
     return None
@@ -141,7 +146,7 @@ def status_table(settings: Settings, instance: dg.DagsterInstance | None = None)
         for code in settings.shop_codes:
             job = jobs.latest_job_of_shop(engine, code)
             rows.append(shop_row(code, jobs.get_watermark(engine, code), job,
-                                 _job_abandoned(job, abandoned_runs, now, limit)))
+                                 _job_abandoned(job, abandoned_runs, now, limit, instance)))
     finally:
         engine.dispose()
     lines = _table(rows)
