@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.shopify_sync/dagster_home
 
-.PHONY: install demo dev test lint typecheck bench
+.PHONY: install dagster-yaml demo dev test lint typecheck bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,17 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "is neither a file nor a directory" || true
 	$(BIN)/python -c "import shopify_sync, dagster, polars, fastapi, moto"
-	@mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	@# An existing home's dagster.yaml may hold local edits (storage, ports): never overwrite
+	@# it, but say plainly when it differs from the shipped one (e.g. older run monitoring).
+	@mkdir -p $(DAGSTER_HOME); \
+	if [ ! -f $(DAGSTER_HOME)/dagster.yaml ]; then cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml; \
+	elif ! cmp -s dagster.yaml $(DAGSTER_HOME)/dagster.yaml; then \
+	  echo "NOTE: $(DAGSTER_HOME)/dagster.yaml differs from ./dagster.yaml and was kept;" \
+	       "review with: diff dagster.yaml $(DAGSTER_HOME)/dagster.yaml" \
+	       "(or: make dagster-yaml to replace it)"; fi
+
+dagster-yaml:
+	@mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml && echo "copied dagster.yaml to $(DAGSTER_HOME)/"
 
 demo: install
 	$(BIN)/shopify-sync sync

@@ -9,6 +9,7 @@ operation (the emulator saw exactly one ``bulkOperationRunQuery``).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -108,6 +109,73 @@ def test_db_upgrade_and_status_on_an_empty_warehouse(clean_env, capsys) -> None:
     out = capsys.readouterr().out
     assert "DEMO" in out and "never synced" in out
     assert (clean_env / "home" / "dagster_home").is_dir()  # DAGSTER_HOME default, created
+
+
+def _exited_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=30)
+    return child.pid
+
+
+def test_status_shows_a_run_of_a_killed_process_as_abandoned(clean_env, capsys) -> None:
+    import socket
+
+    import dagster as dg
+
+    from shopify_sync.launch.plan import SYNC_JOB_NAME
+    from shopify_sync.launch.status import TAG_HOST, TAG_PID
+    from shopify_sync.sync import TAG_SHOP
+    from shopify_sync.vocab import JobStatus
+    from shopify_sync.warehouse import jobs, make_engine
+
+    assert main(["status"]) == 0  # creates the warehouse and DAGSTER_HOME
+    capsys.readouterr()
+    dead = _exited_pid()
+    host = socket.gethostname()
+    with dg.DagsterInstance.from_config(str(clean_env / "home" / "dagster_home")) as inst:
+        for run_id, pid in (("killed-run", dead), ("live-run", os.getpid())):
+            inst.add_run(dg.DagsterRun(job_name=SYNC_JOB_NAME, run_id=run_id, status=dg.DagsterRunStatus.STARTED,
+                                       tags={TAG_SHOP: "DEMO", TAG_PID: str(pid), TAG_HOST: host}))
+    engine = make_engine(f"sqlite:///{clean_env}/home/warehouse.db")
+    try:
+        jobs.create_job(engine, shop="DEMO", job_type="DAILY_INCREMENTAL", partition_key="2026-11-22",
+                        run_id="killed-run", initiator="user", status=JobStatus.POLLING)
+    finally:
+        engine.dispose()
+
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    runs = {line.split()[0]: line for line in out.split("last Dagster runs:")[1].strip().splitlines()}
+    assert re.search(rf"ABANDONED \(process {dead} gone, started \d+s ago\)", runs["killed-run"])
+    assert "STARTED" in runs["live-run"] and "ABANDONED" not in runs["live-run"]
+    (job_line,) = [ln for ln in out.splitlines() if ln.startswith("DEMO")]
+    assert re.search(rf"polling ABANDONED \(run process {dead} gone, updated \d+s ago\)", job_line)
+    # Showing it changes nothing: the next sync's start fails the run (fail_orphaned_runs).
+    with dg.DagsterInstance.from_config(str(clean_env / "home" / "dagster_home")) as inst:
+        killed = inst.get_run_by_id("killed-run")
+        assert killed is not None and killed.status is dg.DagsterRunStatus.STARTED
+        inst.report_run_failed(killed, "process gone")  # what the next sync's start does
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"  killed-run  FAILURE ", out)
+    (job_line,) = [ln for ln in out.splitlines() if ln.startswith("DEMO")]
+    assert re.search(r"polling ABANDONED \(run ended FAILURE, updated \d+s ago\)", job_line)
+
+
+def test_a_started_run_older_than_the_max_runtime_is_abandoned() -> None:
+    import dagster as dg
+
+    from shopify_sync.launch.status import abandoned_reason, age, max_runtime
+
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    limit = max_runtime(None)
+    assert limit == timedelta(hours=4)
+    run = dg.DagsterRun(job_name="sync", run_id="old", status=dg.DagsterRunStatus.STARTED)
+    assert abandoned_reason(run, now - timedelta(hours=5), now, limit) == "over the 4h max runtime"
+    assert abandoned_reason(run, now - timedelta(hours=3), now, limit) is None
+    finished = dg.DagsterRun(job_name="sync", run_id="done", status=dg.DagsterRunStatus.SUCCESS)
+    assert abandoned_reason(finished, now - timedelta(hours=5), now, limit) is None
+    assert [age(s) for s in (5, 600, 3 * 3600, 3 * 86400)] == ["5s", "10min", "3h", "3d"]
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated
 
@@ -22,6 +22,8 @@ from shopify_sync.api.deps import (
     days_before,
 )
 from shopify_sync.api.schemas import (
+    AbandonedJob,
+    IngestRun,
     Overview,
     OverviewRow,
     PipelineFailure,
@@ -37,6 +39,7 @@ router = APIRouter(tags=["analytics"])
 
 DEFAULT_RANGE_DAYS = 30
 MAX_FAILURES = 5
+STALE_AFTER = timedelta(seconds=jobs.STALE_JOB_SECONDS)
 CENT = Decimal("0.01")
 
 
@@ -77,7 +80,29 @@ def commerce_overview(
     return Overview(start=start, end=end, shops=overview_rows(b.engine(), start, end, shop))
 
 
-def _failures(b: Backends, shops: list[str], failed_jobs: list[jobs.JobFailure]) -> dict[str, list[PipelineFailure]]:
+def _abandoned(b: Backends, shops: list[str], runs: list[IngestRun], now: datetime) -> dict[str, list[AbandonedJob]]:
+    """Each shop's open jobs that no live run works on: their run failed (a killed CLI run is
+    failed by the next start; a dead worker by the run-status sensor) or went quiet too long."""
+    failed_runs = {r.run_id for r in runs if r.status == "failed"}
+    out: dict[str, list[AbandonedJob]] = {s: [] for s in shops}
+    for job in jobs.open_jobs(b.engine(), shops):
+        idle = now - job.updated_at if job.updated_at else None
+        if job.run_id is not None and job.run_id in failed_runs:
+            reason = "run_failed"
+        elif idle is not None and idle > STALE_AFTER:
+            reason = "stale"
+        else:
+            continue
+        out[job.shop].append(AbandonedJob(
+            run_id=job.run_id, job_type=job.job_type.value, partition_key=job.partition_key,
+            status=job.status.value, updated_at=job.updated_at, reason=reason,
+            age_seconds=max(0.0, round(idle.total_seconds(), 3)) if idle else 0.0,
+        ))
+    return out
+
+
+def _failures(shops: list[str], failed_jobs: list[jobs.JobFailure],
+              runs: list[IngestRun]) -> dict[str, list[PipelineFailure]]:
     """Each shop's failed runs, newest first: failed jobs, then runs only telemetry knows."""
     failures: dict[str, list[PipelineFailure]] = {s: [] for s in shops}
     seen: set[str] = set()
@@ -90,7 +115,7 @@ def _failures(b: Backends, shops: list[str], failed_jobs: list[jobs.JobFailure])
             ))
     # Runs that died before creating a sync_job (bad config, resource start-up) only
     # exist in telemetry, written by the run itself or by the run-status sensor.
-    for run in telemetry_view.recent_runs(b.store(), limit=200):
+    for run in runs:
         if run.status == "failed" and run.shop in failures and run.run_id not in seen:
             seen.add(run.run_id)
             failures[run.shop].append(PipelineFailure(
@@ -105,7 +130,9 @@ def pipeline_health(b: Backends, now: datetime) -> list[PipelineHealth]:
     shops = list(b.settings.shop_codes)
     stats, failed_jobs = jobs.pipeline_stats(b.engine(), shops,
                                              failure_limit=MAX_FAILURES * max(len(shops), 1) * 4)
-    failures = _failures(b, shops, failed_jobs)
+    runs = telemetry_view.recent_runs(b.store(), limit=200)
+    failures = _failures(shops, failed_jobs, runs)
+    abandoned = _abandoned(b, shops, runs, now)
     out = []
     for shop in shops:
         st = stats[shop]
@@ -119,12 +146,13 @@ def pipeline_health(b: Backends, now: datetime) -> list[PipelineHealth]:
             lag_seconds=max(0.0, round((now - wm_at).total_seconds(), 3)) if wm_at else None,
             open_jobs=st.open_jobs,
             recent_failures=failures[shop][:MAX_FAILURES],
+            abandoned_jobs=abandoned[shop],
         ))
     return out
 
 
 @router.get("/analytics/pipelines", response_model=Pipelines,
-            summary="Pipeline health per shop: last success, lag, watermark, recent failures")
+            summary="Pipeline health per shop: last success, lag, watermark, recent failures, abandoned jobs")
 def pipelines(b: Annotated[Backends, Depends(backends)]) -> Pipelines:
     now = utcnow()
     return Pipelines(generated_at=now, shops=pipeline_health(b, now))

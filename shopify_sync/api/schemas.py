@@ -123,6 +123,19 @@ class PipelineFailure(BaseModel):
     error: ErrorInfo | None
 
 
+class AbandonedJob(BaseModel):
+    """An unfinished sync_job whose run can no longer be working on it; the shop's next run resumes it."""
+
+    run_id: str | None
+    job_type: str
+    partition_key: str
+    status: str = Field(description="the sync_job status it was left in")
+    updated_at: datetime | None
+    age_seconds: float = Field(description="now minus the job's last update (>= 0)")
+    reason: str = Field(description="'run_failed': its run ended without finishing it; "
+                                    "'stale': not updated for longer than the runs' max runtime")
+
+
 class PipelineHealth(BaseModel):
     shop: str
     watermark_at: datetime | None
@@ -131,6 +144,8 @@ class PipelineHealth(BaseModel):
     lag_seconds: float | None = Field(description="now minus the watermark (>= 0); null before the first sync")
     open_jobs: int = Field(description="sync_job rows not yet completed or failed")
     recent_failures: list[PipelineFailure]
+    abandoned_jobs: list[AbandonedJob] = Field(
+        description="open jobs no live run is working on (killed or crashed runs), oldest first")
 
 
 class Pipelines(BaseModel):

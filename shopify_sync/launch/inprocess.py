@@ -17,7 +17,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import dagster as dg
-import psutil
 from dagster._core.execution.plan.objects import StepFailureData
 from dagster._utils.log import create_console_logger
 
@@ -33,15 +32,13 @@ from shopify_sync.launch.plan import (
     parse_day_range_key,
     replay_launch,
 )
-from shopify_sync.launch.status import status_table
+from shopify_sync.launch.status import LIVE_STATUSES, TAG_HOST, TAG_PID, dead_process, status_table
 from shopify_sync.storage import open_store
 from shopify_sync.sync import TAG_BACKFILL, TAG_MODE, TAG_SHOP
 from shopify_sync.vocab import Mode, Step, StepStatus
 from shopify_sync.warehouse import jobs, make_engine
 
-TAG_PID = "shopify_sync/pid"
-TAG_HOST = "shopify_sync/host"
-_LIVE = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING]
+_LIVE = LIVE_STATUSES
 
 
 @dataclass(frozen=True)
@@ -74,13 +71,11 @@ def fail_orphaned_runs(instance: dg.DagsterInstance, settings: Settings | None =
     telemetry gets the ``failed`` record the run could not write (what the run-status
     sensor does under the daemon).
     """
-    host = socket.gethostname()
     orphaned: list[str] = []
     for run in instance.get_runs(filters=dg.RunsFilter(job_name=SYNC_JOB_NAME, statuses=_LIVE)):
-        pid = run.tags.get(TAG_PID, "")
-        if run.tags.get(TAG_HOST) != host or not pid.isdigit() or psutil.pid_exists(int(pid)):
+        if dead_process(run) is None:
             continue
-        message = f"process {pid} running this sync ended without reporting (killed?)"
+        message = f"process {run.tags[TAG_PID]} running this sync ended without reporting (killed?)"
         instance.report_run_failed(run, message)
         orphaned.append(run.run_id)
         if settings is not None:

@@ -40,6 +40,9 @@ __all__ = [
     "archived_jobs", "last_success_at", "pipeline_stats", "get_watermark", "advance_watermark", "job_rows",
 ]
 
+# dagster.yaml's run_monitoring.max_runtime_seconds: no run outlives it, so an open job
+# nobody updated for longer has no live run (status and /analytics/pipelines say "abandoned").
+STALE_JOB_SECONDS = 14400
 _UPDATABLE = frozenset(c.name for c in sync_job.columns) - {"job_id", "created_at", "updated_at"}
 JobValue = str | int | datetime | JobStatus | Mapping[str, int] | None
 
@@ -291,6 +294,18 @@ def latest_job_of_shop(engine: Engine, shop: str) -> SyncJob | None:
     """The shop's newest job of any kind (``shopify-sync status``)."""
     return _one(engine, sa.select(sync_job).where(sync_job.c.shop == shop)
                 .order_by(sync_job.c.created_at.desc(), sync_job.c.job_id.desc()).limit(1))
+
+
+def open_jobs(engine: Engine, shops: Sequence[str]) -> list[SyncJob]:
+    """Unfinished jobs of ``shops``, least recently updated first (stale-job reporting)."""
+    if not shops:
+        return []
+    query = (sa.select(sync_job)
+             .where(sync_job.c.shop.in_(list(shops)),
+                    sync_job.c.status.not_in([s.value for s in DONE_JOB_STATUSES]))
+             .order_by(sync_job.c.updated_at, sync_job.c.job_id))
+    with engine.connect() as conn:
+        return [SyncJob.from_row(row) for row in conn.execute(query).mappings().all()]
 
 
 def archived_jobs(engine: Engine, run_id: str) -> list[SyncJob]:

@@ -142,3 +142,30 @@ def test_archived_jobs_match_the_run_id_exactly(db_url: str) -> None:
         assert shops("first") == ["D"] and shops("later") == ["D"]  # a resumed job: either run
     finally:
         engine.dispose()
+
+
+def test_open_jobs_lists_unfinished_jobs_of_the_shops_oldest_first(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        assert jobs.open_jobs(engine, []) == []
+        made = {(shop, key): jobs.create_job(engine, shop=shop, job_type="DAILY_INCREMENTAL", partition_key=key,
+                                     run_id=f"run-{key}")
+                for shop, key in (("DEMO", "2026-11-20"), ("DEMO", "2026-11-21"), ("DA", "2026-11-21"),
+                                  ("OTHER", "2026-11-21"))}
+        jobs.complete_job(engine, made["DEMO", "2026-11-21"].job_id)  # DEMO's second: finished
+        found = jobs.open_jobs(engine, ["DEMO", "DA"])
+        assert sorted((j.shop, j.partition_key) for j in found) == [("DA", "2026-11-21"), ("DEMO", "2026-11-20")]
+        assert all(not j.finished and j.updated_at is not None for j in found)
+        assert [j.updated_at for j in found] == sorted(j.updated_at for j in found if j.updated_at)
+    finally:
+        engine.dispose()
+
+
+def test_stale_job_threshold_is_the_shipped_max_runtime() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[2] / "dagster.yaml").read_text())
+    assert shipped["run_monitoring"]["enabled"] is True
+    assert shipped["run_monitoring"]["max_runtime_seconds"] == jobs.STALE_JOB_SECONDS
