@@ -129,7 +129,3 @@ def days_before(day: date, days: int) -> date:
     """``day - days``, saturating at the first representable date instead of overflowing."""
     return day - timedelta(days=days) if (day - date.min).days >= days else date.min
 
-
-# Naive datetimes from SQLite/MariaDB are UTC (SPEC §4); the API writes them explicit.
-# The conversion lives in timeutil; the name stays for the routes that import it from here.
-as_utc = timeutil.parse_utc_or_none

@@ -25,7 +25,7 @@ Per backend:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -77,9 +77,8 @@ class StatementTooLarge(Exception):
     """The database rejected a statement for its size; the caller retries with smaller batches."""
 
 
-def is_size_error(exc: BaseException) -> bool:
-    """True when the database refused a statement for its size. The chain is walked because
-    MySQL drops the connection after such an error, so the rollback can fail on top of it."""
+def _in_chain(exc: BaseException, hit: Callable[[BaseException], bool]) -> bool:
+    """Whether ``hit`` holds for ``exc`` or anything it wraps (driver error, context, cause)."""
     seen: set[int] = set()
     todo: list[BaseException | None] = [exc]
     while todo:
@@ -87,29 +86,27 @@ def is_size_error(exc: BaseException) -> bool:
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
-        text = str(e).lower()
-        args = getattr(e, "args", ())
-        if (args and args[0] in (1153, 1301)) or any(m in text for m in _SIZE_MARKERS):
+        if hit(e):
             return True
         todo.extend([getattr(e, "orig", None), e.__context__, e.__cause__])
     return False
+
+
+def _code(e: BaseException) -> object:
+    args = getattr(e, "args", ())
+    return args[0] if args else None
+
+
+def is_size_error(exc: BaseException) -> bool:
+    """True when the database refused a statement for its size. The chain is walked because
+    MySQL drops the connection after such an error, so the rollback can fail on top of it."""
+    return _in_chain(exc, lambda e: _code(e) in (1153, 1301) or any(m in str(e).lower() for m in _SIZE_MARKERS))
 
 
 def is_disconnect(exc: BaseException) -> bool:
     """The connection died under the statement. MySQL may reset the socket while an oversized
     packet is still being sent, so the client sees "server has gone away" instead of 1153."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        args = getattr(e, "args", ())
-        if getattr(e, "connection_invalidated", False) or (args and args[0] in (2006, 2013)):
-            return True
-        todo.extend([getattr(e, "orig", None), e.__context__, e.__cause__])
-    return False
+    return _in_chain(exc, lambda e: bool(getattr(e, "connection_invalidated", False)) or _code(e) in (2006, 2013))
 
 
 _SIZE_MARKERS = ("max_allowed_packet", "too many sql variables", "string or blob too big",
