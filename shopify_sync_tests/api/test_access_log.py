@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,6 +10,7 @@ import pytest
 import uvicorn.config
 
 from shopify_sync.api.app import AccessLogScrubber, access_log_config, scrub_request_target
+from shopify_sync_tests.api.served import served_api
 
 TOKEN = "test-api-token-123"
 PASTED = "pasted-by-mistake-0123456789"
@@ -46,37 +41,12 @@ def test_the_filter_rewrites_uvicorns_access_record() -> None:
 
 
 def test_served_api_logs_no_query_secret(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHOPIFY_", "DAGSTER_"))}
-    env.update({"SHOPIFY_SYNC_HOME": str(tmp_path), "SHOPIFY_SYNC_API_TOKEN": TOKEN})
-    proc = subprocess.Popen([sys.executable, "-m", "shopify_sync.cli", "api", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            try:
-                if httpx.get(f"{base}/openapi.json", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.3)
+    with served_api(tmp_path, TOKEN) as api:
         auth = {"Authorization": f"Bearer {TOKEN}"}
-        assert httpx.get(f"{base}/orders?token={PASTED}", timeout=10).status_code == 401
-        assert httpx.get(f"{base}/orders?shop=DEMO&access_token={PASTED}", headers=auth, timeout=30).status_code == 422
-        assert httpx.get(f"{base}/orders?shop=DEMO&limit=3", headers=auth, timeout=30).status_code == 200
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            out, _ = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-    log = out.decode()
-    assert PASTED not in log and TOKEN not in log
-    assert '"GET /orders?token=<redacted> HTTP/1.1" 401' in log, log
-    assert '"GET /orders?shop=DEMO&limit=3 HTTP/1.1" 200' in log, log
+        assert httpx.get(f"{api.base}/orders?token={PASTED}", timeout=10).status_code == 401
+        assert httpx.get(f"{api.base}/orders?shop=DEMO&access_token={PASTED}", headers=auth,
+                         timeout=30).status_code == 422
+        assert httpx.get(f"{api.base}/orders?shop=DEMO&limit=3", headers=auth, timeout=30).status_code == 200
+    assert PASTED not in api.output and TOKEN not in api.output
+    assert '"GET /orders?token=<redacted> HTTP/1.1" 401' in api.output, api.output
+    assert '"GET /orders?shop=DEMO&limit=3 HTTP/1.1" 200' in api.output, api.output

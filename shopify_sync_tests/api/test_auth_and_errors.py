@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import json
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from shopify_sync.api.app import create_app, serve
 from shopify_sync.config import ConfigError, load_settings
+from shopify_sync_tests.api.served import served_api
 
 TOKEN = "test-api-token-123"
 
@@ -175,43 +177,9 @@ def test_cli_api_refuses_without_token(tmp_path) -> None:
 
 
 def test_cli_api_serves_over_uvicorn(tmp_path) -> None:
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    import httpx
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHOPIFY_", "DAGSTER_"))}
-    env.update({"SHOPIFY_SYNC_HOME": str(tmp_path), "SHOPIFY_SYNC_API_TOKEN": TOKEN})
-    proc = subprocess.Popen([sys.executable, "-m", "shopify_sync.cli", "api", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            try:
-                if httpx.get(f"{base}/openapi.json", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.3)
-        assert httpx.get(f"{base}/orders", timeout=10).status_code == 401
-        resp = httpx.get(f"{base}/orders", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    with served_api(tmp_path, TOKEN) as api:
+        assert httpx.get(f"{api.base}/orders", timeout=10).status_code == 401
+        resp = httpx.get(f"{api.base}/orders", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
         assert resp.status_code == 200 and resp.json() == {"orders": [], "next_cursor": None}
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            out, _ = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
     # The token never shows in the server's output (access log included).
-    assert TOKEN.encode() not in out
+    assert TOKEN not in api.output
