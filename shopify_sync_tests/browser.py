@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,7 +48,12 @@ def browser_page(console_errors: list[str]) -> Iterator[Any]:
             page = context.new_page()
             page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: console_errors.append(f"page error: {e}"))
-            yield page
+            try:
+                yield page
+            except BaseException:
+                # What the page showed when the test failed: beside the log, not in the docs.
+                page.screenshot(path=str(Path(tempfile.gettempdir()) / "shopify_sync-browser-failure.png"))
+                raise
         finally:
             browser.close()
 
