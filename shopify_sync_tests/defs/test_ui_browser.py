@@ -42,8 +42,8 @@ def _env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def _gql(base: str, query: str) -> dict[str, Any]:
-    resp = httpx.post(f"{base}/graphql", json={"query": query}, timeout=30)
+def _gql(base: str, query: str, **variables: str) -> dict[str, Any]:
+    resp = httpx.post(f"{base}/graphql", json={"query": query, "variables": variables}, timeout=30)
     resp.raise_for_status()
     data: dict[str, Any] = resp.json()["data"]
     return data
@@ -147,7 +147,7 @@ def _run_in_one_process(page: Any) -> None:
 
 
 def _run_status(base: str, run_id: str) -> str:
-    data = _gql(base, '{ runOrError(runId: "%s") { ... on Run { status } } }' % run_id)
+    data = _gql(base, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", id=run_id)
     return str(data["runOrError"]["status"])
 
 
@@ -162,9 +162,11 @@ def test_dagster_ui_in_chromium(dagster_ui: str) -> None:
         shot(page, "dagster-0-first-run-modal")
         _dismiss_first_run_modals(page)
         for group in ("shopify_ingest", "shopify_metrics"):
-            assert page.get_by_text(group).count() > 0, f"asset group {group} not on the graph"
-        page.goto(f"{base}/locations/shopify_sync/jobs/shopify_sync_job")
-        page.get_by_text("View 7 assets").wait_for()
+            # A collapsed group opens on double click, showing its assets and their edges.
+            page.locator(f"text={group} >> visible=true").last.dblclick()
+        for asset in ("shopify_bulk_jsonl", "order_header", "order_line_item", "order_refund", "product",
+                      "measurement_sales"):
+            page.get_by_text(asset, exact=True).first.wait_for()
         shot(page, "dagster-1-asset-graph")
 
         # One (date x shop) partition: yesterday x DEMO, the schedule's run for today.
@@ -195,6 +197,8 @@ def test_dagster_ui_in_chromium(dagster_ui: str) -> None:
         for check in ("telemetry_completed", "shop_freshness", "watermark_not_regressed"):
             page.get_by_text(check, exact=True).first.wait_for(timeout=30_000)
         page.get_by_text("Passed").first.wait_for(timeout=30_000)
+        # The list beside shows each check's latest result.
+        assert page.get_by_text("Succeeded", exact=True).count() == 3
         assert page.get_by_text("Failed", exact=True).count() == 0
         shot(page, "dagster-4-asset-checks-passed")
 
