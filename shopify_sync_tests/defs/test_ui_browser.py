@@ -191,6 +191,12 @@ def test_dagster_ui_in_chromium(dagster_ui: str) -> None:
         page.get_by_text("Success", exact=True).first.wait_for(timeout=30_000)
         shot(page, "dagster-3-run-succeeded")
         assert status == "SUCCESS"
+        # The run's first step named it: job type, initiator and shop, for the runs list.
+        runs = _gql(base, "{ runsOrError(limit: 5) { ... on Runs { results { runId tags { key value } } } } }")
+        tags = {t["key"]: t["value"] for r in runs["runsOrError"]["results"] if r["runId"] == run["runId"]
+                for t in r["tags"]}
+        assert {k: tags.get(k) for k in ("shopify_sync/mode", "shopify_sync/initiator", "shopify_sync/shop")} == {
+            "shopify_sync/mode": "DAILY_INCREMENTAL", "shopify_sync/initiator": "user", "shopify_sync/shop": "DEMO"}
 
         # The acceptance criteria: every check of the last asset passed for this run.
         page.goto(f"{base}/assets/measurement_performance?view=checks")
