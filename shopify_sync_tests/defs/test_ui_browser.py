@@ -28,6 +28,7 @@ import pytest
 from shopify_sync_tests.browser import REPO, browser_page, chromium_path, free_port, shot
 
 BIN = Path(sys.executable).parent
+IN_PROCESS = "execution: {config: {in_process: {}}}"
 RUN_TIMEOUT_S = 420  # two shared cores: a run's step subprocesses each import Dagster
 
 
@@ -138,10 +139,13 @@ def _run_in_one_process(page: Any) -> None:
     dialog = page.get_by_role("dialog").first
     dialog.get_by_text("Config", exact=True).click()
     dialog.get_by_role("button", name="Add config").click()
-    # The editor's header overlaps its first line for pointer events: focus it directly.
-    page.locator(".CodeMirror").first.evaluate("e => e.CodeMirror.focus()")
+    # The editor (the last visible CodeMirror; the other shows the schema) has a header over
+    # its first line for pointer events: focus it directly.
+    editor = page.locator(".CodeMirror >> visible=true").last
+    editor.evaluate("e => e.CodeMirror.focus()")
     # insert_text: no key events, so the editor's bracket auto-closing does not double them.
-    page.keyboard.insert_text("execution: {config: {in_process: {}}}")
+    page.keyboard.insert_text(IN_PROCESS)
+    assert editor.evaluate("e => e.CodeMirror.getValue()") == IN_PROCESS
     page.get_by_text("No errors").wait_for()
     page.get_by_role("button", name="Save config").click()
 
@@ -178,10 +182,12 @@ def test_dagster_ui_in_chromium(dagster_ui: str) -> None:
         toast = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
         toast.wait_for(timeout=30_000)
         short_id = toast.inner_text().split()[-1]
-        runs = _gql(base, "{ runsOrError(limit: 5) { ... on Runs { results { runId tags { key value } } } } }")
+        runs = _gql(base, "{ runsOrError(limit: 5) { ... on Runs { results { runId runConfigYaml "
+                          "tags { key value } } } } }")
         run = next(r for r in runs["runsOrError"]["results"] if r["runId"].startswith(short_id))
         tags = {t["key"]: t["value"] for t in run["tags"]}
         assert tags["dagster/partition"] == f"{day.isoformat()}|DEMO"
+        assert "in_process" in run["runConfigYaml"]
 
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while (status := _run_status(base, run["runId"])) not in {"SUCCESS", "FAILURE", "CANCELED"}:
@@ -213,5 +219,6 @@ def test_dagster_ui_in_chromium(dagster_ui: str) -> None:
         dialog = _open_launch_dialog(page, base, f"[{first.isoformat()}...{day.isoformat()}]", "DEMO")
         assert dialog.get_by_text("7 partitions", exact=True).is_visible()
         assert dialog.get_by_role("button", name="Launch backfill").is_enabled()
+        page.get_by_placeholder("Filter partitions").wait_for(state="hidden")
         shot(page, "dagster-5-backfill-dialog")
         dialog.get_by_role("button", name="Cancel", exact=True).click()
