@@ -159,11 +159,18 @@ def test_dagster_ui_in_chromium(dagster_ui: str) -> None:
     base = dagster_ui
     day = (datetime.now(UTC) - timedelta(days=1)).date()
     errors: list[str] = []
+    t0 = time.monotonic()
+
+    def step(name: str) -> None:
+        shot(page, name)
+        # Step times, printed with -s: where a slow run spent its time.
+        print(f"{name}: {time.monotonic() - t0:.1f} s")
+
     with browser_page(errors) as page:
         page.goto(f"{base}/asset-groups")
         page.get_by_role("button", name="Materialize all…").wait_for(timeout=60_000)
         page.wait_for_timeout(800)
-        shot(page, "dagster-0-first-run-modal")
+        step("dagster-0-first-run-modal")
         _dismiss_first_run_modals(page)
         for group in ("shopify_ingest", "shopify_metrics"):
             # A collapsed group opens on double click, showing its assets and their edges.
@@ -171,12 +178,12 @@ def test_dagster_ui_in_chromium(dagster_ui: str) -> None:
         for asset in ("shopify_bulk_jsonl", "order_header", "order_line_item", "order_refund", "product",
                       "measurement_sales"):
             page.get_by_text(asset, exact=True).first.wait_for()
-        shot(page, "dagster-1-asset-graph")
+        step("dagster-1-asset-graph")
 
         # One (date x shop) partition: yesterday x DEMO, the schedule's run for today.
         dialog = _open_launch_dialog(page, base, day.isoformat(), "DEMO")
         assert dialog.get_by_text("1 partition", exact=True).is_visible()
-        shot(page, "dagster-2-materialize-one-partition")
+        step("dagster-2-materialize-one-partition")
         _run_in_one_process(page)
         dialog.get_by_role("button", name="Launch 1 run").click()
         toast = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
@@ -195,7 +202,7 @@ def test_dagster_ui_in_chromium(dagster_ui: str) -> None:
             time.sleep(1)
         page.goto(f"{base}/runs/{run['runId']}")
         page.get_by_text("Success", exact=True).first.wait_for(timeout=30_000)
-        shot(page, "dagster-3-run-succeeded")
+        step("dagster-3-run-succeeded")
         assert status == "SUCCESS"
         # The run's first step named it: job type, initiator and shop, for the runs list.
         runs = _gql(base, "{ runsOrError(limit: 5) { ... on Runs { results { runId tags { key value } } } } }")
@@ -212,7 +219,7 @@ def test_dagster_ui_in_chromium(dagster_ui: str) -> None:
         # The list beside shows each check's latest result.
         assert page.get_by_text("Succeeded", exact=True).count() == 3
         assert page.get_by_text("Failed", exact=True).count() == 0
-        shot(page, "dagster-4-asset-checks-passed")
+        step("dagster-4-asset-checks-passed")
 
         # A backfill over a week for DEMO: the dialog offers a backfill, we do not launch it.
         first = day - timedelta(days=6)
@@ -220,5 +227,5 @@ def test_dagster_ui_in_chromium(dagster_ui: str) -> None:
         assert dialog.get_by_text("7 partitions", exact=True).is_visible()
         assert dialog.get_by_role("button", name="Launch backfill").is_enabled()
         page.get_by_placeholder("Filter partitions").wait_for(state="hidden")
-        shot(page, "dagster-5-backfill-dialog")
+        step("dagster-5-backfill-dialog")
         dialog.get_by_role("button", name="Cancel", exact=True).click()
