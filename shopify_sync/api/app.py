@@ -16,8 +16,9 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import Depends, FastAPI
 
-from shopify_sync.api import analytics, ingest, orders
+from shopify_sync.api import analytics, ingest, orders, series
 from shopify_sync.api.auth import require_token
+from shopify_sync.api.dashboard import install_dashboard
 from shopify_sync.api.deps import Backends, reject_unknown_query
 from shopify_sync.api.errors import ErrorResponse, install_error_handlers
 from shopify_sync.api.launcher import DagsterLauncher
@@ -62,8 +63,10 @@ def create_app(settings: Settings | None = None, *, launcher: DagsterLauncher | 
     app.state.launcher = launcher or DagsterLauncher(settings.dagster_graphql_url)
     install_error_handlers(app)
     protected = [Depends(require_token), Depends(reject_unknown_query)]
-    for module in (orders, analytics, ingest):
+    for module in (orders, analytics, series, ingest):
         app.include_router(module.router, dependencies=protected, responses=_ERRORS)
+    # The page and its assets hold no data, so they are public; the data they show is not.
+    install_dashboard(app)
     return app
 
 

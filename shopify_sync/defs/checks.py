@@ -128,13 +128,15 @@ def evaluate_shop_freshness(engine: Engine, run: RunInfo, parts: list[ShopDays],
 
 
 @dg.asset_check(asset=ORDER_HEADER, blocking=True,
-                description="Lines loaded from the raw file equal the bulk operation's objectCount.")
+                description="Lines loaded from the raw file equal the bulk operation's objectCount. "
+                "Failing means rows were lost or doubled on the way in; the metrics after it do not run.")
 def rows_match_object_count(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return evaluate_rows_match_object_count(warehouse.get_engine(), run_info(context), shop_days_for_context(context))
 
 
 @dg.asset_check(asset=SALES, blocking=True,
-                description="measurement_sales has at most one row per (shop, date, product_id, variant_id).")
+                description="measurement_sales has at most one row per (shop, date, product_id, variant_id), "
+                "so a day's sales are never counted twice.")
 def no_duplicate_sales_keys(
     context: dg.AssetCheckExecutionContext, object_store: ObjectStoreResource
 ) -> dg.AssetCheckResult:
@@ -142,7 +144,8 @@ def no_duplicate_sales_keys(
 
 
 @dg.asset_check(asset=PRODUCT, blocking=True,
-                description="Sampled products' 7/30-day figures equal a recomputation from order_line_item.")
+                description="Sampled products' 7/30-day figures equal a recomputation from order_line_item, "
+                "independently of the metrics' own query.")
 def product_figures_match_line_items(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
@@ -150,13 +153,15 @@ def product_figures_match_line_items(
 
 
 @dg.asset_check(asset=PERFORMANCE,
-                description="The run's sync telemetry ends with a completed record for every shop.")
+                description="The run's sync telemetry ends with a completed record for every shop, so the "
+                "staff API and dashboards see the run as done.")
 def telemetry_completed(context: dg.AssetCheckExecutionContext, object_store: ObjectStoreResource) -> dg.AssetCheckResult:
     return evaluate_telemetry_completed(object_store.get_store(), run_info(context), shop_days_for_context(context))
 
 
 @dg.asset_check(asset=PERFORMANCE,
-                description=f"Each shop's last successful daily sync is under {FRESHNESS_HOURS} h old.")
+                description=f"Each shop's last successful daily sync is under {FRESHNESS_HOURS} h old "
+                "(a warning only in backfill and replay runs).")
 def shop_freshness(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return evaluate_shop_freshness(warehouse.get_engine(), run_info(context), shop_days_for_context(context))
 

@@ -10,7 +10,7 @@ one line naming the setting, instead of going through the retry policy
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import dagster as dg
@@ -20,8 +20,10 @@ from shopify_sync.defs.partitions import shop_days_for_context
 from shopify_sync.defs.resources import ObjectStoreResource, ShopifyBulkResource, WarehouseResource
 from shopify_sync.errors import ErrorSummary, summarize_error
 from shopify_sync.failures import classify, failure_line, storage_setting, warehouse_setting
+from shopify_sync.launch.plan import TAG_PARTITION_SHOP
 from shopify_sync.storage.object_store import ObjectStore
 from shopify_sync.sync import RunInfo, StepContext
+from shopify_sync.sync.rules import TAG_INITIATOR, TAG_MODE, TAG_SHOP
 from shopify_sync.telemetry import SyncTelemetry
 from shopify_sync.timeutil import as_utc, utcnow
 from shopify_sync.vocab import Step, StepStatus
@@ -34,7 +36,30 @@ def run_info(context: ExecutionContext) -> RunInfo:
     run = context.run
     record = context.instance.get_run_record_by_id(run.run_id)
     created = record.create_timestamp if record is not None else utcnow()
-    return RunInfo.from_tags(run.run_id, run.tags, as_utc(created))
+    info = RunInfo.from_tags(run.run_id, run.tags, as_utc(created))
+    missing = missing_run_tags(run.tags, info)
+    if missing:
+        context.instance.add_run_tags(run.run_id, missing)
+    return info
+
+
+def missing_run_tags(tags: Mapping[str, str], info: RunInfo) -> dict[str, str]:
+    """The job type, initiator and shop tags a run launched from the UI lacks, as derived.
+
+    The CLI, the API and the schedule tag their runs; a Materialize click or a Dagster
+    backfill does not, so the runs list could not tell them apart. The shop tag is only
+    added beside Dagster's own one-partition shop tag: the instance's one-run-per-shop
+    limit keys on it, and a ranged backfill run must stay outside that limit (dagster.yaml).
+    """
+    out = {}
+    if TAG_MODE not in tags:
+        out[TAG_MODE] = info.mode.value
+    if TAG_INITIATOR not in tags:
+        out[TAG_INITIATOR] = info.initiator.value
+    shop = tags.get(TAG_PARTITION_SHOP)
+    if shop and TAG_SHOP not in tags:
+        out[TAG_SHOP] = shop
+    return out
 
 
 class SetupFailed(Exception):

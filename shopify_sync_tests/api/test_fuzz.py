@@ -26,7 +26,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           negative_data_rejection, ignored_auth]
 # Launching runs needs a Dagster webserver; test_launch.py covers that endpoint for real.
 OPERATIONS = ["GET /orders", "GET /orders/{order_id}", "GET /analytics/commerce/overview",
-              "GET /analytics/pipelines", "GET /api/ingest/runs"]
+              "GET /analytics/pipelines", "GET /api/ingest/runs", "GET /analytics/commerce/daily",
+              "GET /analytics/products/top"]
 EXAMPLES = 20
 
 

@@ -125,6 +125,11 @@ def test_daily_run_end_to_end_on_every_backend(backend_harness: Harness) -> None
     tables_md = result.asset_materializations_for_node("order_tables")[0].metadata
     assert tables_md["ingest_rows_per_s"].value > 0 and tables_md["ingest_seconds"].value > 0
     assert tables_md["orders_skipped_older"].value == 0 and tables_md["chunks_redone_as_upserts"].value == 0
+    # The rows as a Markdown table: per order table, upserted by the run and stored for the shop.
+    for mat in result.asset_materializations_for_node("order_tables"):
+        table = mat.asset_key.path[-1]
+        row = f"| {table} | {mat.metadata['rows_upserted'].value} | {mat.metadata['dagster/row_count'].value} |"
+        assert row in mat.metadata["rows"].value.splitlines(), (row, mat.metadata["rows"].value)
     events_object = tables_md["commerce_events_object"].value
     assert events_object.startswith("telemetry/commerce/date=") and events_object.endswith(f"/{result.run_id}.jsonl")
     assert h.store().get_bytes(events_object)

@@ -28,9 +28,17 @@ _TABLE_DESCRIPTIONS = {
     "quantity, unit prices before/after discounts.",
     "order_refund": "Refunds per order with the refunded amount.",
 }
+# Shown under each order table: a table holds every day's rows, so its partitions say
+# which run last wrote to it, not which rows it holds.
+_TABLE_PARTITION_NOTE = (
+    "\n\n**Partition (date × shop):** the run that loaded the shop's fetched orders. A daily run's "
+    "date is the metric day it was launched for, but it upserts every order *updated* in its fetched "
+    "window (see `window` on shopify_bulk_jsonl), whatever day the orders belong to; a backfill's "
+    "dates are the days whose *created* orders it loaded."
+)
 ORDER_TABLE_SPECS = [
     dg.AssetSpec(key, deps=[RAW_KEY], group_name=INGEST_GROUP, kinds={"sql", "python"}, owners=OWNERS,
-                 description=_TABLE_DESCRIPTIONS[key.path[-1]])
+                 description=_TABLE_DESCRIPTIONS[key.path[-1]] + _TABLE_PARTITION_NOTE)
     for key in ORDER_TABLES
 ]
 
@@ -65,6 +73,12 @@ def shopify_bulk_jsonl(
     after Shopify's 7-day URL expiry. Daily runs fetch orders *updated* since the
     watermark (minus the lookback, never before the floor); backfills fetch orders
     *created* in the selected days. A crashed run re-polls its stored operation.
+
+    **Partition (date × shop):** for a daily run (the schedule, Materialize, the CLI, the
+    API) the date is the metric day the run is for, normally yesterday; the window it
+    fetches comes from the shop's watermark, not from that date, and is shown as
+    ``window`` in the materialization's metadata. For a backfill, the selected dates are
+    the days whose created orders are fetched.
     """
     with asset_step(context, warehouse, object_store, shopify) as ctx:
         outcomes = [fetch_raw(ctx, sd.shop, sd.key, first_day=sd.first, start=sd.start, end=sd.end)
@@ -96,6 +110,14 @@ def load_metadata(loads: list[LoadOutcome]) -> Metadata:
     return md
 
 
+def rows_table(loads: list[LoadOutcome], totals: dict[str, int]) -> str:
+    """Markdown: per order table, the rows this run upserted and the rows now stored for its shops."""
+    lines = ["| table | upserted by this run | stored for the run's shops |", "|---|---:|---:|"]
+    for table, total in totals.items():
+        lines.append(f"| {table} | {sum(int(lo.rows.get(table, 0)) for lo in loads)} | {total} |")
+    return "\n".join(lines)
+
+
 def order_tables(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, object_store: ObjectStoreResource
 ) -> Iterator[dg.MaterializeResult]:
@@ -110,6 +132,7 @@ def order_tables(
         shops = [lo.shop for lo in loads]
         row_counts = {key: order_table_rows(ctx.engine, key.path[-1], shops) for key in ORDER_TABLES}
     common = load_metadata(loads)
+    common["rows"] = dg.MetadataValue.md(rows_table(loads, {k.path[-1]: n for k, n in row_counts.items()}))
     for key in ORDER_TABLES:
         table = key.path[-1]
         yield dg.MaterializeResult(asset_key=key, metadata={

@@ -52,6 +52,9 @@ def product(
     Refreshed as of the last day of the run, over counted orders only (not test,
     not cancelled); a product with no counted line in a window shows 0, never a
     stale figure. What staff dashboards read for "how is this product doing".
+
+    **Partition (date × shop):** the as-of day of the figures (7 days = D-6..D, 30 days =
+    D-29..D); the table keeps one row per product, as of the shop's latest computed day.
     """
     with asset_step(context, warehouse, object_store) as ctx:
         count = 0
@@ -72,6 +75,9 @@ def measurement_sales(
     One Parquet object per shop and day at ``measurement/sales/shop=<CODE>/date=<D>/part-0.parquet``,
     overwritten (byte-identical for the same data) on re-run. A daily run writes its
     day; a backfill writes every day of its range.
+
+    **Partition (date × shop):** the UTC day the counted orders were *processed*: the
+    object for D holds exactly that day's sales, whatever run fetched them.
     """
     with asset_step(context, warehouse, object_store) as ctx:
         rows = 0
@@ -98,6 +104,9 @@ def measurement_performance(
     The last step of a run: once it is written, a daily run advances the shop's
     watermark (never backwards; a failed run never gets here) and records
     ``completed`` in the sync telemetry.
+
+    **Partition (date × shop):** the as-of day D of the 7-day (D-6..D) and 30-day (D-29..D)
+    windows, over the counted orders processed in them.
     """
     with asset_step(context, warehouse, object_store) as ctx:
         rows = 0
