@@ -96,7 +96,7 @@ def daily_relaunch(shop: str, day: date, relaunch_of: str, attempt: int) -> Laun
 
 
 def backfill_launch(shop: str, start: date, end: date) -> Launch:
-    """One ranged run of ``shop``: one bulk operation covers ``start..end`` (see ``backfill_launches``)."""
+    """One ranged run of ``shop``: one bulk operation covers ``start..end`` (the CLI cuts ranges with ``month_ranges``)."""
     tags = {TAG_MODE: Mode.FULL_BACKFILL_EXECUTE.value, TAG_INITIATOR: Initiator.BACKFILL.value, TAG_SHOP: shop,
             **_range_tags(shop, start, end)}
     return Launch(f"backfill {shop} {start}..{end}", tags, None)
