@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -20,7 +21,8 @@ from shopify_sync.emulator import serve as serve_emulator
 from shopify_sync.errors import summarize_error
 from shopify_sync.failures import classify, failure_line, warehouse_setting
 from shopify_sync.launch.inprocess import InProcessLauncher, replay_launches
-from shopify_sync.launch.plan import Launch, backfill_launch, daily_launch
+from shopify_sync.launch.plan import Launch, backfill_launch, daily_launch, month_ranges
+from shopify_sync.launch.progress import BackfillProgress, Piece
 from shopify_sync.warehouse import make_engine
 
 
@@ -73,7 +75,33 @@ def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
         raise CliError(f"--end {args.end} is before --start {args.start}")
     _check_day(settings, args.start, "--start")
     _check_day(settings, args.end, "--end")
-    return _run_all(settings, [backfill_launch(code, args.start, args.end) for code in _shops(settings, args.shop)], args.verbose)
+    return _run_backfill(settings, _shops(settings, args.shop), args.start, args.end, args.verbose)
+
+
+def _run_backfill(settings: Settings, shops: list[str], start: date, end: date, verbose: bool = False) -> int:
+    """A month per run, shop after shop, a line per run; a shop stops at its first failed
+    run (a re-run resumes there: the unfinished sync_job of that month is continued)."""
+    by_shop = {shop: [Piece(shop, first, last) for first, last in month_ranges(start, end)] for shop in shops}
+    progress = BackfillProgress([piece for pieces in by_shop.values() for piece in pieces], sys.stdout)
+    progress.plan(start, end, shops)  # before Dagster builds anything: the first line comes at once
+    launcher = InProcessLauncher(settings, verbose=verbose)
+    failed: list[str] = []
+    for shop, pieces in by_shop.items():
+        for index, piece in enumerate(pieces):
+            launch = backfill_launch(shop, piece.first, piece.last)
+            began = time.monotonic()
+            outcome = launcher.run(launch)
+            progress.run_ended(piece, launch.label, outcome.run_id, outcome.rows if outcome.success else None,
+                               time.monotonic() - began)
+            if not outcome.success:
+                progress.skipped(pieces[index + 1:])
+                failed.append(f"FAILED  {launch.label}  run {outcome.run_id}: {outcome.error} (re-run: "
+                              f"shopify-sync backfill --shop {shop} --start {piece.first} --end {end})")
+                break
+    print(progress.summary(len(failed)), flush=True)
+    for line in failed:
+        print(line, file=sys.stderr)
+    return 0 if not failed else 1
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:

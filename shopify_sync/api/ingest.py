@@ -34,9 +34,13 @@ def ingest_runs(
     response_model=SyncLaunch,
     status_code=202,
     summary="Launch the daily sync (yesterday's partition) for every shop through Dagster",
-    responses={503: {"model": ErrorResponse, "description": "the Dagster webserver is unreachable"}},
+    responses={
+        429: {"model": ErrorResponse, "description": "too many launches already waiting for the Dagster webserver; "
+              "retry after the Retry-After seconds"},
+        503: {"model": ErrorResponse, "description": "the Dagster webserver is unreachable or too slow"},
+    },
 )
-def launch_sync(
+async def launch_sync(
     request: Request,
     b: Annotated[Backends, Depends(backends)],
     shop: Annotated[list[str] | None, Query(description="only these shop codes (repeatable); default all")] = None,
@@ -47,6 +51,7 @@ def launch_sync(
     # The day just ended (UTC), the same partition the 06:00 schedule runs.
     day = utcnow().date() - timedelta(days=1)
     launcher: DagsterLauncher = request.app.state.launcher
-    launched = launcher.launch_daily(day, shops)
+    # Async on purpose: waiting on the webserver holds no worker thread the read endpoints need.
+    launched = await launcher.launch_daily(day, shops)
     return SyncLaunch(date=day, runs=[LaunchedRun(shop=r.shop, partition=r.partition, run_id=r.run_id,
                                                   already_running=r.already_running) for r in launched])

@@ -3,23 +3,29 @@
 The API never runs a sync in its own process: going through Dagster puts the run in
 the UI, under the instance's run queue and per-shop concurrency limit, exactly like
 the schedule and the CLI (SPEC §7/§8).
+
+Launching must never starve the read endpoints (issue 14.11): the GraphQL calls are
+made with an async client on the event loop, so a slow webserver holds no worker
+thread that ``GET /orders`` needs; each launch has a short overall deadline; and at
+most ``MAX_LAUNCHES_IN_FLIGHT`` launches wait on the webserver at once, the others
+get a 429 at once instead of queueing behind it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import Any
 from urllib.parse import urlparse
+
+import httpx
 
 from shopify_sync.api.errors import ApiError
 from shopify_sync.config import ConfigError
 from shopify_sync.launch.plan import SYNC_JOB_NAME, TAG_PARTITION, daily_launch, partition_key, partition_tags
-
-if TYPE_CHECKING:
-    from dagster_graphql import DagsterGraphQLClient
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +33,16 @@ log = logging.getLogger(__name__)
 # served as the repository "__repository__".
 LOCATION_NAME = "shopify_sync"
 REPOSITORY_NAME = "__repository__"
+
+# A launch that takes longer than this is answered 503 rather than holding the client
+# (and a slot) open. Not shorter: without a run queue (DefaultRunCoordinator) the
+# webserver answers the mutation only once the run's process is spawned, which took
+# over 10 s on a loaded 2-core machine. Connecting is bounded much tighter.
+LAUNCH_TIMEOUT_SECONDS = 30.0
+CONNECT_TIMEOUT_SECONDS = 3.0
+# Launches waiting on the webserver at once; more concurrent launches are refused (429).
+MAX_LAUNCHES_IN_FLIGHT = 4
+RETRY_AFTER_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,30 @@ query InFlight($filter: RunsFilter!) {
 """
 _IN_FLIGHT_STATUSES = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED"]
 
+# The mutation dagster_graphql's client sends (copied: importing that client imports Dagster).
+_LAUNCH_MUTATION = """
+mutation LaunchSync($executionParams: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $executionParams) {
+    __typename
+    ... on LaunchPipelineRunSuccess { run { runId } }
+    ... on InvalidStepError { invalidStepKey }
+    ... on InvalidOutputError { stepKey invalidOutputName }
+    ... on ConflictingExecutionParamsError { message }
+    ... on PresetNotFoundError { message }
+    ... on PipelineRunConflict { message }
+    ... on PipelineConfigValidationInvalid { errors { message } }
+    ... on PipelineNotFoundError { message }
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+_LAUNCHED = {"LaunchRunSuccess", "LaunchPipelineRunSuccess"}
+
+
+class LaunchRefused(Exception):
+    """The webserver answered, but did not launch the run (unknown job, config, conflict)."""
+
 
 def run_tags(day: date, shop: str) -> dict[str, str]:
     """The CLI's tags for a daily run (mode, initiator=user, shop) plus the partition tags.
@@ -60,79 +100,112 @@ def run_tags(day: date, shop: str) -> dict[str, str]:
 
 
 class DagsterLauncher:
-    """Thin wrapper over ``DagsterGraphQLClient`` that turns every failure into a 503 ``ApiError``."""
+    """Submits runs over the webserver's GraphQL API; every failure is an ``ApiError``.
 
-    def __init__(self, graphql_url: str, *, job_name: str = SYNC_JOB_NAME, timeout: int = 30) -> None:
+    Used from async route handlers only: the in-flight count lives on the event loop's
+    thread, so it needs no lock.
+    """
+
+    def __init__(self, graphql_url: str, *, job_name: str = SYNC_JOB_NAME, timeout: float = LAUNCH_TIMEOUT_SECONDS,
+                 max_in_flight: int = MAX_LAUNCHES_IN_FLIGHT) -> None:
         parsed = urlparse(graphql_url)
         if parsed.scheme not in {"http", "https"} or not parsed.hostname:
             raise ConfigError("SHOPIFY_SYNC_DAGSTER_URL", f"must be http(s)://host[:port], got {graphql_url!r}")
         self.url = graphql_url.rstrip("/")
-        self._hostname = parsed.hostname
-        self._port = parsed.port
-        self._https = parsed.scheme == "https"
-        self._path_prefix = parsed.path.rstrip("/")
         self.job_name = job_name
         self.timeout = timeout
+        self.max_in_flight = max_in_flight
+        self._in_flight = 0
 
-    def _client(self) -> DagsterGraphQLClient:
-        # Imported here: dagster_graphql pulls in Dagster, seconds of start-up the
-        # read-only endpoints do not need.
-        from dagster_graphql import DagsterGraphQLClient
-
-        return DagsterGraphQLClient(self._hostname, port_number=self._port, use_https=self._https,
-                                    path_prefix=self._path_prefix, timeout=self.timeout)
-
-    def in_flight_run(self, partition: str) -> str | None:
-        """The id of an unfinished run of the sync job for ``partition``, if any."""
-        import httpx
-
-        variables = {"filter": {"pipelineName": self.job_name, "statuses": _IN_FLIGHT_STATUSES,
-                                "tags": [{"key": TAG_PARTITION, "value": partition}]}}
-        resp = httpx.post(f"{self.url}/graphql", json={"query": _IN_FLIGHT_QUERY, "variables": variables},
-                          timeout=self.timeout)
-        resp.raise_for_status()
-        payload = resp.json()
-        result = (payload.get("data") or {}).get("runsOrError") or {}
-        if result.get("__typename") != "Runs":
-            raise RuntimeError(f"runs query failed: {payload.get('errors') or result.get('message')}")
-        runs = result.get("results") or []
-        return runs[0]["runId"] if runs else None
-
-    def launch_daily(self, day: date, shops: Sequence[str]) -> list[Launched]:
+    async def launch_daily(self, day: date, shops: Sequence[str]) -> list[Launched]:
         """One run per shop for ``day``; a shop whose run for that day is still queued or
         running gets that run back instead of a duplicate (a double click, or the 06:00
         schedule's run still going)."""
+        if self._in_flight >= self.max_in_flight:
+            raise ApiError(
+                429, "too_many_launches",
+                f"{self._in_flight} launches are already waiting for the Dagster webserver at {self.url}; "
+                f"try again in {RETRY_AFTER_SECONDS} s",
+                {"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        self._in_flight += 1
         launched: list[Launched] = []
         try:
-            client = self._client()
-            for shop in shops:
-                existing = self.in_flight_run(partition_key(day, shop))
-                if existing is not None:
-                    launched.append(Launched(shop, partition_key(day, shop), existing, already_running=True))
-                    continue
-                run_id = client.submit_job_execution(
-                    self.job_name,
-                    repository_location_name=LOCATION_NAME,
-                    repository_name=REPOSITORY_NAME,
-                    tags=run_tags(day, shop),
-                )
-                launched.append(Launched(shop=shop, partition=partition_key(day, shop), run_id=run_id))
+            async with asyncio.timeout(self.timeout), self._client() as client:
+                for shop in shops:
+                    launched.append(await self._launch_one(client, day, shop))
         except Exception as exc:  # noqa: BLE001 - transport, GraphQL and Dagster errors all mean "not launched"
-            done = ", ".join(f"{r.shop}={r.run_id}" for r in launched)
-            log.warning("launch through Dagster at %s failed: %s", self.url, type(exc).__name__)
-            reason = _reason(exc)
-            raise ApiError(
-                503, "dagster_unavailable",
-                f"could not launch the sync through Dagster at {self.url} ({reason})"
-                + (f"; already launched: {done}" if done else ""),
-            ) from None
+            raise self._unavailable(exc, launched) from None
+        finally:
+            self._in_flight -= 1
         return launched
 
+    def _client(self) -> httpx.AsyncClient:
+        timeout = httpx.Timeout(self.timeout, connect=min(CONNECT_TIMEOUT_SECONDS, self.timeout))
+        return httpx.AsyncClient(base_url=self.url, timeout=timeout)
 
-def _reason(exc: Exception) -> str:
+    async def _launch_one(self, client: httpx.AsyncClient, day: date, shop: str) -> Launched:
+        partition = partition_key(day, shop)
+        existing = await self.in_flight_run(client, partition)
+        if existing is not None:
+            return Launched(shop, partition, existing, already_running=True)
+        return Launched(shop, partition, await self.submit(client, run_tags(day, shop)))
+
+    async def in_flight_run(self, client: httpx.AsyncClient, partition: str) -> str | None:
+        """The id of an unfinished run of the sync job for ``partition``, if any."""
+        variables = {"filter": {"pipelineName": self.job_name, "statuses": _IN_FLIGHT_STATUSES,
+                                "tags": [{"key": TAG_PARTITION, "value": partition}]}}
+        result = await _graphql(client, _IN_FLIGHT_QUERY, variables, "runsOrError")
+        if result.get("__typename") != "Runs":
+            raise LaunchRefused(f"runs query failed: {result.get('message') or result.get('__typename')}")
+        runs = result.get("results") or []
+        return str(runs[0]["runId"]) if runs else None
+
+    async def submit(self, client: httpx.AsyncClient, tags: dict[str, str]) -> str:
+        """Launch the sync job with ``tags``; its run id."""
+        variables = {"executionParams": {
+            "selector": {"repositoryLocationName": LOCATION_NAME, "repositoryName": REPOSITORY_NAME,
+                         "pipelineName": self.job_name},
+            "runConfigData": {}, "mode": "default",
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+        }}
+        result = await _graphql(client, _LAUNCH_MUTATION, variables, "launchPipelineExecution")
+        kind = str(result.get("__typename"))
+        if kind in _LAUNCHED:
+            return str(result["run"]["runId"])
+        detail = result.get("message") or "; ".join(str(e.get("message")) for e in result.get("errors") or [])
+        raise LaunchRefused(f"{kind}: {detail}" if detail else kind)
+
+    def _unavailable(self, exc: Exception, launched: list[Launched]) -> ApiError:
+        done = ", ".join(f"{r.shop}={r.run_id}" for r in launched)
+        log.warning("launch through Dagster at %s failed: %s", self.url, type(exc).__name__)
+        return ApiError(
+            503, "dagster_unavailable",
+            f"could not launch the sync through Dagster at {self.url} ({_reason(exc, self.timeout)})"
+            + (f"; already launched: {done}" if done else ""),
+        )
+
+
+async def _graphql(client: httpx.AsyncClient, query: str, variables: dict[str, Any], field: str) -> dict[str, Any]:
+    resp = await client.post("/graphql", json={"query": query, "variables": variables})
+    resp.raise_for_status()
+    payload = resp.json()
+    data = payload.get("data") or {}
+    if not isinstance(data.get(field), dict):
+        errors = payload.get("errors") or [{}]
+        raise LaunchRefused(f"GraphQL error: {str(errors[0].get('message', 'no data'))[:200]}")
+    result: dict[str, Any] = data[field]
+    return result
+
+
+def _reason(exc: Exception, timeout: float) -> str:
     """A one-line cause without the GraphQL payload (which can be long)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    name = type(exc).__name__
-    if "Connection" in text or "connect" in text.lower() or "Connection" in name:
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        # The mutation may still have been applied: a retry finds that run (in_flight_run).
+        return f"the webserver did not answer within {timeout:g} s; a run may still have started"
+    if isinstance(exc, httpx.ConnectError | httpx.NetworkError):
         return "webserver unreachable"
-    return f"{name}: {text[:200]}" if text else name
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"webserver answered HTTP {exc.response.status_code}"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__

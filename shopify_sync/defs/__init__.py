@@ -16,6 +16,7 @@ from shopify_sync.defs.checks import CHECKS
 from shopify_sync.defs.jobs import build_sync_job
 from shopify_sync.defs.partitions import build_partitions_def
 from shopify_sync.defs.resources import build_resources
+from shopify_sync.defs.retry import build_relaunch_sensor
 from shopify_sync.defs.schedules import build_daily_schedule
 from shopify_sync.defs.sensors import build_sensors
 
@@ -33,8 +34,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
 
     Cheap and side-effect free: no network, no files, no database at load time.
     """
-    # BackfillPolicy is a deliberate choice (one bulk operation per shop per backfill
-    # run); its "beta" label is noise in every UI load and CLI run.
+    # Beta labels of deliberately used features (e.g. the freshness policy) are noise in
+    # every UI load and CLI run.
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     if settings is None:
         settings = _settings_from_environment()
@@ -45,6 +46,6 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         asset_checks=CHECKS,
         jobs=[job],
         schedules=[build_daily_schedule(job, settings.shop_codes)],
-        sensors=build_sensors(settings),
+        sensors=[*build_sensors(settings), build_relaunch_sensor(job)],
         resources=build_resources(settings),
     )

@@ -14,6 +14,17 @@ import dagster as dg
 from shopify_sync.config import Settings
 from shopify_sync.launch.plan import DATE_DIM, SHOP_DIM, day_range_key
 
+# One backfill policy for every partitioned asset: none. A Dagster backfill (the UI's
+# launch dialog) is then one run per (day, shop): bounded runs, each carrying
+# `dagster/partition/shop`, so the instance's one-run-per-shop limit (dagster.yaml)
+# queues a shop's days one after another, in date order, behind the daily sync
+# (which has a higher `dagster/priority`). Long ranges are the CLI's job: it runs a month
+# per run (`launch.plan.month_ranges`). Why not `BackfillPolicy.multi_run(31)`: its
+# ranged runs carry no shop tag, so one shop's months would run side by side; and
+# Dagster 1.13's launch dialog compares the assets' policies by object identity, so
+# any policy on more than one asset shows "using varying backfill policies".
+BACKFILL_POLICY: dg.BackfillPolicy | None = None
+
 
 def build_partitions_def(settings: Settings) -> dg.MultiPartitionsDefinition:
     """``date`` (daily, UTC, from ``SHOPIFY_SYNC_START_DATE``) × ``shop`` (``SHOPIFY_SHOPS``).

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -46,6 +46,8 @@ class RunOutcome:
     run_id: str
     success: bool
     error: str | None = None
+    # Rows upserted per order table (``order_header``, …), for progress lines.
+    rows: dict[str, int] = field(default_factory=dict)
 
 
 def replay_launches(settings: Settings, run_id: str) -> list[Launch]:
@@ -128,8 +130,23 @@ def run_sync_job(
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
     if result.success:
-        return RunOutcome(result.run_id, True)
-    return RunOutcome(result.run_id, False, first_failure(result))
+        return RunOutcome(result.run_id, True, rows=rows_upserted(result))
+    return RunOutcome(result.run_id, False, first_failure(result), rows=rows_upserted(result))
+
+
+def rows_upserted(result: dg.ExecuteInProcessResult) -> dict[str, int]:
+    """Rows each order table's materialization reports as upserted by the run.
+
+    A ranged run records one materialization per day of its range, each with the run's
+    metadata: a table's count is taken once, not summed over them.
+    """
+    rows: dict[str, int] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        value = materialization.metadata.get("rows_upserted")
+        if isinstance(value, dg.IntMetadataValue) and value.value is not None:
+            rows[materialization.asset_key.path[-1]] = value.value
+    return rows
 
 
 def step_error_line(data: StepFailureData) -> str:

@@ -8,7 +8,7 @@ API builds its launches from here without paying Dagster's start-up.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import NamedTuple
 
 from shopify_sync.sync import (
@@ -31,6 +31,11 @@ SHOP_DIM = "shop"
 TAG_PARTITION = "dagster/partition"
 TAG_PARTITION_DATE = f"dagster/partition/{DATE_DIM}"
 TAG_PARTITION_SHOP = f"dagster/partition/{SHOP_DIM}"
+# The run queue starts higher priorities first. A Dagster backfill is one queued run per
+# (day, shop) under the same one-run-per-shop limit as the daily sync; without this the
+# 06:00 run of a shop would wait behind every backfill run queued before it.
+TAG_PRIORITY = "dagster/priority"
+DAILY_PRIORITY = "10"
 
 
 class Launch(NamedTuple):
@@ -72,12 +77,26 @@ def _range_tags(shop: str, start: date, end: date) -> dict[str, str]:
 
 def daily_launch(shop: str, day: date, initiator: Initiator = Initiator.USER) -> Launch:
     """The incremental sync of ``shop`` for ``day`` (the schedule's run with ``CRON``)."""
-    tags = {TAG_MODE: Mode.DAILY_INCREMENTAL.value, TAG_INITIATOR: initiator.value, TAG_SHOP: shop}
+    tags = {TAG_MODE: Mode.DAILY_INCREMENTAL.value, TAG_INITIATOR: initiator.value, TAG_SHOP: shop,
+            TAG_PRIORITY: DAILY_PRIORITY}
     return Launch(f"sync {shop} {day}", tags, partition_key(day, shop))
 
 
+# A relaunch of a failed scheduled daily run (defs.retry): the run it retries, and which
+# attempt it is (the first relaunch is attempt 2).
+TAG_RELAUNCH_OF = "shopify_sync/relaunch_of"
+TAG_ATTEMPT = "shopify_sync/attempt"
+
+
+def daily_relaunch(shop: str, day: date, relaunch_of: str, attempt: int) -> Launch:
+    """The scheduled daily run of ``shop`` for ``day`` again (still ``initiator=cron``)."""
+    label, tags, key = daily_launch(shop, day, Initiator.CRON)
+    return Launch(f"{label} (attempt {attempt})", {**tags, TAG_RELAUNCH_OF: relaunch_of, TAG_ATTEMPT: str(attempt)},
+                  key)
+
+
 def backfill_launch(shop: str, start: date, end: date) -> Launch:
-    """One ranged run per shop: one bulk operation covers the whole range (the BackfillPolicy's intent)."""
+    """One ranged run of ``shop``: one bulk operation covers ``start..end`` (the CLI cuts ranges with ``month_ranges``)."""
     tags = {TAG_MODE: Mode.FULL_BACKFILL_EXECUTE.value, TAG_INITIATOR: Initiator.BACKFILL.value, TAG_SHOP: shop,
             **_range_tags(shop, start, end)}
     return Launch(f"backfill {shop} {start}..{end}", tags, None)
@@ -90,3 +109,22 @@ def replay_launch(shop: str, start: date, end: date, run_id: str) -> Launch:
     if start == end:
         return Launch(f"replay {shop} {start} of {run_id}", tags, partition_key(start, shop))
     return Launch(f"replay {shop} {start}..{end} of {run_id}", {**tags, **_range_tags(shop, start, end)}, None)
+
+
+def month_ranges(start: date, end: date) -> list[tuple[date, date]]:
+    """``start..end`` cut at calendar month ends: the first and last day of each piece.
+
+    The CLI's backfill runs one ranged run per piece (``backfill_launch``), in date order.
+    A month per run bounds what one run plans and holds (a 10-year range in one run was
+    27,909 step materializations and minutes of silence before the first), gives a
+    progress line per month, and a re-run after a failure resumes at the failed month.
+    """
+    pieces = []
+    first = start
+    while first <= end:
+        next_month = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+        last = min(end, next_month - timedelta(days=1))
+        pieces.append((first, last))
+        first = last + timedelta(days=1)
+    return pieces
+

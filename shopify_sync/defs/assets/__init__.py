@@ -6,7 +6,8 @@
 The bodies are module-level functions by domain (``ingest``, ``metrics``; names in
 ``keys``); the builders apply ``dg.asset`` / ``dg.multi_asset`` here because the
 partitions (day × configured shops) are only known once the settings are. Every
-asset runs a whole range in one run (one bulk operation per shop per backfill).
+asset has the same backfill policy (``defs.partitions.BACKFILL_POLICY``), and every
+body also runs a whole range of days in one run (the CLI's month per run).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import dagster as dg
 
 from shopify_sync.defs.assets.ingest import build_ingest_assets
 from shopify_sync.defs.assets.metrics import build_metric_assets
+from shopify_sync.defs.partitions import BACKFILL_POLICY
 
 
 def build_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.AssetsDefinition]:
-    backfill_policy = dg.BackfillPolicy.single_run()
-    return [*build_ingest_assets(partitions_def, backfill_policy),
-            *build_metric_assets(partitions_def, backfill_policy)]
+    return [*build_ingest_assets(partitions_def, BACKFILL_POLICY),
+            *build_metric_assets(partitions_def, BACKFILL_POLICY)]

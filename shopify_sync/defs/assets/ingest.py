@@ -143,7 +143,7 @@ def order_tables(
 
 
 def build_ingest_assets(
-    partitions_def: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy
+    partitions_def: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy | None
 ) -> list[dg.AssetsDefinition]:
     return [
         dg.asset(key=RAW_KEY, partitions_def=partitions_def, backfill_policy=backfill_policy,

@@ -145,7 +145,7 @@ def watermark_check(finishes: list[FinishOutcome]) -> dg.AssetCheckResult:
 
 
 def build_metric_assets(
-    partitions_def: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy
+    partitions_def: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy | None
 ) -> list[dg.AssetsDefinition]:
     return [
         dg.asset(key=PRODUCT, deps=[ORDER_HEADER, ORDER_LINE_ITEM], partitions_def=partitions_def,
