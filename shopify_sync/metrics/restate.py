@@ -58,7 +58,7 @@ def sales_frames(engine: Engine, shop: str, days: Iterable[date]) -> dict[date, 
     _mixed(shop, sums, pl.format("{} product {} variant {}", "day", "product_id", "variant_id"))
     frame = sums.select(pl.lit(shop).alias("shop"), pl.col("day").alias("date"), "product_id", "variant_id", "sku",
                         pl.col("cur_high").alias("currency_code"), "orders", "units_ordered", "units_net",
-                        "gross_sales", "net_sales").cast(SALES_SCHEMA)  # type: ignore[arg-type]
+                        "gross_sales", "net_sales").cast(SALES_SCHEMA)
     by_day = {d: f for (d,), f in frame.partition_by("date", as_dict=True).items()}
     return {d: _sorted(by_day.get(d, pl.DataFrame(schema=SALES_SCHEMA)), SALES_KEY) for d in wanted}
 
@@ -93,7 +93,7 @@ def performance_frames(engine: Engine, shop: str, as_of_days: Iterable[date]) ->
     frame = windows.select(
         pl.lit(shop).alias("shop"), "date", "product_id", "title", pl.col("cur_high").alias("currency_code"),
         "units_7d", "net_sales_7d", "orders_7d", "units_30d", "net_sales_30d", "orders_30d",
-    ).cast(PERFORMANCE_SCHEMA)  # type: ignore[arg-type]
+    ).cast(PERFORMANCE_SCHEMA)
     by_day = {d: f for (d,), f in frame.partition_by("date", as_dict=True).items()}
     return {d: _sorted(by_day.get(d, pl.DataFrame(schema=PERFORMANCE_SCHEMA)), PERFORMANCE_KEY) for d in wanted}
 
@@ -121,7 +121,7 @@ class Restatement:
 
 def plan_sales(own: Sequence[date], pending: Sequence[DirtyDay], stored: set[date]) -> Restatement:
     """measurement_sales: the run's days, and each changed day X whose object is stored."""
-    restated = {r.day: (r.day,) for r in pending if r.day in stored and r.day not in own}
+    restated: dict[date, tuple[date, ...]] = {r.day: (r.day,) for r in pending if r.day in stored and r.day not in own}
     return Restatement(tuple(own), restated)
 
 

@@ -71,7 +71,7 @@ class RecordFields(TypedDict, total=False):
     watermark_before: datetime | None
     watermark_after: datetime | None
     # SPEC §5 restatement: {asset: [days]} of partitions rewritten beyond the run's own;
-    # merged per asset with the run's earlier records, so ``completed`` lists them all.
+    # a union per asset with the run's earlier records, so ``completed`` lists them all.
     restated: Mapping[str, Iterable[date]] | None
     error: ErrorInput | None
     recorded_by: str | None
@@ -136,6 +136,16 @@ def _day(value: object, what: str) -> str:
     if isinstance(value, str):
         return date.fromisoformat(value).isoformat()
     raise TypeError(f"telemetry {what} must hold dates, got {value!r}")
+
+
+def _merge_restated(earlier: object, given: object) -> dict[str, list[str]]:
+    """The run's restated days so far (a sticky field) plus ``given``: a union per asset."""
+    merged: dict[str, set[str]] = {}
+    for source in (earlier, given):
+        if isinstance(source, Mapping):
+            for asset, days in source.items():
+                merged.setdefault(str(asset), set()).update(str(d) for d in days)
+    return {asset: sorted(days) for asset, days in merged.items()}
 
 
 def read_record(store: ObjectStore, key: str) -> SyncRecord | None:
@@ -204,8 +214,7 @@ class SyncTelemetry:
                       step=step, status=status, at=utcnow(), process_initiated_at=self.process_initiated_at)
         for name, value in given.items():
             if name == "restated" and value is not None:
-                earlier = values.get("restated")
-                value = {**(earlier if isinstance(earlier, dict) else {}), **dict(value)}  # type: ignore[call-overload]
+                value = _merge_restated(values.get("restated"), value)
             if value is not None or name not in STICKY_FIELDS:
                 values[name] = value
         body = {name: jsonable(values[name], name) for name in RECORD_FIELDS}

@@ -9,7 +9,12 @@ from datetime import date, timedelta
 import pytest
 import sqlalchemy as sa
 
-from shopify_sync.metrics.measurements import MixedCurrencyError, parquet_bytes, performance_frame, sales_frame
+from shopify_sync.metrics.measurements import (
+    MixedCurrencyError,
+    parquet_bytes,
+    performance_frame,
+    sales_frame,
+)
 from shopify_sync.metrics.restate import (
     performance_frames,
     plan_performance,
