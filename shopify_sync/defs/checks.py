@@ -35,7 +35,7 @@ from shopify_sync.warehouse.queries import RecheckLine, StoredProductFigures, pr
 
 SALES_KEY_COLUMNS = ["shop", "date", "product_id", "variant_id"]
 SAMPLE_PRODUCTS = 20
-SAMPLE_PARTITIONS = 12  # per shop and measurement: each is two warehouse queries
+SAMPLE_PARTITIONS = 8  # per shop and measurement; each is recomputed with its own queries
 FRESHNESS_HOURS = 36  # a daily run at 06:00 plus slack for one late or retried run
 
 # (units, net sales, orders) over 7 days, then over 30 days.

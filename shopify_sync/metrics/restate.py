@@ -15,6 +15,7 @@ pending changed day X (``warehouse.dirty``), ``measurement_sales`` for X and
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -59,8 +60,9 @@ def sales_frames(engine: Engine, shop: str, days: Iterable[date]) -> dict[date, 
     frame = sums.select(pl.lit(shop).alias("shop"), pl.col("day").alias("date"), "product_id", "variant_id", "sku",
                         pl.col("cur_high").alias("currency_code"), "orders", "units_ordered", "units_net",
                         "gross_sales", "net_sales").cast(SALES_SCHEMA)
-    by_day = {d: f for (d,), f in frame.partition_by("date", as_dict=True).items()}
-    return {d: _sorted(by_day.get(d, pl.DataFrame(schema=SALES_SCHEMA)), SALES_KEY) for d in wanted}
+    # One sort; partition_by keeps the order within each day.
+    by_day = {d: f for (d,), f in _sorted(frame, SALES_KEY).partition_by("date", as_dict=True).items()}
+    return {d: by_day.get(d, pl.DataFrame(schema=SALES_SCHEMA)) for d in wanted}
 
 
 def _window_days(as_of_days: Sequence[date]) -> list[date]:
@@ -94,8 +96,8 @@ def performance_frames(engine: Engine, shop: str, as_of_days: Iterable[date]) ->
         pl.lit(shop).alias("shop"), "date", "product_id", "title", pl.col("cur_high").alias("currency_code"),
         "units_7d", "net_sales_7d", "orders_7d", "units_30d", "net_sales_30d", "orders_30d",
     ).cast(PERFORMANCE_SCHEMA)
-    by_day = {d: f for (d,), f in frame.partition_by("date", as_dict=True).items()}
-    return {d: _sorted(by_day.get(d, pl.DataFrame(schema=PERFORMANCE_SCHEMA)), PERFORMANCE_KEY) for d in wanted}
+    by_day = {d: f for (d,), f in _sorted(frame, PERFORMANCE_KEY).partition_by("date", as_dict=True).items()}
+    return {d: by_day.get(d, pl.DataFrame(schema=PERFORMANCE_SCHEMA)) for d in wanted}
 
 
 # -- what a run writes ---------------------------------------------------------------------
@@ -142,6 +144,7 @@ def plan_performance(own: Sequence[date], pending: Sequence[DirtyDay], stored: s
 # days reads N + 29 days of sums and spreads each over 30 days) while a restatement of
 # the previous two months stays one pass.
 BATCH_DAYS = 64
+_PUT_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -162,12 +165,19 @@ def _batches(days: Sequence[date]) -> Iterable[list[date]]:
 def _write(store: ObjectStore, plan: Restatement, frames_of: Callable[[list[date]], dict[date, pl.DataFrame]],
            key_of: Callable[[date], str]) -> Written:
     rows, keys = 0, []
-    for batch in _batches(plan.days):
-        for day, frame in frames_of(batch).items():
-            key = key_of(day)
-            store.put_bytes(key, parquet_bytes(frame))
-            rows += frame.height
-            keys.append(key)
+
+    def put(item: tuple[date, pl.DataFrame]) -> str:
+        key = key_of(item[0])
+        store.put_bytes(key, parquet_bytes(item[1]))
+        return key
+
+    # Objects are written by a few threads: a put is mostly waiting (an fsync on a local
+    # store, a round trip on S3), and a restatement writes dozens (docs/benchmarks.md).
+    with ThreadPoolExecutor(max_workers=_PUT_THREADS) as pool:
+        for batch in _batches(plan.days):
+            frames = frames_of(batch)
+            rows += sum(f.height for f in frames.values())
+            keys.extend(pool.map(put, frames.items()))
     return Written(plan, rows, tuple(keys))
 
 
