@@ -164,7 +164,7 @@ def _batches(days: Sequence[date]) -> Iterable[list[date]]:
 
 def _write(store: ObjectStore, plan: Restatement, frames_of: Callable[[list[date]], dict[date, pl.DataFrame]],
            key_of: Callable[[date], str]) -> Written:
-    rows, keys = 0, []
+    rows, keys = 0, list[str]()
 
     def put(item: tuple[date, pl.DataFrame]) -> str:
         key = key_of(item[0])
