@@ -344,3 +344,19 @@ def test_commerce_events_stream_in_batches_and_fail_atomically(store: LocalObjec
     with pytest.raises(ValueError, match="int order_id"):
         write_commerce_events(store, big, broken(), shop="DE")
     assert store.get_bytes(key) == snapshot
+
+
+def test_restated_days_are_merged_per_asset_up_to_completed(store: LocalObjectStore) -> None:
+    """SPEC §6 ``restated {asset: [dates]}``: each metric step reports its own asset; the
+    ``completed`` record carries the union of the run's restated days per asset."""
+    t = tel(store)
+    d1, d2 = date(2026, 11, 3), date(2026, 11, 5)
+    t.record("initiated", "started")
+    t.record("transforming", "succeeded", restated={"measurement_sales": [d2, d1]})
+    t.record("transforming", "succeeded", restated={"measurement_sales": [], "measurement_performance": ["2026-11-05"]})
+    key = t.record("completed", "succeeded")
+    assert json.loads(store.get_bytes(key))["restated"] == {"measurement_sales": ["2026-11-03", "2026-11-05"],
+                                                          "measurement_performance": ["2026-11-05"]}
+    with pytest.raises(TypeError, match="restated"):
+        t.record("transforming", "started", restated={"measurement_sales": [12]})
+    assert json.loads(store.get_bytes(tel(store, run_id="run-2").record("initiated", "started")))["restated"] is None

@@ -3,6 +3,8 @@
 from shopify_sync.storage.keys import (
     InvalidKeyError,
     commerce_telemetry_key,
+    measurement_days,
+    measurement_prefix,
     parse_sync_telemetry_key,
     performance_key,
     raw_key,
@@ -39,6 +41,8 @@ __all__ = [
     "ObjectStoreResource",
     "S3ObjectStore",
     "commerce_telemetry_key",
+    "measurement_days",
+    "measurement_prefix",
     "open_store",
     "parse_sync_telemetry_key",
     "performance_key",

@@ -8,6 +8,7 @@ containing ``/`` or ``..`` would otherwise silently write outside its partition.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import date, datetime
 from typing import NamedTuple
 
@@ -26,6 +27,8 @@ COMMERCE_TELEMETRY_PREFIX = "telemetry/commerce/"
 # Six digits keep lexical order equal to numeric order for any realistic run
 # (a run writes ~8 records per shop); wider numbers still parse, they just sort late.
 SEQ_WIDTH = 6
+MEASUREMENT_KINDS = ("sales", "performance")
+_MEASUREMENT_TAIL = re.compile(r"^date=(\d{4}-\d{2}-\d{2})/part-0\.parquet$")
 
 _SHOP = re.compile(r"^[A-Z0-9_]+$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -120,6 +123,27 @@ def sales_key(shop: str, day: date) -> str:
 def performance_key(shop: str, day: date) -> str:
     """``measurement/performance/shop=<CODE>/date=<D>/part-0.parquet``."""
     return f"{PERFORMANCE_PREFIX}shop={_shop(shop)}/date={key_date(day)}/part-0.parquet"
+
+
+def measurement_prefix(kind: str, shop: str) -> str:
+    """The prefix of one shop's ``sales`` or ``performance`` objects, for listing them."""
+    if kind not in MEASUREMENT_KINDS:
+        raise InvalidKeyError(f"measurement kind must be one of {', '.join(MEASUREMENT_KINDS)}, got {kind!r}")
+    return f"measurement/{kind}/shop={_shop(shop)}/"
+
+
+def measurement_days(keys: Iterable[str], kind: str, shop: str) -> list[date]:
+    """The days of the listed keys that are ``kind`` objects of ``shop`` (others ignored), sorted."""
+    prefix = measurement_prefix(kind, shop)
+    days = []
+    for key in keys:
+        m = _MEASUREMENT_TAIL.match(key[len(prefix):]) if key.startswith(prefix) else None
+        if m is not None:
+            try:
+                days.append(date.fromisoformat(m.group(1)))
+            except ValueError:
+                continue  # not a date: not one of ours
+    return sorted(days)
 
 
 def sync_telemetry_prefix(day: date | None = None, run_id: str | None = None) -> str:

@@ -40,18 +40,19 @@ SyncRecord: TypeAlias = dict[str, JsonValue]
 RECORD_FIELDS = (
     "run_id", "shop", "job_type", "initiator", "step", "status", "at", "process_initiated_at",
     "bulk_operation_id", "window_start", "window_end", "object_count", "rows", "watermark_before",
-    "watermark_after", "error",
+    "watermark_after", "restated", "error",
 )
 # What a caller may pass to ``record`` (the rest is the recorder's identity or automatic).
 CALLER_FIELDS = (
     "bulk_operation_id", "window_start", "window_end", "object_count", "rows", "watermark_before",
-    "watermark_after", "error",
+    "watermark_after", "restated", "error",
 )
 # Optional, beyond SPEC: who wrote the record when it was not the run itself (the
 # run-status sensor), so operators can tell a crash epilogue from a run's own report.
 # Written only when given.
 EXTRA_FIELDS = ("recorded_by",)
-STICKY_FIELDS = ("bulk_operation_id", "window_start", "window_end", "object_count", "rows", "watermark_before")
+STICKY_FIELDS = ("bulk_operation_id", "window_start", "window_end", "object_count", "rows", "watermark_before",
+                 "restated")
 
 _WORD = re.compile(r"^[a-z][a-z_]*$")
 SHOP_CODE = re.compile(r"^[A-Z0-9_]+$")
@@ -69,6 +70,9 @@ class RecordFields(TypedDict, total=False):
     rows: Mapping[str, int] | None
     watermark_before: datetime | None
     watermark_after: datetime | None
+    # SPEC §5 restatement: {asset: [days]} of partitions rewritten beyond the run's own;
+    # a union per asset with the run's earlier records, so ``completed`` lists them all.
+    restated: Mapping[str, Iterable[date]] | None
     error: ErrorInput | None
     recorded_by: str | None
 
@@ -123,6 +127,25 @@ def count(value: object, what: str) -> int:
     if isinstance(value, SupportsIndex) and not isinstance(value, bool):
         return operator.index(value)
     raise TypeError(f"telemetry {what} must be an int count, got {value!r}")
+
+
+def _day(value: object, what: str) -> str:
+    """A restated day as ``YYYY-MM-DD`` (a ``date`` or that text)."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str):
+        return date.fromisoformat(value).isoformat()
+    raise TypeError(f"telemetry {what} must hold dates, got {value!r}")
+
+
+def _merge_restated(earlier: object, given: object) -> dict[str, list[str]]:
+    """The run's restated days so far (a sticky field) plus ``given``: a union per asset."""
+    merged: dict[str, set[str]] = {}
+    for source in (earlier, given):
+        if isinstance(source, Mapping):
+            for asset, days in source.items():
+                merged.setdefault(str(asset), set()).update(str(d) for d in days)
+    return {asset: sorted(days) for asset, days in merged.items()}
 
 
 def read_record(store: ObjectStore, key: str) -> SyncRecord | None:
@@ -190,6 +213,8 @@ class SyncTelemetry:
         values.update(run_id=self.run_id, shop=self.shop, job_type=self.job_type, initiator=self.initiator,
                       step=step, status=status, at=utcnow(), process_initiated_at=self.process_initiated_at)
         for name, value in given.items():
+            if name == "restated" and value is not None:
+                value = _merge_restated(values.get("restated"), value)
             if value is not None or name not in STICKY_FIELDS:
                 values[name] = value
         body = {name: jsonable(values[name], name) for name in RECORD_FIELDS}
@@ -210,6 +235,11 @@ class SyncTelemetry:
             if not isinstance(rows, Mapping) or not all(isinstance(k, str) for k in rows):
                 raise TypeError(f"telemetry rows must map table name to an int count, got {rows!r}")
             fields["rows"] = {k: count(v, f"rows.{k}") for k, v in rows.items()}
+        restated = fields.get("restated")
+        if restated is not None:
+            if not isinstance(restated, Mapping) or not all(isinstance(k, str) for k in restated):
+                raise TypeError(f"telemetry restated must map asset name to days, got {restated!r}")
+            fields["restated"] = {k: sorted({_day(d, f"restated.{k}") for d in v}) for k, v in restated.items()}
         if fields.get("object_count") is not None:
             fields["object_count"] = count(fields["object_count"], "object_count")
         error = fields.get("error")

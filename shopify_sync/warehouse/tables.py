@@ -153,3 +153,18 @@ sync_job_changes = sa.Table(
 )
 
 ORDER_TABLES = ("order_header", "order_line_item", "order_refund")
+
+# Not in SPEC: the (shop, day) whose counted lines an ingest changed and whose stored
+# measurements are not yet restated (SPEC §5 "Restatement"). Written in the chunk's own
+# transaction, so a crash between the ingest and the transform loses none; the next run
+# of the shop restates them. ``token`` changes with every marking, so a run clears only
+# the markings it has restated (a concurrent ingest re-marking a day keeps it pending);
+# ``sales_token`` is the token whose day measurement_sales has already restated.
+measurement_dirty = sa.Table(
+    "measurement_dirty",
+    metadata,
+    sa.Column("shop", SHOP, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("token", sa.String(40), nullable=False),
+    sa.Column("sales_token", sa.String(40)),
+)

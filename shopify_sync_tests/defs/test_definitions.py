@@ -37,8 +37,8 @@ def test_definitions_load_with_an_empty_environment(tmp_path: Path) -> None:
     assert lines[0] == str(sorted(["measurement_performance", "measurement_sales", "order_header",
                                    "order_line_item", "order_refund", "product", "shopify_bulk_jsonl"]))
     assert lines[1] == str(sorted(["no_duplicate_sales_keys", "product_figures_match_line_items",
-                                   "rows_match_object_count", "shop_freshness", "telemetry_completed",
-                                   "watermark_not_regressed"]))
+                                   "rows_match_object_count", "shop_freshness", "stored_measurements_are_current",
+                                   "telemetry_completed", "watermark_not_regressed"]))
     assert lines[2:] == ["shopify_sync_job", "['shopify_sync_daily']"]
     # Loading created nothing: no database, no object folder, no Dagster home.
     assert not (tmp_path / ".shopify_sync").exists()

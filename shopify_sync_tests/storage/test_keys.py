@@ -89,3 +89,15 @@ def test_unsafe_keys_are_rejected(key: str) -> None:
 def test_ordinary_keys_pass() -> None:
     for key in ("a", "raw/shopify/shop=DE/REPLAY/date=2026-01-01/r.jsonl.gz", "x/y-z_1.parquet"):
         assert validate_key(key) == key
+
+
+def test_measurement_days_of_a_listing() -> None:
+    from shopify_sync.storage import measurement_days, measurement_prefix
+
+    assert measurement_prefix("sales", "DE") == "measurement/sales/shop=DE/"
+    keys = [sales_key("DE", date(2026, 3, 2)), sales_key("DE", date(2026, 3, 1)), sales_key("DEX", date(2026, 3, 3)),
+            "measurement/sales/shop=DE/date=2026-13-01/part-0.parquet",
+            "measurement/sales/shop=DE/date=2026-03-04/part-1.parquet"]
+    assert measurement_days(keys, "sales", "DE") == [date(2026, 3, 1), date(2026, 3, 2)]
+    with pytest.raises(InvalidKeyError):
+        measurement_prefix("orders", "DE")

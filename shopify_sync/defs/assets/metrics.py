@@ -28,8 +28,9 @@ from shopify_sync.defs.metadata import per_shop
 from shopify_sync.defs.partitions import shop_days_for_context
 from shopify_sync.defs.resources import ObjectStoreResource, WarehouseResource
 from shopify_sync.defs.run_context import asset_step
-from shopify_sync.metrics.measurements import performance_frame, refresh_products, sales_frame, write_parquet
-from shopify_sync.storage import performance_key, sales_key
+from shopify_sync.launch.plan import DATE_DIM, SHOP_DIM
+from shopify_sync.metrics.measurements import refresh_products
+from shopify_sync.metrics.restate import Restatement, write_performance, write_sales
 from shopify_sync.sync import FinishOutcome, finish_run, step_telemetry
 from shopify_sync.timeutil import as_utc
 from shopify_sync.vocab import Mode, Step
@@ -74,22 +75,23 @@ def measurement_sales(
 
     One Parquet object per shop and day at ``measurement/sales/shop=<CODE>/date=<D>/part-0.parquet``,
     overwritten (byte-identical for the same data) on re-run. A daily run writes its
-    day; a backfill writes every day of its range.
+    day; a backfill writes every day of its range. Days whose orders this run (or a
+    crashed one) changed are restated where their object is stored: each shows as a
+    materialization of its own partition, and telemetry lists them under ``restated``.
 
     **Partition (date × shop):** the UTC day the counted orders were *processed*: the
     object for D holds exactly that day's sales, whatever run fetched them.
     """
     with asset_step(context, warehouse, object_store) as ctx:
         rows = 0
-        keys = []
+        keys: list[str] = []
         for sd in shop_days_for_context(context):
-            with step_telemetry(ctx, sd.shop, sd.key, Step.TRANSFORMING):
-                for day in sd.days:
-                    frame = sales_frame(ctx.engine, sd.shop, day)
-                    key = sales_key(sd.shop, day)
-                    ctx.store.put_bytes(key, write_parquet(frame))
-                    rows += frame.height
-                    keys.append(key)
+            with step_telemetry(ctx, sd.shop, sd.key, Step.TRANSFORMING) as rec:
+                written = write_sales(ctx.engine, ctx.store, sd.shop, sd.days)
+                rec.report(restated={SALES.to_user_string(): list(written.plan.restated)})
+                log_restated(context, SALES, sd.shop, written.plan)
+                rows += written.rows
+                keys.extend(written.keys)
     return dg.MaterializeResult(metadata={"dagster/row_count": dg.MetadataValue.int(rows),
                                           "objects": dg.MetadataValue.int(len(keys)),
                                           "keys": dg.MetadataValue.text("\n".join(keys[:31]))})
@@ -101,6 +103,8 @@ def measurement_performance(
     """Each product's 7- and 30-day performance as of the day (units, net sales, orders).
 
     One Parquet object per shop and day at ``measurement/performance/shop=<CODE>/date=<D>/part-0.parquet``.
+    Every stored day within 29 days after a changed day is restated too, then the
+    shop's pending changed days are cleared (SPEC §5 Restatement).
     The last step of a run: once it is written, a daily run advances the shop's
     watermark (never backwards; a failed run never gets here) and records
     ``completed`` in the sync telemetry.
@@ -112,11 +116,13 @@ def measurement_performance(
         rows = 0
         finishes = []
         for sd in shop_days_for_context(context):
-            with step_telemetry(ctx, sd.shop, sd.key, Step.TRANSFORMING):
-                for day in sd.days:
-                    frame = performance_frame(ctx.engine, sd.shop, day)
-                    ctx.store.put_bytes(performance_key(sd.shop, day), write_parquet(frame))
-                    rows += frame.height
+            with step_telemetry(ctx, sd.shop, sd.key, Step.TRANSFORMING) as rec:
+                sales, performance = write_performance(ctx.engine, ctx.store, sd.shop, sd.days)
+                rec.report(restated={SALES.to_user_string(): list(sales.plan.restated),
+                                     PERFORMANCE.to_user_string(): list(performance.plan.restated)})
+                log_restated(context, SALES, sd.shop, sales.plan)
+                log_restated(context, PERFORMANCE, sd.shop, performance.plan)
+                rows += performance.rows
             finishes.append(finish_run(ctx, sd.shop, sd.key))
     return dg.MaterializeResult(
         metadata={
@@ -127,6 +133,23 @@ def measurement_performance(
         },
         check_results=[watermark_check(finishes)],
     )
+
+
+def log_restated(context: dg.AssetExecutionContext, asset: dg.AssetKey, shop: str, plan: Restatement) -> None:
+    """One materialization per restated partition, so the UI shows it rewritten by this run."""
+    partitions_def = context.assets_def.partitions_def
+    for day, causes in sorted(plan.restated.items()):
+        key = dg.MultiPartitionKey({DATE_DIM: day.isoformat(), SHOP_DIM: shop})
+        if partitions_def is not None and not partitions_def.has_partition_key(key):
+            continue  # before SHOPIFY_SYNC_START_DATE: stored, rewritten, but no partition to show it on
+        context.log_event(dg.AssetMaterialization(
+            asset_key=asset, partition=key,
+            description="Restated: orders of earlier days changed (SPEC §5 Restatement).",
+            metadata={"restated": True, "days": dg.MetadataValue.text(", ".join(d.isoformat() for d in causes)),
+                      "reason": dg.MetadataValue.text(
+                          f"counted lines of {len(causes)} day(s) changed in this run or a crashed one "
+                          "(lines inserted, updated or deleted; orders refunded, cancelled, flagged test "
+                          "or moved to another day)")}))
 
 
 def watermark_check(finishes: list[FinishOutcome]) -> dg.AssetCheckResult:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -29,7 +30,7 @@ CHANGE_KINDS = tuple(kind.value for kind in ChangeKind)
 _STORED_SCHEMA = pl.Schema({
     "order_id": pl.Int64(), "stored_updated_at": pl.Datetime("us"), "stored_financial_status": pl.String(),
     "stored_fulfillment_status": pl.String(), "stored_refunded_units": pl.Int64(),
-    "stored_cancelled_at": pl.Datetime("us"),
+    "stored_cancelled_at": pl.Datetime("us"), "stored_processed_at": pl.Datetime("us"), "stored_test": pl.Boolean(),
 })
 # One row per applied order that changed, a flag per kind: compact, expanded by the reader.
 CHANGES_SCHEMA = pl.Schema({
@@ -59,7 +60,8 @@ def stored_versions(conn: Connection, shop: str, order_ids: pl.Series) -> pl.Dat
     if order_ids.len() == 0:
         return pl.DataFrame(schema=_STORED_SCHEMA)
     dialect = conn.dialect.name
-    select = f"SELECT {_STORED_COLUMNS}, {_refunded_units(dialect)}, cancelled_at FROM order_header"
+    select = (f"SELECT {_STORED_COLUMNS}, {_refunded_units(dialect)}, cancelled_at, processed_at, "
+              "CASE WHEN test THEN 1 ELSE 0 END FROM order_header")
     rows: list[Sequence[object]] = []
     if dialect == "postgresql":
         # An array parameter: PostgreSQL plans a long literal IN list slowly, and the statement
@@ -79,16 +81,20 @@ def stored_versions(conn: Connection, shop: str, order_ids: pl.Series) -> pl.Dat
         ).all())
         # Raw reads return SQLAlchemy's stored text format on SQLite.
         frame = pl.DataFrame(rows, schema={**_STORED_SCHEMA, "stored_updated_at": pl.String(),
-                                           "stored_cancelled_at": pl.String()}, orient="row")
+                                           "stored_cancelled_at": pl.String(), "stored_processed_at": pl.String(),
+                                           "stored_test": pl.Int64()}, orient="row")
         return frame.with_columns(
             pl.col("stored_updated_at").str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us"),
             pl.col("stored_cancelled_at").str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us", strict=False),
+            pl.col("stored_processed_at").str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us", strict=False),
+            pl.col("stored_test").cast(pl.Boolean),
         )
     else:
         for part in upsert.parts(order_ids.to_list(), 20_000):
             rows.extend(upsert.run_uncached(
                 conn, f"{select} WHERE shop = :shop AND order_id IN ({upsert.id_list(part)})", shop).all())
-    return pl.DataFrame(rows, schema=_STORED_SCHEMA, orient="row")
+    frame = pl.DataFrame(rows, schema={**_STORED_SCHEMA, "stored_test": pl.Int64()}, orient="row")
+    return frame.with_columns(pl.col("stored_test").cast(pl.Boolean))
 
 
 def decide(orders: pl.DataFrame, stored: pl.DataFrame) -> pl.DataFrame:
@@ -100,6 +106,27 @@ def decide(orders: pl.DataFrame, stored: pl.DataFrame) -> pl.DataFrame:
         pl.col("stored_updated_at").is_null().alias("fresh"),
         pl.col("updated_at").alias("order_updated_at"),
     )
+
+
+def dirty_days(decided: pl.DataFrame) -> list[date]:
+    """The UTC days whose counted lines this chunk changes (SPEC §5 "Restatement").
+
+    An order changes them when it is new or replaces an older stored version (an equal
+    version rewrites the same rows; an older one is skipped): its lines are rewritten,
+    added or deleted, and its refunds, cancellation, test flag and ``processed_at`` may
+    have moved. Both its stored day and its new day are marked, each only where the
+    order counts there (a test order that stays a test order changes no figure).
+    """
+    changed = decided.filter(pl.col("applied") & (pl.col("stored_updated_at").is_null()
+                                                   | (pl.col("updated_at") > pl.col("stored_updated_at"))))
+    new_counted = ~pl.col("test").fill_null(False) & pl.col("cancelled_at").is_null()
+    old_counted = (pl.col("stored_updated_at").is_not_null() & ~pl.col("stored_test").fill_null(False)
+                   & pl.col("stored_cancelled_at").is_null())
+    days = pl.concat([
+        changed.filter(new_counted).select(pl.col("processed_at").dt.date().alias("day")),
+        changed.filter(old_counted).select(pl.col("stored_processed_at").dt.date().alias("day")),
+    ])
+    return sorted(d for d in days.get_column("day").unique().to_list() if d is not None)
 
 
 def parent_versions(decided: pl.DataFrame) -> pl.DataFrame:
@@ -160,6 +187,7 @@ class Decision:
     lines: pl.DataFrame     # lines of applied orders, with order_updated_at and fresh
     refunds: pl.DataFrame   # refunds of applied orders, with order_updated_at and fresh
     changes: pl.DataFrame   # CHANGES_SCHEMA rows
+    dirty: list[date]       # UTC days whose counted lines change (measurement_dirty)
 
     @property
     def skipped(self) -> int:
@@ -189,6 +217,6 @@ def decide_chunk(conn: Connection, frames: ChunkFrames, parents: Parents, shop: 
     refunds = frames.refunds.join(applied.select("order_id", "order_updated_at", "fresh"), on="order_id",
                                   how="inner")
     decision = Decision(decided=decided, applied=applied, lines=lines.filter(pl.col("applied")), refunds=refunds,
-                        changes=changes(decided))
+                        changes=changes(decided), dirty=dirty_days(decided))
     clock.lap("decide")
     return decision

@@ -22,6 +22,7 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from shopify_sync.warehouse.dirty import mark_days
 from shopify_sync.warehouse.ingest import upsert
 from shopify_sync.warehouse.ingest.change_store import store_changes
 from shopify_sync.warehouse.ingest.decide import Decision, Parents, decide_chunk, parent_versions
@@ -194,6 +195,8 @@ class ChunkWriter:
         with chunk_transaction(self.engine, self._checkpointer) as conn:
             decision = decide_chunk(conn, frames, parents, self.shop, self.path, self.clock)
             _write_rows(conn, decision, self.shop, statement_bytes, insert_fresh, self.clock)
+            # With the rows: a crash before the transform leaves the days pending, never lost.
+            mark_days(conn, self.shop, decision.dirty)
             if mark is not None:
                 store_changes(conn, mark.job_id, mark.start_line, mark.end_line, decision.changes)
                 record_chunk(conn, mark.job_id, lines_committed=mark.end_line, max_updated_at=mark.max_updated_at,
