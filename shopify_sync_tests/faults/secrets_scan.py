@@ -28,7 +28,8 @@ def scan_files(roots: Iterable[Path], secrets: Mapping[str, str]) -> list[str]:
         if not root.exists():
             continue
         for path in sorted(root.rglob("*")):
-            hits += _hits_in(str(path).encode(), f"the name {path}", secrets)
+            # The place is named by its parent: the name itself holds the secret.
+            hits += _hits_in(path.name.encode(), f"a name in {path.parent}", secrets)
             if path.is_file():
                 hits += _hits_in(path.read_bytes(), str(path), secrets)
     return hits

@@ -57,9 +57,9 @@ def _with_password(url: str) -> str:
 def test_twenty_simultaneous_starts_one_runs_the_others_refuse(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from shopify_sync.config import load_settings
     from shopify_sync.emulator import EmulatorConfig, EmulatorServer
     from shopify_sync.launch.inprocess import dagster_home
-    from shopify_sync.config import load_settings
     from shopify_sync.warehouse import make_engine
     from shopify_sync.warehouse.tables import sync_job
 
