@@ -208,3 +208,20 @@ def _store_changes(engine: sa.Engine, job_id: str, tmp_path: Path) -> list[int]:
     with pytest.raises(RuntimeError, match="simulated kill"):
         ingest_jsonl(engine, path, shop=SHOP, job_id=job_id, chunk_rows=5, on_chunk=die_after_two)
     return sorted(c.order_id for c in iter_job_changes(engine, job_id))
+
+
+def test_a_refusal_is_never_retried_and_leaves_the_holders_job_alone(sqlite_url: str, tmp_path: Path) -> None:
+    from shopify_sync.failures import classify
+    from shopify_sync.sync import step_telemetry
+    from shopify_sync.vocab import Step
+
+    holder_ctx = _ctx(sqlite_url, tmp_path / "objects", "run-holder", None)
+    held, _ = claim_shop(holder_ctx, SHOP, DAY, _new_job(holder_ctx))
+    jobs.update_job(holder_ctx.engine, held.job_id, status=JobStatus.POLLING)
+    ctx = _ctx(sqlite_url, tmp_path / "objects", "run-late", lambda run_id: True, engine=holder_ctx.engine)
+    with pytest.raises(jobs.ShopBusy) as refused, step_telemetry(ctx, SHOP, DAY, Step.INITIATED):
+        claim_shop(ctx, SHOP, DAY, _new_job(ctx))
+    assert classify(refused.value).retry is False
+    still = jobs.get_job(ctx.engine, held.job_id)
+    assert still.status is JobStatus.POLLING and still.run_id == "run-holder" and still.last_error is None
+    ctx.engine.dispose()
