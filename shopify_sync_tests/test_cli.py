@@ -224,6 +224,10 @@ def test_sigkill_while_polling_then_rerun_resumes_the_same_operation(tmp_path: P
         concurrent = _cli(env, "sync", "--shop", "DEMO", "--date", day)
         _, cerr = concurrent.communicate(timeout=120)
         assert concurrent.returncode == 1 and "another sync of shop DEMO is running" in cerr
+        # The refusal is its own run, refused by the warehouse, naming the run that holds the shop.
+        [refusal] = [ln for ln in cerr.splitlines() if ln.startswith("FAILED")]
+        refused_id = re.search(r"  run ([0-9a-f-]{36}): ", refusal).group(1)
+        assert f"this run {refused_id} was not started" in refusal and f"(run {refused_id}," not in refusal
         assert first.poll() is None, "the first sync must still be polling"
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
@@ -253,11 +257,11 @@ def test_sigkill_while_polling_then_rerun_resumes_the_same_operation(tmp_path: P
 
     with dg.DagsterInstance.from_config(str(tmp_path / "home" / "dagster_home")) as inst:
         runs = inst.get_runs()
-        assert len(runs) == 2
+        assert len(runs) == 3  # the killed run, the refused one, the rerun
         # The killed run is marked failed by the rerun (its process is gone), not left "started",
         # and its telemetry ends with the "failed" record it could not write itself.
-        assert sorted(r.status.value for r in runs) == ["FAILURE", "SUCCESS"]
-        killed = next(r for r in runs if r.status.value == "FAILURE")
+        assert sorted(r.status.value for r in runs) == ["FAILURE", "FAILURE", "SUCCESS"]
+        killed = next(r for r in runs if r.status.value == "FAILURE" and r.run_id != refused_id)
         from shopify_sync.storage import open_store
         from shopify_sync.telemetry import read_sync_records
 

@@ -10,7 +10,7 @@ one line naming the setting, instead of going through the retry policy
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 import dagster as dg
@@ -21,6 +21,7 @@ from shopify_sync.defs.resources import ObjectStoreResource, ShopifyBulkResource
 from shopify_sync.errors import ErrorSummary, summarize_error
 from shopify_sync.failures import classify, failure_line, storage_setting, warehouse_setting
 from shopify_sync.launch.plan import TAG_PARTITION_SHOP
+from shopify_sync.launch.status import dead_process
 from shopify_sync.storage.object_store import ObjectStore
 from shopify_sync.sync import RunInfo, StepContext
 from shopify_sync.sync.rules import TAG_INITIATOR, TAG_MODE, TAG_SHOP
@@ -62,6 +63,21 @@ def missing_run_tags(tags: Mapping[str, str], info: RunInfo) -> dict[str, str]:
     return out
 
 
+def run_liveness(instance: dg.DagsterInstance) -> Callable[[str], bool | None]:
+    """Whether a run of this instance may still be working (None: a run it does not know).
+
+    An ended run is not; nor is a CLI run whose process is gone, which nobody may have marked
+    failed yet (no daemon watches in-process runs).
+    """
+    def live(run_id: str) -> bool | None:
+        run = instance.get_run_by_id(run_id)
+        if run is None:
+            return None
+        return not run.is_finished and dead_process(run) is None
+
+    return live
+
+
 class SetupFailed(Exception):
     """A resource could not be built; ``setting`` is the variable to fix."""
 
@@ -96,6 +112,7 @@ def step_context(
         shopify=shopify,
         chunk_rows=warehouse.chunk_rows,
         log=context.log,
+        run_state=run_liveness(context.instance),
     )
 
 

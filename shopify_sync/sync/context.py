@@ -7,6 +7,7 @@ never through this object, so a step can run in another process (or after a cras
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,6 +39,9 @@ class StepContext:
     log: LogLike | None = None
     # Only the fetch step talks to Shopify.
     shopify: ShopifyClients | None = None
+    # Whether a run is still live, as the orchestrator knows it (None: a run it does not know);
+    # how a run claiming a shop tells a working holder from a dead one (``sync.claim``).
+    run_state: Callable[[str], bool | None] | None = None
 
     def info(self, message: str) -> None:
         if self.log is not None:

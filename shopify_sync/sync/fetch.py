@@ -15,6 +15,7 @@ from pathlib import Path
 
 from shopify_sync.shopify.client import BulkOperation, BulkResult, ShopifyBulkClient
 from shopify_sync.storage.keys import raw_key
+from shopify_sync.sync.claim import claim_shop
 from shopify_sync.sync.context import StepContext
 from shopify_sync.sync.rules import Window, backfill_window, incremental_window, stored_window
 from shopify_sync.sync.step_telemetry import StepRecorder, step_telemetry
@@ -62,13 +63,14 @@ def fetch_raw(
         if ctx.run.mode is Mode.REPLAY:
             return _adopt_archive(ctx, rec, shop, partition_key, watermark_before)
         claim = _claim(ctx, shop, partition_key, start, end, watermark_before)
-        rec.report(window_start=claim.window.start, window_end=claim.window.end, watermark_before=watermark_before)
+        rec.report(window_start=claim.window.start, window_end=claim.window.end,
+                   watermark_before=claim.watermark_before)
         job = claim.job
         if job.archive_key and ctx.store.exists(job.archive_key):
             ctx.info(f"{shop}: raw file already archived at {job.archive_key}; not calling Shopify")
             rec.report(bulk_operation_id=job.bulk_operation_id, object_count=job.object_count)
             return FetchOutcome(shop, job.job_id, partition_key, claim.window, job.bulk_operation_id,
-                                job.object_count, None, job.archive_key, claim.adopted, True, watermark_before)
+                                job.object_count, None, job.archive_key, claim.adopted, True, claim.watermark_before)
     with step_telemetry(ctx, shop, partition_key, Step.REQUESTED) as rec:
         return _download(ctx, rec, shop, partition_key, first_day, claim)
 
@@ -81,22 +83,34 @@ def _job_window(job: jobs.SyncJob) -> Window:
 
 def _claim(ctx: StepContext, shop: str, partition_key: str, start: datetime, end: datetime,
            watermark_before: datetime | None) -> _Claim:
-    """Continue the shop's unfinished job of this partition, or create one with a new window."""
-    job = ctx.current_job(shop, partition_key)
-    if job is not None:
-        window = _job_window(job)
-        job = jobs.resume_job(ctx.engine, job, ctx.run.run_id)
-        ctx.info(f"{shop}: continuing unfinished sync_job {job.job_id} ({window.describe()})")
-        return _Claim(job, window, True, watermark_before)
-    if ctx.run.mode is Mode.DAILY_INCREMENTAL:
-        window = incremental_window(watermark_before, now=utcnow(), floor_days=ctx.settings.watermark_floor_days,
-                                    lookback_minutes=ctx.settings.lookback_minutes)
+    """Continue the shop's unfinished job of this partition, or create one with a new window.
+
+    A daily run first holds the shop and settles its other unfinished jobs (``sync.claim``),
+    which may move the watermark: the window of a new job is decided after that.
+    """
+    def new_job() -> jobs.SyncJob:
+        if ctx.run.mode is Mode.DAILY_INCREMENTAL:
+            window = incremental_window(jobs.get_watermark(ctx.engine, shop), now=utcnow(),
+                                        floor_days=ctx.settings.watermark_floor_days,
+                                        lookback_minutes=ctx.settings.lookback_minutes)
+        else:
+            window = backfill_window(start, end)
+        return jobs.create_job(ctx.engine, run_id=ctx.run.run_id, shop=shop, job_type=ctx.run.mode,
+                               partition_key=partition_key, initiator=ctx.run.initiator.value,
+                               window_start=window.start, window_end=window.end,
+                               lane=ctx.run.mode in jobs.LANE_MODES)
+
+    if ctx.run.mode in jobs.LANE_MODES:
+        job, resumed = claim_shop(ctx, shop, partition_key, new_job)
+        watermark_before = jobs.get_watermark(ctx.engine, shop)
     else:
-        window = backfill_window(start, end)
-    job = jobs.create_job(ctx.engine, run_id=ctx.run.run_id, shop=shop, job_type=ctx.run.mode,
-                          partition_key=partition_key, initiator=ctx.run.initiator.value,
-                          window_start=window.start, window_end=window.end)
-    return _Claim(job, window, False, watermark_before)
+        found = ctx.current_job(shop, partition_key)
+        resumed = found is not None
+        job = jobs.resume_job(ctx.engine, found, ctx.run.run_id) if found is not None else new_job()
+    window = _job_window(job)
+    if resumed:
+        ctx.info(f"{shop}: continuing unfinished sync_job {job.job_id} ({window.describe()})")
+    return _Claim(job, window, resumed, watermark_before)
 
 
 def _download(ctx: StepContext, rec: StepRecorder, shop: str, partition_key: str, first_day: date,
@@ -163,12 +177,9 @@ def _adopt_archive(ctx: StepContext, rec: StepRecorder, shop: str, partition_key
     if source is None or not source.archive_key or not ctx.store.exists(source.archive_key):
         raise RuntimeError(f"no archived raw file of run {ctx.run.replay_of!r} for shop {shop}")
     window = _job_window(source)
-    job = ctx.current_job(shop, partition_key)
-    adopted = job is not None
-    if job is None:
-        job = jobs.create_job(ctx.engine, run_id=ctx.run.run_id, shop=shop, job_type=Mode.REPLAY,
-                              partition_key=partition_key, initiator=ctx.run.initiator.value,
-                              window_start=window.start, window_end=window.end)
+    job, adopted = claim_shop(ctx, shop, partition_key, lambda: jobs.create_job(
+        ctx.engine, run_id=ctx.run.run_id, shop=shop, job_type=Mode.REPLAY, partition_key=partition_key,
+        initiator=ctx.run.initiator.value, window_start=window.start, window_end=window.end, lane=True))
     jobs.adopt_archive(ctx.engine, job.job_id, run_id=ctx.run.run_id, archive_key=source.archive_key,
                        object_count=source.object_count, bulk_operation_id=source.bulk_operation_id)
     rec.report(window_start=window.start, window_end=window.end, bulk_operation_id=source.bulk_operation_id,

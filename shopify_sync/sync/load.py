@@ -84,7 +84,7 @@ def load_orders(ctx: StepContext, shop: str, partition_key: str) -> LoadOutcome:
                 ctx.info(f"{shop}: resuming the ingest after line {start_line}")
             result = warehouse.ingest_jsonl(ctx.engine, path, shop=shop, job_id=job.job_id,
                                             chunk_rows=ctx.chunk_rows, start_line=start_line)
-        events_key, events = _publish_events(ctx, shop, job)
+        events_key, events = publish_job_events(ctx, shop, job)
         jobs.mark_loaded(ctx.engine, job.job_id)
         warehouse.delete_job_changes(ctx.engine, job.job_id)
         rec.report(rows=dict(result.rows))
@@ -94,7 +94,7 @@ def load_orders(ctx: StepContext, shop: str, partition_key: str) -> LoadOutcome:
                            fresh_conflicts=result.fresh_conflicts, events_key=events_key if events else None)
 
 
-def _publish_events(ctx: StepContext, shop: str, job: jobs.SyncJob) -> tuple[str, int]:
+def publish_job_events(ctx: StepContext, shop: str, job: jobs.SyncJob) -> tuple[str, int]:
     """Write the job's COMMERCE_TELEMETRY events; returns their object and how many there were.
 
     Every committed chunk's changes, an earlier attempt's included (stored with the

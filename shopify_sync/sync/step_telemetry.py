@@ -72,7 +72,8 @@ def fail_step(ctx: StepContext, shop: str, partition_key: str, step: Step, exc: 
     """Mark the job failed with ``last_error`` and record ``failed``; never masks ``exc``."""
     error = summarize_error(exc)
     try:
-        job = ctx.current_job(shop, partition_key)
+        # A refused run must not touch the job of the run that holds the shop.
+        job = None if isinstance(exc, jobs.ShopBusy) else ctx.current_job(shop, partition_key)
         if job is not None:
             jobs.fail_job(ctx.engine, job.job_id, error.one_line(), forget_operation=operation_is_dead(exc))
     except Exception:  # noqa: BLE001 - the original error is what the operator needs

@@ -6,13 +6,10 @@ key, and ``lines_committed`` (advanced by the ingest in the same transaction as 
 chunk's rows, through ``record_chunk``). No other module holds SQL against these two
 tables: the sync steps, the ingest, the checks, the CLI and the API all come here.
 
-Operations, by kind:
-- claim: ``create_job``; resume: ``find_resumable_job`` + ``resume_job``;
-- transitions: ``set_operation``, ``mark_downloaded``, ``adopt_archive``, ``set_events_key``, ``mark_loaded``,
-  ``record_chunk`` / ``reset_ingest`` (inside the ingest's transactions);
-- close: ``complete_job``, ``fail_job``;
-- queries: ``get_job``, ``latest_job``, ``latest_job_of_shop``, ``archived_jobs``,
-  ``last_success_at``, ``pipeline_stats``; the watermark: ``get_watermark``, ``advance_watermark``.
+Operations: claim (``create_job``), resume (``find_resumable_job``, ``resume_job``), the shop's lane
+(one daily or replay run per shop: ``lane_holder``, ``take_over``, ``unsettled_jobs``, ``ShopBusy``),
+transitions (``set_operation`` … ``record_chunk`` / ``reset_ingest`` inside the ingest's transactions),
+close (``complete_job``, ``fail_job``, ``close_job``), queries, and the watermark.
 
 The engine handed in is already migrated (``make_engine`` applies the schema once).
 """
@@ -38,11 +35,17 @@ __all__ = [
     "resume_job", "set_operation", "mark_downloaded", "adopt_archive", "set_events_key", "mark_loaded", "record_chunk",
     "reset_ingest", "complete_job", "fail_job", "update_job", "latest_job", "latest_job_of_shop",
     "archived_jobs", "last_success_at", "pipeline_stats", "get_watermark", "advance_watermark", "job_rows",
+    "LANE", "LANE_MODES", "ShopBusy", "LaneTaken", "lane_holder", "take_over", "unsettled_jobs", "close_job",
 ]
 
 # dagster.yaml's run_monitoring.max_runtime_seconds: no run outlives it, so an open job
 # nobody updated for longer has no live run (status and /analytics/pipelines say "abandoned").
 STALE_JOB_SECONDS = 14400
+# SPEC §3: at most one daily or replay run per shop at a time. A backfill may run beside them
+# and takes no lane. ``sync_job.open_lane`` holds LANE on the shop's one unfinished job of these
+# modes, under a unique (shop, open_lane) index: the claim is atomic in the database itself.
+LANE = "sync"
+LANE_MODES = frozenset({Mode.DAILY_INCREMENTAL, Mode.REPLAY})
 _UPDATABLE = frozenset(c.name for c in sync_job.columns) - {"job_id", "created_at", "updated_at"}
 JobValue = str | int | datetime | JobStatus | Mapping[str, int] | None
 
@@ -72,6 +75,7 @@ class SyncJob:
     events_key: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    open_lane: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -102,6 +106,7 @@ class SyncJob:
             events_key=row["events_key"],
             created_at=as_utc_or_none(row["created_at"]),
             updated_at=as_utc_or_none(row["updated_at"]),
+            open_lane=row["open_lane"],
         )
 
 
@@ -125,28 +130,30 @@ def create_job(
     window_end: datetime | None = None,
     status: JobStatus = JobStatus.CREATED,
     job_id: str | None = None,
+    lane: bool = False,
 ) -> SyncJob:
-    """Insert a new sync_job and return it."""
+    """Insert a new sync_job and return it; with ``lane`` it holds the shop's lane (else ``LaneTaken``)."""
     if not shop or not job_type or not partition_key:
         raise ValueError("create_job needs shop, job_type and partition_key")
     now = naive_utc(utcnow())
     new_id = job_id or uuid.uuid4().hex
-    with engine.begin() as conn:
-        conn.execute(sync_job.insert().values(
-            job_id=new_id, run_id=run_id, shop=shop, job_type=Mode(job_type).value, partition_key=partition_key,
-            initiator=initiator, window_start=naive_utc_or_none(window_start),
-            window_end=naive_utc_or_none(window_end), status=JobStatus(status).value, lines_committed=0,
-            attempts=1, created_at=now, updated_at=now,
-        ))
+    try:
+        with engine.begin() as conn:
+            conn.execute(sync_job.insert().values(
+                job_id=new_id, run_id=run_id, shop=shop, job_type=Mode(job_type).value, partition_key=partition_key,
+                initiator=initiator, window_start=naive_utc_or_none(window_start),
+                window_end=naive_utc_or_none(window_end), status=JobStatus(status).value, lines_committed=0,
+                attempts=1, created_at=now, updated_at=now, open_lane=LANE if lane else None))
+    except sa.exc.IntegrityError as exc:
+        if lane:
+            raise LaneTaken(shop) from exc
+        raise
     return _require(engine, new_id)
 
 
 def find_resumable_job(engine: Engine, shop: str, job_type: Mode | str, partition_key: str) -> SyncJob | None:
-    """The latest job for (shop, job_type, partition_key) unless it is ``completed``.
-
-    Only the latest one counts: once a newer job exists, an older unfinished one is
-    superseded and must not be resumed.
-    """
+    """The latest job for (shop, job_type, partition_key) unless it is ``completed``: once a newer
+    job exists, an older unfinished one is superseded and must not be resumed."""
     latest = latest_job(engine, shop=shop, job_type=job_type, partition_key=partition_key)
     if latest is None or latest.status is JobStatus.COMPLETED:
         return None
@@ -157,6 +164,50 @@ def resume_job(engine: Engine, job: SyncJob, run_id: str) -> SyncJob:
     """A later run takes over an unfinished job: it runs again, one attempt more."""
     update_job(engine, job.job_id, run_id=run_id, status=JobStatus.RUNNING, attempts=job.attempts + 1)
     return _require(engine, job.job_id)
+
+
+class LaneTaken(Exception):
+    """``create_job(lane=True)``: another run holds the shop's lane (the unique index refused)."""
+
+
+class ShopBusy(RuntimeError):
+    """A live run holds the shop's lane: this run refuses to start (never retried)."""
+
+    retryable = False  # failures.classify: the other run may take an hour; it does the work
+
+    def __init__(self, shop: str, holder: SyncJob, run_id: str) -> None:
+        super().__init__(f"another sync of shop {shop} is running (run {holder.run_id}, {holder.job_type.value} "
+                         f"{holder.partition_key}); this run {run_id} was not started")
+        self.holder_run_id = holder.run_id
+
+
+def lane_holder(engine: Engine, shop: str) -> SyncJob | None:
+    return _one(engine, sa.select(sync_job).where(sync_job.c.shop == shop, sync_job.c.open_lane == LANE))
+
+
+def take_over(engine: Engine, job: SyncJob, run_id: str, *, lane: bool) -> SyncJob | None:
+    """Compare-and-set the job's run from ``job.run_id`` to ``run_id`` (with ``lane``, it holds the
+    shop's lane too); None when another run changed it first or holds the lane."""
+    same = sync_job.c.run_id.is_(None) if job.run_id is None else sync_job.c.run_id == job.run_id
+    values: dict[str, object] = {"run_id": run_id, "updated_at": naive_utc(utcnow())}
+    if lane:
+        values["open_lane"] = LANE
+    try:
+        with engine.begin() as conn:
+            moved = conn.execute(sync_job.update().where(sync_job.c.job_id == job.job_id, same).values(**values))
+    except sa.exc.IntegrityError:
+        return None
+    return _require(engine, job.job_id) if moved.rowcount else None
+
+
+def unsettled_jobs(engine: Engine, shop: str) -> list[SyncJob]:
+    """What a new daily or replay run finishes or closes first (SPEC §3), oldest first: the lane's
+    holder and any job neither completed nor failed (a killed run's of any date or mode)."""
+    query = (sa.select(sync_job).where(sync_job.c.shop == shop, sa.or_(
+        sync_job.c.open_lane.is_not(None), sync_job.c.status.not_in([s.value for s in DONE_JOB_STATUSES])))
+        .order_by(sync_job.c.created_at, sync_job.c.job_id))
+    with engine.connect() as conn:
+        return [SyncJob.from_row(row) for row in conn.execute(query).mappings().all()]
 
 
 # -- transitions --------------------------------------------------------------------------------
@@ -217,7 +268,15 @@ def reset_ingest(conn: Connection, job_id: str) -> None:
 
 
 def complete_job(engine: Engine, job_id: str) -> None:
-    update_job(engine, job_id, status=JobStatus.COMPLETED)
+    update_job(engine, job_id, status=JobStatus.COMPLETED, open_lane=None)
+
+
+def close_job(engine: Engine, job_id: str, reason: str) -> None:
+    """A later run gave up on an unfinished job (its events published): failed, the shop's lane free.
+
+    A run of the same partition can still continue it, as any failed job.
+    """
+    update_job(engine, job_id, status=JobStatus.FAILED, last_error=reason, open_lane=None)
 
 
 def fail_job(engine: Engine, job_id: str, error: str, *, forget_operation: bool = False) -> None:
@@ -334,11 +393,9 @@ def archived_jobs(engine: Engine, run_id: str) -> list[SyncJob]:
 
 def last_success_at(engine: Engine, shop: str, job_type: Mode | str) -> datetime | None:
     with engine.connect() as conn:
-        value = conn.execute(
-            sa.select(sa.func.max(sync_job.c.updated_at)).where(
-                sync_job.c.shop == shop, sync_job.c.job_type == Mode(job_type).value,
-                sync_job.c.status == JobStatus.COMPLETED.value)
-        ).scalar()
+        value = conn.execute(sa.select(sa.func.max(sync_job.c.updated_at)).where(
+            sync_job.c.shop == shop, sync_job.c.job_type == Mode(job_type).value,
+            sync_job.c.status == JobStatus.COMPLETED.value)).scalar()
     return as_utc_or_none(value)
 
 

@@ -132,11 +132,17 @@ sync_job = sa.Table(
     # write, so a load that dies between the write and deleting sync_job_changes completes
     # the same object on resume instead of writing the events again under another run id.
     sa.Column("events_key", sa.String(512)),
+    # Not in SPEC: the one-run-per-shop guard (SPEC §3). ``sync`` while a daily or replay job
+    # of the shop is unfinished (set when a run creates or takes it over, cleared when it is
+    # completed or closed), else NULL; unique per shop, so two runs cannot both hold the shop
+    # whatever the timing: the second INSERT or takeover fails in the database.
+    sa.Column("open_lane", sa.String(16)),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Index("ix_sync_job_resume", "shop", "job_type", "partition_key", "created_at"),
     sa.Index("ix_sync_job_run_id", "run_id"),
     sa.Index("ix_sync_job_shop_created_at", "shop", "created_at"),
+    sa.Index("uq_sync_job_open_lane", "shop", "open_lane", unique=True),
 )
 
 # Not in SPEC: the change records (COMMERCE_TELEMETRY's source) of each committed chunk,

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_measurement_dirty"
-down_revision = "0005_mysql_utf8mb4_tables"
+down_revision = "0006_sync_job_open_lane"
 branch_labels = None
 depends_on = None
 
