@@ -27,15 +27,13 @@ from shopify_sync.errors import ErrorSummary, summarize_error, summarize_text
 from shopify_sync.failures import HOME
 from shopify_sync.launch.plan import (
     SYNC_JOB_NAME,
-    TAG_PARTITION_SHOP,
     Launch,
     parse_day_range_key,
     replay_launch,
 )
 from shopify_sync.launch.status import LIVE_STATUSES, TAG_HOST, TAG_PID, dead_process, status_table
 from shopify_sync.storage import open_store
-from shopify_sync.sync import TAG_BACKFILL, TAG_MODE, TAG_SHOP
-from shopify_sync.vocab import Mode, Step, StepStatus
+from shopify_sync.vocab import Step, StepStatus
 from shopify_sync.warehouse import jobs, make_engine
 
 _LIVE = LIVE_STATUSES
@@ -88,21 +86,6 @@ def fail_orphaned_runs(instance: dg.DagsterInstance, settings: Settings | None =
             except Exception:  # noqa: BLE001 - bookkeeping of a dead run must not stop a new one
                 pass
     return orphaned
-
-
-def runs_in_progress(instance: dg.DagsterInstance, shop: str) -> list[dg.DagsterRun]:
-    """Daily / replay runs of ``shop`` that are running now (from the CLI, the UI or the daemon).
-
-    Backfills are left out on purpose: SPEC §3 lets a backfill run beside a daily sync.
-    """
-    busy = []
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=_LIVE)):
-        if shop not in {run.tags.get(TAG_SHOP), run.tags.get(TAG_PARTITION_SHOP)}:
-            continue
-        if run.tags.get(TAG_BACKFILL) or run.tags.get(TAG_MODE) == Mode.FULL_BACKFILL_EXECUTE.value:
-            continue
-        busy.append(run)
-    return busy
 
 
 def run_sync_job(
