@@ -11,6 +11,7 @@ reports it with the same one line as an in-process run.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +30,8 @@ from shopify_sync.launch.plan import (
     TAG_PARTITION_SHOP,
     Launch,
 )
+from shopify_sync.sync import TAG_MODE
+from shopify_sync.vocab import Mode
 
 if TYPE_CHECKING:
     from dagster_graphql import DagsterGraphQLClient
@@ -53,10 +56,27 @@ query Locations {
 """
 
 
+# Per-run pod resources for the K8sRunLauncher (ignored by the other launchers). Sized from
+# docs/benchmarks.md: the ingest of 1M line items peaks at 295-347 MB RSS, on top of the run
+# worker's Dagster process; a daily run of a few thousand orders stays far below that.
+K8S_CONFIG_TAG = "dagster-k8s/config"
+RUN_RESOURCES = {
+    Mode.FULL_BACKFILL_EXECUTE: {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+    Mode.REPLAY: {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+    Mode.DAILY_INCREMENTAL: {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
+}
+
+
+def k8s_config_tag(mode: Mode) -> str:
+    """The ``dagster-k8s/config`` tag of a run of ``mode``: its run worker pod's resources."""
+    return json.dumps({"container_config": {"resources": RUN_RESOURCES[mode]}}, sort_keys=True)
+
+
 def launch_tags(launch: Launch) -> dict[str, str]:
-    """The launch's tags plus the partition tags Dagster derives for an in-process run of
-    one partition (a GraphQL launch does not derive them; the per-shop limit keys on them)."""
-    tags = dict(launch.tags)
+    """The launch's tags, its pod resources, and the partition tags Dagster derives for an
+    in-process run of one partition (a GraphQL launch does not derive them; the per-shop
+    limit keys on them)."""
+    tags = {**launch.tags, K8S_CONFIG_TAG: k8s_config_tag(Mode(launch.tags[TAG_MODE]))}
     if launch.partition_key is not None:
         day, _, shop = launch.partition_key.partition("|")
         tags.update({TAG_PARTITION: launch.partition_key, TAG_PARTITION_DATE: day, TAG_PARTITION_SHOP: shop})
