@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 # A Definitions object is served as this repository in every code location.
 REPOSITORY_NAME = "__repository__"
 LOCATION_VARIABLE = "SHOPIFY_SYNC_DAGSTER_LOCATION"
-# How long a failed run may take to be marked for retry / to get its retry run.
+# How long the daemon may take to start the retry of a run it marked for retry.
 RETRY_GRACE_SECONDS = 60.0
 
 _LOCATIONS_QUERY = """
@@ -102,11 +102,12 @@ class QueuedLauncher:
     """Submit runs to the webserver's instance; follow them in the ``DAGSTER_HOME`` instance."""
 
     def __init__(self, settings: Settings, *, location: str | None = None, poll_seconds: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 retry_grace_seconds: float = RETRY_GRACE_SECONDS, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
         self.url = settings.dagster_graphql_url.rstrip("/")
         self.location = location
         self.poll_seconds = poll_seconds
+        self.retry_grace_seconds = retry_grace_seconds
         self._clock = clock
         self._sleep = sleep
         dagster_home(settings)
@@ -166,7 +167,7 @@ class QueuedLauncher:
         """The run the instance's run retries started for failed ``run``, if it makes one."""
         if not self.instance.run_retries_enabled:
             return None
-        deadline = self._clock() + RETRY_GRACE_SECONDS
+        deadline = self._clock() + self.retry_grace_seconds
         while self._clock() < deadline:
             current = self.instance.get_run_by_id(run.run_id) or run
             will_retry = current.tags.get(WILL_RETRY_TAG)

@@ -18,9 +18,9 @@ from typing import Any
 import dagster as dg
 import pytest
 import yaml
+from dagster._core.code_pointer import ModuleCodePointer
 from dagster._core.launcher import LaunchRunContext
 from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
-from dagster._core.code_pointer import ModuleCodePointer
 
 from shopify_sync.launch.plan import SYNC_JOB_NAME, backfill_launch, daily_launch
 from shopify_sync.launch.queued import K8S_CONFIG_TAG, launch_tags
