@@ -32,7 +32,8 @@ from shopify_sync.launch.plan import Launch, backfill_launch
 from shopify_sync.launch.queued import QueuedLauncher
 from shopify_sync.sync import TAG_SHOP
 from shopify_sync.warehouse import tables
-from shopify_sync_tests.deploy.deployment import BIN, Deployment, deployment_env
+from shopify_sync_tests.conftest import IN_CI
+from shopify_sync_tests.deploy.deployment import BIN, REDIS_URL, Deployment, deployment_env
 from shopify_sync_tests.storage.s3_server import make_bucket, moto_endpoint  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -57,13 +58,25 @@ def _launches() -> list[Launch]:
 
 
 @pytest.fixture
+def redis_up() -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        if IN_CI:
+            pytest.fail(f"Redis at {REDIS_URL} is not reachable in CI: {exc}")
+        pytest.skip(f"Redis not reachable ({exc}); set SHOPIFY_SYNC_TEST_REDIS_URL to run")
+
+
+@pytest.fixture
 def emulator() -> Iterator[EmulatorServer]:
     with EmulatorServer(EmulatorConfig(seed=15, orders_per_shop=40, days=5, completion_seconds=0.3)) as server:
         yield server
 
 
 @pytest.fixture
-def deployment(tmp_path: Path, postgres_url: str, emulator: EmulatorServer, moto_endpoint: str,  # noqa: F811
+def deployment(redis_up: None, tmp_path: Path, postgres_url: str, emulator: EmulatorServer, moto_endpoint: str,  # noqa: F811
                monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Deployment]:
     warehouse_url = request.getfixturevalue("postgres_url_2")
     storage_url = sa.make_url(postgres_url).set(drivername="postgresql+psycopg2").render_as_string(False)
