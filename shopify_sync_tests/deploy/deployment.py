@@ -146,6 +146,13 @@ class Deployment:
         return path.read_text(errors="replace")[-6000:] if path.exists() else ""
 
     def stop_all(self) -> None:
+        # SIGTERM to all first, so their shutdowns overlap; then each is waited for (or killed).
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
         for name in ("webserver", "daemon", "worker1", "worker2", "code_server"):
             if name in self.procs:
                 stop(self.procs[name])
