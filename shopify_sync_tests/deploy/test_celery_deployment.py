@@ -190,8 +190,10 @@ def test_backfill_on_celery_workers_matches_serial_run(deployment: Deployment, e
                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = deployment.env
     launcher = QueuedLauncher(load_settings(env), poll_seconds=0.5)
+    began = time.monotonic()
     run_ids = [launcher.submit(launch) for launch in _launches()]
     outcomes = [launcher.wait(run_id, timeout=240) for run_id in run_ids]
+    distributed_s = time.monotonic() - began
     assert all(o.success for o in outcomes), [o.error for o in outcomes] + [deployment.log("daemon")]
 
     instance = launcher.instance
@@ -201,7 +203,11 @@ def test_backfill_on_celery_workers_matches_serial_run(deployment: Deployment, e
     assert not [(a, b) for a, b in pairs if a[0] == b[0] and _overlap(a, b)], "two runs of one shop overlapped"
     assert _celery_workers(instance, run_ids) == {"w1", "w2"}
 
+    began = time.monotonic()
     reference = _serial_reference(env, tmp_path, monkeypatch)
+    # Figures for docs/benchmarks.md (the machine's load decides them), never asserted.
+    print(f"backfill of {len(run_ids)} runs: 2 Celery workers {distributed_s:.1f} s, "
+          f"serial in-process {time.monotonic() - began:.1f} s, load average {os.getloadavg()}")
     distributed = _snapshot(env["SHOPIFY_SYNC_DATABASE_URL"], tmp_path / "objects")
     assert distributed["objects"], "no measurement objects written"
     assert distributed == reference
