@@ -12,6 +12,7 @@ reports it with the same one line as an in-process run.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -102,10 +103,11 @@ class QueuedLauncher:
     """Submit runs to the webserver's instance; follow them in the ``DAGSTER_HOME`` instance."""
 
     def __init__(self, settings: Settings, *, location: str | None = None, poll_seconds: float = 1.0,
-                 retry_grace_seconds: float = RETRY_GRACE_SECONDS, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 retry_grace_seconds: float = RETRY_GRACE_SECONDS, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
         self.url = settings.dagster_graphql_url.rstrip("/")
-        self.location = location
+        self.location = location or os.environ.get(LOCATION_VARIABLE, "").strip() or None
         self.poll_seconds = poll_seconds
         self.retry_grace_seconds = retry_grace_seconds
         self._clock = clock
@@ -151,7 +153,8 @@ class QueuedLauncher:
             SYNC_JOB_NAME, repository_location_name=location, repository_name=REPOSITORY_NAME,
             tags=launch_tags(launch))
 
-    def _finished(self, run_id: str, deadline: float | None) -> dg.DagsterRun:
+    def finished_run(self, run_id: str, deadline: float | None) -> dg.DagsterRun:
+        """``run_id`` once it has ended (polled in the instance); ``TimeoutError`` past ``deadline``."""
         while True:
             run = self.instance.get_run_by_id(run_id)
             if run is None:
@@ -184,7 +187,7 @@ class QueuedLauncher:
         """Follow ``run_id`` (and the retries of it) to the end."""
         deadline = None if timeout is None else self._clock() + timeout
         while True:
-            run = self._finished(run_id, deadline)
+            run = self.finished_run(run_id, deadline)
             if run.status == dg.DagsterRunStatus.SUCCESS:
                 return RunOutcome(run_id, True)
             retry = self.retry_of(run) if run.status == dg.DagsterRunStatus.FAILURE else None

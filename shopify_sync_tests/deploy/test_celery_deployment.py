@@ -219,7 +219,7 @@ def test_backfill_on_celery_workers_matches_serial_run(deployment: Deployment, e
                     None)
     run_id = launcher.submit(killed)
     _kill_worker_running(deployment, instance, run_id)
-    first = launcher._finished(run_id, time.monotonic() + 120)
+    first = launcher.finished_run(run_id, time.monotonic() + 120)
     assert first.status in {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}, first.status
 
     # The operator's re-run converges to the same warehouse and measurements.

@@ -114,3 +114,10 @@ def test_wait_for_a_run_of_another_instance_names_dagster_home(env: Path) -> Non
     launcher = QueuedLauncher(load_settings(), poll_seconds=0.01)
     with pytest.raises(Exception, match="DAGSTER_HOME"):
         launcher.wait("00000000-0000-0000-0000-000000000000", timeout=5)
+
+
+def test_the_location_variable_skips_discovery(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOPIFY_SYNC_DAGSTER_LOCATION", "shopify_sync_celery")
+    monkeypatch.setenv("SHOPIFY_SYNC_DAGSTER_URL", f"http://127.0.0.1:{_closed_port()}")
+    # No webserver answers: the location comes from the variable, not from a query.
+    assert QueuedLauncher(load_settings()).resolve_location() == "shopify_sync_celery"
