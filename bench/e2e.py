@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingest import fresh_database, machine_busy_seconds, run_phase  # noqa: E402
 
+from shopify_sync.config import DEFAULT_CHUNK_ROWS  # noqa: E402
 from shopify_sync.emulator import EmulatorConfig, EmulatorServer  # noqa: E402
 
 SHOP = "BENCH"
@@ -159,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=int, default=30)
     p.add_argument("--backends", default="sqlite,postgres,mariadb")
     p.add_argument("--changes", type=int, default=5000, help="orders changed before the incremental (0: skip)")
-    p.add_argument("--chunk-rows", type=int, default=50_000)
+    p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS,
+                   help="the floor's chunk size; the runs use SHOPIFY_SYNC_CHUNK_ROWS' default, the same")
     p.add_argument("--no-baseline", dest="baseline", action="store_false")
     args = p.parse_args(argv)
     # The dataset ends a minute ago (the default anchor is the next full hour): an order
