@@ -12,8 +12,8 @@ $(BIN)/python:
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "is neither a file nor a directory" || true
-	$(BIN)/python -c "import shopify_sync, dagster, polars, fastapi, moto"
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,deploy]' 2>&1 | grep -v "is neither a file nor a directory" || true
+	$(BIN)/python -c "import shopify_sync, dagster, polars, fastapi, moto, dagster_postgres, dagster_celery, dagster_k8s"
 	@# An existing home's dagster.yaml may hold local edits (storage, ports): never overwrite
 	@# it, but say plainly when it differs from the shipped one (e.g. older run monitoring).
 	@mkdir -p $(DAGSTER_HOME); \

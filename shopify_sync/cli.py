@@ -47,6 +47,14 @@ def _parse_port(raw: str) -> int:
     return port
 
 
+def _add_launch_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--launch", action="store_true",
+                   help="queue the runs on the deployed instance (webserver at SHOPIFY_SYNC_DAGSTER_URL, "
+                        "daemon and run launcher) instead of running them in this process")
+    p.add_argument("--wait", action="store_true",
+                   help="with --launch: follow the runs to the end; exit code and outcome lines as in-process")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="shopify-sync", description="Shopify orders → warehouse → sales metrics, via Dagster.")
     p.add_argument("-v", "--verbose", action="store_true",
@@ -65,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("replay", help="re-parse the raw JSONL archived by a past run, without Shopify")
     r.add_argument("--run-id", required=True, metavar="ID")
+
+    for command in (s, b, r):
+        _add_launch_options(command)
 
     sub.add_parser("status", help="per shop: watermark and last runs")
 
@@ -86,7 +97,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "wait", False) and not args.launch:
+        parser.error("--wait needs --launch (an in-process run always runs to the end)")
     # The one lazy import: the commands need Dagster, SQLAlchemy and FastAPI, whose import
     # `--help` and a usage error should not wait for (docs/benchmarks.md).
     from shopify_sync import commands

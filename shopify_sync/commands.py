@@ -49,8 +49,14 @@ def _check_day(settings: Settings, day: date, what: str) -> None:
                        f"the latest day you can sync is {today - timedelta(days=1)}")
 
 
-def _run_all(settings: Settings, launches: list[Launch], verbose: bool = False) -> int:
-    """Run each launch one after another; report each; 0 only if all passed."""
+def _run_all(settings: Settings, launches: list[Launch], verbose: bool = False,
+             args: argparse.Namespace | None = None) -> int:
+    """Run each launch one after another; report each; 0 only if all passed. With
+    ``--launch``, queue them on the deployed instance instead (``launch.queued``)."""
+    if args is not None and getattr(args, "launch", False):
+        from shopify_sync.launch.queued import run_queued
+
+        return run_queued(settings, launches, wait=args.wait)
     launcher = InProcessLauncher(settings, verbose=verbose)
     failures = 0
     for launch in launches:
@@ -67,7 +73,7 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     day = args.date or (datetime.now(UTC).date() - timedelta(days=1))
     _check_day(settings, day, "--date")
     return _run_all(settings, [daily_launch(code, day) for code in _shops(settings, args.shop)],
-                    args.verbose)
+                    args.verbose, args)
 
 
 def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
@@ -75,7 +81,12 @@ def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
         raise CliError(f"--end {args.end} is before --start {args.start}")
     _check_day(settings, args.start, "--start")
     _check_day(settings, args.end, "--end")
-    return _run_backfill(settings, _shops(settings, args.shop), args.start, args.end, args.verbose)
+    shops = _shops(settings, args.shop)
+    if getattr(args, "launch", False):
+        # Bounded runs on a deployed instance too; its per-shop run limit keeps a shop's months in turn.
+        return _run_all(settings, [backfill_launch(code, first, last) for code in shops
+                                   for first, last in month_ranges(args.start, args.end)], args.verbose, args)
+    return _run_backfill(settings, shops, args.start, args.end, args.verbose)
 
 
 def _run_backfill(settings: Settings, shops: list[str], start: date, end: date, verbose: bool = False) -> int:
@@ -108,7 +119,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     launches = replay_launches(settings, args.run_id)
     if not launches:
         raise CliError(f"no archived raw file for run {args.run_id!r} (see `shopify-sync status` for run ids)")
-    return _run_all(settings, launches, args.verbose)
+    return _run_all(settings, launches, args.verbose, args)
 
 
 def _naming_setting(exc: Exception) -> CliError:
