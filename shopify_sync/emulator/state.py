@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypedDict, Unpack
 
 from shopify_sync.emulator import jsonl
+from shopify_sync.emulator.catalog import EmulatorCatalog
 from shopify_sync.emulator.dataset import (
     ZERO,
     DatasetParams,
@@ -92,6 +93,8 @@ class EmulatorState:
         self._orders: dict[str, dict[int, Order]] = {}  # materialised lazily per shop
         self._overrides: dict[str, dict[int, Order]] = {}  # orders changed by update_order
         self._clock_offset = 0.0
+        # productVariants: the seeded catalog, stock moving with this clock, test changes.
+        self.product_catalog = EmulatorCatalog(self.config.seed, self.anchor, self.now)
 
     # -- clock: real time plus an offset tests can advance (URL expiry, slow jobs) --
     def now(self) -> datetime:

@@ -109,7 +109,7 @@ def _download(ctx: StepContext, rec: StepRecorder, shop: str, partition_key: str
         ctx.info(f"{shop}: re-polling bulk operation {job.bulk_operation_id} instead of submitting a new one")
     with tempfile.TemporaryDirectory(prefix="shopify_sync_") as tmp, \
             ctx.shopify.client_for(shop, log=ctx.log) as client:
-        result = _run_bulk(ctx, rec, client, job, claim.window, Path(tmp) / "bulk.jsonl")
+        result = run_bulk(ctx, rec, client, job, claim.window.query(), Path(tmp) / "bulk.jsonl")
         key = raw_key(shop, ctx.run.mode, first_day, ctx.run.run_id)
         # Archived before any parsing: the audit trail and the replay source.
         ctx.store.put_file(key, result.path)
@@ -129,8 +129,8 @@ def _download(ctx: StepContext, rec: StepRecorder, shop: str, partition_key: str
                         key, claim.adopted, False, claim.watermark_before)
 
 
-def _run_bulk(ctx: StepContext, rec: StepRecorder, client: ShopifyBulkClient, job: jobs.SyncJob, window: Window,
-              dest: Path) -> BulkResult:
+def run_bulk(ctx: StepContext, rec: StepRecorder, client: ShopifyBulkClient, job: jobs.SyncJob, query: str,
+             dest: Path) -> BulkResult:
     """Submit (or re-poll the job's stored operation), poll and download to ``dest``, reporting each stage."""
     seen: set[Step] = set()
 
@@ -147,7 +147,7 @@ def _run_bulk(ctx: StepContext, rec: StepRecorder, client: ShopifyBulkClient, jo
             seen.add(Step.DOWNLOADING)
             rec.advance(Step.DOWNLOADING, bulk_operation_id=op.id, object_count=op.object_count)
 
-    result = client.run(window.query(), dest, resume_operation_id=job.bulk_operation_id,
+    result = client.run(query, dest, resume_operation_id=job.bulk_operation_id,
                         on_submitted=on_submitted, on_status=on_status)
     if result.operation.id != job.bulk_operation_id and Step.REQUESTED not in seen:
         jobs.set_operation(ctx.engine, job.job_id, result.operation.id, polling=False)

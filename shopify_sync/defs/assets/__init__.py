@@ -1,6 +1,7 @@
 """The asset graph of SPEC §1, built for one partitions definition.
 
     shopify_bulk_jsonl ─▶ order_header / order_line_item / order_refund ─▶ product
+    shopify_catalog_jsonl ─▶ product_variant ─────────────────────────────┘
                                                               └─▶ measurement_sales ─▶ measurement_performance
 
 The bodies are module-level functions by domain (``ingest``, ``metrics``; names in
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from shopify_sync.defs.assets.catalog import build_catalog_assets
 from shopify_sync.defs.assets.ingest import build_ingest_assets
 from shopify_sync.defs.assets.metrics import build_metric_assets
 
@@ -20,4 +22,5 @@ from shopify_sync.defs.assets.metrics import build_metric_assets
 def build_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.AssetsDefinition]:
     backfill_policy = dg.BackfillPolicy.single_run()
     return [*build_ingest_assets(partitions_def, backfill_policy),
+            *build_catalog_assets(partitions_def, backfill_policy),
             *build_metric_assets(partitions_def, backfill_policy)]
