@@ -28,9 +28,10 @@ _PRODUCT_DATA = ("title", "vendor", "product_type", "status")
 
 
 def _guarded(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, object]], data: Sequence[str],
-             version: str, always: dict[str, object]) -> None:
+             version: str, always: Sequence[str]) -> None:
     """INSERT … ON CONFLICT: ``data`` and ``version`` move only to a newer-or-equal ``version``;
-    ``always`` columns are set whatever the version says."""
+    ``always`` columns take the incoming value whatever the version says (taken from the
+    incoming row, not bound again: pymysql's executemany cannot bind in the UPDATE part)."""
     dialect = conn.dialect.name
     if dialect in {"mysql", "mariadb"}:
         my = mysql_insert(table)
@@ -38,7 +39,7 @@ def _guarded(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, obje
         # MySQL assigns left to right and later expressions see earlier assignments:
         # the version column goes last, so every guard compares with the stored value.
         sets: list[tuple[str, object]] = [(c, sa.case((newer, my.inserted[c]), else_=table.c[c])) for c in data]
-        sets += [(c, v) for c, v in always.items()]
+        sets += [(c, my.inserted[c]) for c in always]
         sets.append((version, sa.case((newer, my.inserted[version]), else_=table.c[version])))
         conn.execute(my.on_duplicate_key_update(sets), rows)
         return
@@ -50,7 +51,7 @@ def _guarded(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, obje
         raise ValueError(f"unsupported database backend {dialect!r} for the catalog upsert")
     newer_or_new = sa.or_(table.c[version].is_(None), ins.excluded[version] >= table.c[version])
     set_: dict[str, object] = {c: sa.case((newer_or_new, ins.excluded[c]), else_=table.c[c]) for c in (*data, version)}
-    set_.update(always)
+    set_.update({c: ins.excluded[c] for c in always})
     keys = [c for c in table.primary_key.columns]
     conn.execute(ins.on_conflict_do_update(index_elements=keys, set_=set_), rows)
 
@@ -60,8 +61,7 @@ def upsert_variants(conn: Connection, shop: str, rows: Iterable[VariantRow], syn
                "price": r.price, "compare_at_price": r.compare_at_price, "inventory_quantity": r.inventory_quantity,
                "updated_at": r.updated_at, "synced_at": naive_utc(synced_at), "deleted_at": None} for r in rows]
     if values:
-        _guarded(conn, product_variant, values, _VARIANT_DATA, "updated_at",
-                 {"synced_at": naive_utc(synced_at), "deleted_at": None})
+        _guarded(conn, product_variant, values, _VARIANT_DATA, "updated_at", ("synced_at", "deleted_at"))
     return len(values)
 
 
@@ -76,7 +76,7 @@ def upsert_products(conn: Connection, shop: str, rows: Iterable[ProductRow]) -> 
                "units_7d": 0, "net_sales_7d": Decimal(0), "orders_7d": 0, "units_30d": 0,
                "net_sales_30d": Decimal(0), "orders_30d": 0} for r in newest.values()]
     if values:
-        _guarded(conn, product, values, _PRODUCT_DATA, "catalog_updated_at", {})
+        _guarded(conn, product, values, _PRODUCT_DATA, "catalog_updated_at", ())
     return len(values)
 
 
