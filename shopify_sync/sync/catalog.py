@@ -35,7 +35,7 @@ from shopify_sync.sync.fetch import run_bulk
 from shopify_sync.sync.rules import TAG_FULL_CATALOG
 from shopify_sync.sync.step_telemetry import StepRecorder, step_telemetry
 from shopify_sync.timeutil import as_utc, as_utc_or_none, utcnow
-from shopify_sync.vocab import Mode, Step, StepStatus
+from shopify_sync.vocab import JobStatus, Mode, Step, StepStatus
 from shopify_sync.warehouse import catalog, jobs
 
 # Bulk query operations Shopify runs at once per shop from this version on (one before).
@@ -116,6 +116,8 @@ def catalog_context(ctx: StepContext) -> StepContext:
 
 def _claim(cctx: StepContext, shop: str, partition_key: str, requested_full: bool) -> tuple[jobs.SyncJob, bool]:
     job = cctx.current_job(shop, partition_key)
+    if job is not None and job.run_id == cctx.run.run_id and job.status is not JobStatus.FAILED:
+        return job, job.attempts > 1  # claimed earlier in this run (``submit_catalog_early``)
     if job is not None:
         return jobs.resume_job(cctx.engine, job, cctx.run.run_id), True
     state = catalog.get_state(cctx.engine, shop)
