@@ -62,6 +62,7 @@ class RequestLogEntry:
     status_code: int
     at: float
     detail: str = ""
+    root: str | None = None  # run_query: the bulk query's root field (orders, productVariants)
 
 
 class OrderChanges(TypedDict, total=False):
@@ -106,9 +107,9 @@ class EmulatorState:
 
     # -- request log -------------------------------------------------------------------
     def log(self, kind: str, shop: str | None, version: str | None, op: str | None, status: int,
-            detail: str = "") -> None:
+            detail: str = "", *, root: str | None = None) -> None:
         with self._lock:
-            self.request_log.append(RequestLogEntry(kind, shop, version, op, status, time.time(), detail))
+            self.request_log.append(RequestLogEntry(kind, shop, version, op, status, time.time(), detail, root))
 
     def log_of(self, kind: str | None = None, shop: str | None = None) -> list[RequestLogEntry]:
         with self._lock:
