@@ -9,6 +9,7 @@ file a past run archived, without calling Shopify.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -51,11 +52,14 @@ class _Claim:
 
 
 def fetch_raw(
-    ctx: StepContext, shop: str, partition_key: str, *, first_day: date, start: datetime, end: datetime
+    ctx: StepContext, shop: str, partition_key: str, *, first_day: date, start: datetime, end: datetime,
+    after_submit: Callable[[], None] | None = None,
 ) -> FetchOutcome:
     """Claim the job (``initiated``), then fetch and archive its raw file (``requested`` → ``downloading``).
 
     ``first_day`` names the archive's date folder; ``[start, end)`` is a backfill's window.
+    ``after_submit`` runs once a new operation is stored, before its first poll (the
+    catalog starts its own operation there when the API version lets both run at once).
     """
     with step_telemetry(ctx, shop, partition_key, Step.INITIATED) as rec:
         watermark_before = jobs.get_watermark(ctx.engine, shop)
@@ -70,7 +74,7 @@ def fetch_raw(
             return FetchOutcome(shop, job.job_id, partition_key, claim.window, job.bulk_operation_id,
                                 job.object_count, None, job.archive_key, claim.adopted, True, watermark_before)
     with step_telemetry(ctx, shop, partition_key, Step.REQUESTED) as rec:
-        return _download(ctx, rec, shop, partition_key, first_day, claim)
+        return _download(ctx, rec, shop, partition_key, first_day, claim, after_submit)
 
 
 def _job_window(job: jobs.SyncJob) -> Window:
@@ -100,7 +104,7 @@ def _claim(ctx: StepContext, shop: str, partition_key: str, start: datetime, end
 
 
 def _download(ctx: StepContext, rec: StepRecorder, shop: str, partition_key: str, first_day: date,
-              claim: _Claim) -> FetchOutcome:
+              claim: _Claim, after_submit: Callable[[], None] | None = None) -> FetchOutcome:
     """Run the bulk query, archive the file as downloaded, and hand the job to the ingest."""
     if ctx.shopify is None:
         raise RuntimeError("the Shopify resource is not configured for this run")
@@ -109,7 +113,7 @@ def _download(ctx: StepContext, rec: StepRecorder, shop: str, partition_key: str
         ctx.info(f"{shop}: re-polling bulk operation {job.bulk_operation_id} instead of submitting a new one")
     with tempfile.TemporaryDirectory(prefix="shopify_sync_") as tmp, \
             ctx.shopify.client_for(shop, log=ctx.log) as client:
-        result = run_bulk(ctx, rec, client, job, claim.window.query(), Path(tmp) / "bulk.jsonl")
+        result = run_bulk(ctx, rec, client, job, claim.window.query(), Path(tmp) / "bulk.jsonl", after_submit)
         key = raw_key(shop, ctx.run.mode, first_day, ctx.run.run_id)
         # Archived before any parsing: the audit trail and the replay source.
         ctx.store.put_file(key, result.path)
@@ -130,7 +134,7 @@ def _download(ctx: StepContext, rec: StepRecorder, shop: str, partition_key: str
 
 
 def run_bulk(ctx: StepContext, rec: StepRecorder, client: ShopifyBulkClient, job: jobs.SyncJob, query: str,
-             dest: Path) -> BulkResult:
+             dest: Path, after_submit: Callable[[], None] | None = None) -> BulkResult:
     """Submit (or re-poll the job's stored operation), poll and download to ``dest``, reporting each stage."""
     seen: set[Step] = set()
 
@@ -138,6 +142,8 @@ def run_bulk(ctx: StepContext, rec: StepRecorder, client: ShopifyBulkClient, job
         jobs.set_operation(ctx.engine, job.job_id, op.id)
         seen.add(Step.REQUESTED)
         rec.record(Step.REQUESTED, StepStatus.SUCCEEDED, bulk_operation_id=op.id)
+        if after_submit is not None:
+            after_submit()
 
     def on_status(op: BulkOperation) -> None:
         if Step.POLLING not in seen:

@@ -8,6 +8,8 @@ Daily runs only: in a backfill or a replay both materialize without calling Shop
 
 # No `from __future__ import annotations` here: Dagster reads the parameter annotations
 # (context type, resources) of these functions as objects when it decorates them.
+from collections.abc import Callable
+
 import dagster as dg
 
 from shopify_sync.defs.assets.keys import (
@@ -18,7 +20,7 @@ from shopify_sync.defs.assets.keys import (
     SHOPIFY_RETRY,
 )
 from shopify_sync.defs.metadata import Metadata, per_shop
-from shopify_sync.defs.partitions import shop_days_for_context
+from shopify_sync.defs.partitions import ShopDays, shop_days_for_context
 from shopify_sync.defs.resources import ObjectStoreResource, ShopifyBulkResource, WarehouseResource
 from shopify_sync.defs.run_context import asset_step
 from shopify_sync.sync import StepContext
@@ -38,18 +40,17 @@ def full_catalog_requested(context: dg.AssetExecutionContext) -> bool:
     return full_catalog_tag(context.run.tags)
 
 
-def start_catalog_early(context: dg.AssetExecutionContext, ctx: StepContext) -> None:
-    """Called by the orders' fetch before it polls: from API 2026-01 both operations run at once.
-
-    Never fails the orders' step: whatever goes wrong, the catalog step claims the same
-    job later and does it again (and reports it).
-    """
-    for sd in shop_days_for_context(context):
+def catalog_starter(context: dg.AssetExecutionContext, ctx: StepContext, sd: ShopDays) -> Callable[[], None]:
+    """For the orders' fetch: once its operation is submitted, start the catalog's beside it
+    (API >= 2026-01; nothing before). Never fails the orders' step: whatever goes wrong,
+    the catalog step claims the same job later and does it again (and reports it)."""
+    def start() -> None:
         try:
             submit_catalog_early(ctx, sd.shop, sd.key, requested_full=full_catalog_requested(context))
         except Exception as exc:  # noqa: BLE001 - the catalog step retries and reports it
             context.log.warning(f"{sd.shop}: catalog operation not started early ({type(exc).__name__}); "
                                 "the catalog step will start it")
+    return start
 
 
 def shopify_catalog_jsonl(
