@@ -51,6 +51,7 @@ def test_full_then_incremental_then_deleted_with_concurrent_operations(catalog_h
     # The catalog's operation takes a few seconds (as a real one takes minutes): long enough
     # for the orders' operation to start while it runs, whatever the database's speed.
     h.emulator.faults.add("slow_completion", shop="DEMO", root="productVariants", seconds=4)
+    h.emulator.faults.add("slow_completion", shop="DEMO", root="orders", seconds=3)
     assert h.daily("DEMO", day).success
     served = h.emulator.product_catalog.variants("DEMO")
     stored = variants(h)
