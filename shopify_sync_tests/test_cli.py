@@ -240,10 +240,14 @@ def test_sigkill_while_polling_then_rerun_resumes_the_same_operation(tmp_path: P
         assert second.returncode == 0, err[-3000:]
         assert "ok" in out
 
-    runs = [e for e in srv.emulator.request_log if e.kind == "run_query"]
+    runs = [e for e in srv.emulator.request_log if e.kind == "run_query" and e.root == "orders"]
     assert len(runs) == 1  # the rerun did not submit a second bulk operation
+    # The catalog's operation (started beside the orders') was re-polled too, not resubmitted.
+    catalog_runs = [e.operation_id for e in srv.emulator.request_log
+                    if e.kind == "run_query" and e.root == "productVariants"]
+    assert len(catalog_runs) == 1
     polled = {e.operation_id for e in srv.emulator.request_log if e.kind == "poll" and e.operation_id}
-    assert polled == {op_id}
+    assert polled == {op_id, *catalog_runs}
     [job] = _job(db)  # the same job continued, not a new one
     assert job.status == "completed" and job.bulk_operation_id == op_id
     assert job.lines_committed == job.object_count > 0
