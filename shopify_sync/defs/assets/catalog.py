@@ -1,6 +1,10 @@
 """Catalog assets: the raw ``productVariants`` export, and the variants loaded from it.
 
-    shopify_catalog_jsonl ─▶ product_variant ─▶ product
+    order tables ─▶ shopify_catalog_jsonl ─▶ product_variant ─▶ product
+
+The catalog's bulk operation starts during the orders' fetch (``catalog_starter``: from API
+2026-01 both run at once); ``shopify_catalog_jsonl`` then polls and downloads it once the
+orders are loaded, so a run whose orders failed ends there.
 
 Daily runs only: in a backfill or a replay both materialize without calling Shopify
 (their metadata says so), so ``product`` downstream still runs.
@@ -15,6 +19,7 @@ import dagster as dg
 from shopify_sync.defs.assets.keys import (
     CATALOG_GROUP,
     CATALOG_RAW_KEY,
+    ORDER_HEADER,
     OWNERS,
     PRODUCT_VARIANT,
     SHOPIFY_RETRY,
@@ -120,7 +125,10 @@ def build_catalog_assets(
     partitions_def: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy
 ) -> list[dg.AssetsDefinition]:
     return [
-        dg.asset(key=CATALOG_RAW_KEY, partitions_def=partitions_def, backfill_policy=backfill_policy,
+        # After the orders' load: a run whose orders failed stops there, its telemetry ending with
+        # ``failed``. The catalog's operation itself was started beside the orders' (2026-01+).
+        dg.asset(key=CATALOG_RAW_KEY, deps=[ORDER_HEADER], partitions_def=partitions_def,
+                 backfill_policy=backfill_policy,
                  retry_policy=SHOPIFY_RETRY, group_name=CATALOG_GROUP, kinds={"shopify", "graphql", "json"},
                  owners=OWNERS)(shopify_catalog_jsonl),
         dg.asset(key=PRODUCT_VARIANT, deps=[CATALOG_RAW_KEY], partitions_def=partitions_def,
