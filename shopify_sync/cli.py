@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--shop", action="append", default=[], metavar="CODE", help="shop code (repeatable); default: all")
     s.add_argument("--date", type=_parse_date, default=None, metavar="D",
                    help="partition day (YYYY-MM-DD, UTC); default: the day just ended")
+    s.add_argument("--full-catalog", action="store_true",
+                   help="refetch every product variant (not only those changed since the catalog watermark) and "
+                   "mark the variants Shopify no longer has as deleted")
 
     b = sub.add_parser("backfill", help="orders created in [start, end] (inclusive), every shop by default")
     b.add_argument("--start", type=_parse_date, required=True, metavar="D")

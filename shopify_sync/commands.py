@@ -72,7 +72,8 @@ def _run_all(settings: Settings, launches: list[Launch], verbose: bool = False,
 def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     day = args.date or (datetime.now(UTC).date() - timedelta(days=1))
     _check_day(settings, day, "--date")
-    return _run_all(settings, [daily_launch(code, day) for code in _shops(settings, args.shop)],
+    full = bool(getattr(args, "full_catalog", False))
+    return _run_all(settings, [daily_launch(code, day, full_catalog=full) for code in _shops(settings, args.shop)],
                     args.verbose, args)
 
 

@@ -82,6 +82,9 @@ class Settings:
     api_token: str | None = field(repr=False)
     start_date: str
     dagster_graphql_url: str
+    # Days between automatic full catalog refreshes (the only way deleted variants are
+    # noticed); 0: only when asked (``sync --full-catalog``) or when there is no catalog watermark.
+    catalog_full_refresh_days: int = 7
 
     @property
     def shop_codes(self) -> tuple[str, ...]:
@@ -243,4 +246,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         api_token=env.get("SHOPIFY_SYNC_API_TOKEN", "").strip() or None,
         start_date=start_date,
         dagster_graphql_url=env.get("SHOPIFY_SYNC_DAGSTER_URL", "").strip() or "http://127.0.0.1:3000",
+        catalog_full_refresh_days=_int(env, "SHOPIFY_SYNC_CATALOG_FULL_REFRESH_DAYS", 7, minimum=0),
     )

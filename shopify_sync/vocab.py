@@ -17,6 +17,13 @@ class Mode(enum.StrEnum):
     DAILY_INCREMENTAL = "DAILY_INCREMENTAL"
     FULL_BACKFILL_EXECUTE = "FULL_BACKFILL_EXECUTE"
     REPLAY = "REPLAY"
+    # The product catalog's own bulk job (``productVariants``) inside a daily run: its
+    # sync_job rows, raw archive folder and telemetry records. Never a run's mode.
+    CATALOG = "CATALOG"
+
+
+# The modes a run can have (run tags); CATALOG is a job type inside a daily run.
+RUN_MODES: tuple[Mode, ...] = (Mode.DAILY_INCREMENTAL, Mode.FULL_BACKFILL_EXECUTE, Mode.REPLAY)
 
 
 class Initiator(enum.StrEnum):

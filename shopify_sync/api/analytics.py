@@ -10,7 +10,7 @@ from typing import Annotated
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
 
-from shopify_sync.api import telemetry_view
+from shopify_sync.api import catalog_view, telemetry_view
 from shopify_sync.api.deps import (
     Backends,
     IsoDate,
@@ -77,7 +77,9 @@ def commerce_overview(
     end = end or utcnow().date()
     start = start or days_before(end, DEFAULT_RANGE_DAYS - 1)
     check_range(start, end)
-    return Overview(start=start, end=end, shops=overview_rows(b.engine(), start, end, shop))
+    scope = [shop] if shop else list(b.settings.shop_codes)
+    return Overview(start=start, end=end, shops=overview_rows(b.engine(), start, end, shop),
+                    catalog=list(catalog_view.freshness(b.engine(), scope, utcnow()).values()))
 
 
 def _abandoned(b: Backends, shops: list[str], runs: list[IngestRun], now: datetime) -> dict[str, list[AbandonedJob]]:
@@ -133,6 +135,7 @@ def pipeline_health(b: Backends, now: datetime) -> list[PipelineHealth]:
     runs = telemetry_view.recent_runs(b.store(), limit=200)
     failures = _failures(shops, failed_jobs, runs)
     abandoned = _abandoned(b, shops, runs, now)
+    catalogs = catalog_view.freshness(b.engine(), shops, now)
     out = []
     for shop in shops:
         st = stats[shop]
@@ -147,6 +150,7 @@ def pipeline_health(b: Backends, now: datetime) -> list[PipelineHealth]:
             open_jobs=st.open_jobs,
             recent_failures=failures[shop][:MAX_FAILURES],
             abandoned_jobs=abandoned[shop],
+            catalog=catalogs[shop],
         ))
     return out
 

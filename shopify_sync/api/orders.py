@@ -11,6 +11,7 @@ from typing import Annotated
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query
 
+from shopify_sync.api.catalog_view import with_catalog
 from shopify_sync.api.deps import (
     Backends,
     IsoDate,
@@ -30,7 +31,6 @@ router = APIRouter(tags=["orders"])
 MAX_LIMIT = 500
 MAX_ID = 2**63 - 1  # BIGINT
 _CURSOR_VERSION = 1
-_LINE_MONEY = ("original_unit_price", "discounted_unit_price", "discounted_total")
 
 
 # What a cursor is bound to: shop, start and end as the request gave them.
@@ -173,7 +173,7 @@ def get_order(
         ).mappings().all()
     return OrderDetail(
         **order_from_row(header).model_dump(),
-        line_items=[
+        line_items=with_catalog(b.engine(), str(header["shop"]), [
             LineItem(
                 line_item_id=int(r["line_item_id"]),
                 product_id=r["product_id"],
@@ -183,10 +183,12 @@ def get_order(
                 quantity=int(r["quantity"] or 0),
                 current_quantity=int(r["current_quantity"] or 0),
                 currency_code=r["currency_code"],
-                **{col: money_str(r[col]) for col in _LINE_MONEY},
+                original_unit_price=money_str(r["original_unit_price"]),
+                discounted_unit_price=money_str(r["discounted_unit_price"]),
+                discounted_total=money_str(r["discounted_total"]),
             )
             for r in lines
-        ],
+        ]),
         refunds=[
             Refund(refund_id=int(r["refund_id"]), created_at=parse_utc_or_none(r["created_at"]),
                    total_refunded=money_str(r["total_refunded"]))

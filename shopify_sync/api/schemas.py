@@ -51,6 +51,23 @@ class LineItem(BaseModel):
     discounted_unit_price: MoneyStr | None
     discounted_total: MoneyStr | None
     currency_code: str | None
+    catalog_sku: str | None = Field(default=None, description="the variant's current SKU in the product catalog "
+                                    "(null when the catalog does not know the variant or it has no SKU)")
+    inventory_quantity: int | None = Field(default=None, description="the variant's current stock in the catalog")
+    variant_deleted: bool | None = Field(default=None, description="true when the variant was deleted in Shopify "
+                                         "(seen by a full catalog refresh); null when the catalog does not know it")
+
+
+class CatalogFreshness(BaseModel):
+    """How current a shop's product catalog (``product_variant``) is."""
+
+    shop: str
+    watermark_at: datetime | None = Field(description="newest variant updatedAt fetched (the catalog watermark)")
+    full_refresh_at: datetime | None = Field(description="start of the last completed full catalog refresh")
+    synced_at: datetime | None = Field(description="when the last catalog sync completed")
+    lag_seconds: float | None = Field(description="now minus synced_at (>= 0); null before the first catalog sync")
+    variants: int = Field(description="product_variant rows of the shop, deleted ones included")
+    deleted_variants: int
 
 
 class Refund(BaseModel):
@@ -108,6 +125,8 @@ class Overview(BaseModel):
     start: date
     end: date
     shops: list[OverviewRow]
+    catalog: list[CatalogFreshness] = Field(default_factory=list,
+                                            description="product catalog freshness of the shops in scope")
 
 
 class ErrorInfo(BaseModel):
@@ -146,6 +165,7 @@ class PipelineHealth(BaseModel):
     recent_failures: list[PipelineFailure]
     abandoned_jobs: list[AbandonedJob] = Field(
         description="open jobs no live run is working on (killed or crashed runs), oldest first")
+    catalog: CatalogFreshness | None = Field(default=None, description="the shop's product catalog freshness")
 
 
 class Pipelines(BaseModel):

@@ -12,6 +12,7 @@ import dagster as dg
 
 from shopify_sync.config import ConfigError, Settings, load_settings
 from shopify_sync.defs.assets import build_assets
+from shopify_sync.defs.catalog_checks import CATALOG_CHECKS
 from shopify_sync.defs.checks import CHECKS
 from shopify_sync.defs.jobs import build_sync_job
 from shopify_sync.defs.partitions import build_partitions_def
@@ -43,7 +44,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     job = build_sync_job(partitions_def)
     return dg.Definitions(
         assets=build_assets(partitions_def),
-        asset_checks=CHECKS,
+        asset_checks=[*CHECKS, *CATALOG_CHECKS],
         jobs=[job],
         schedules=[build_daily_schedule(job, settings.shop_codes)],
         sensors=[*build_sensors(settings), build_relaunch_sensor(job)],

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from graphql import FieldNode, GraphQLError, OperationDefinitionNode, parse
+
 from shopify_sync.emulator.bulk_rules import bulk_query_errors
 from shopify_sync.emulator.results import ResultFile, partial_result, render_result, synthetic_result
 from shopify_sync.emulator.state import EmulatorState
@@ -58,6 +60,20 @@ def user_errors_for(version: str, errors: list[UserError]) -> list[UserError]:
     if version < "2025-01":
         return [{k: v for k, v in e.items() if k != "code"} for e in errors]
     return errors
+
+
+def root_field(query: str) -> str | None:
+    """The bulk query's root field (``orders``, ``productVariants``): what ``root=`` faults match."""
+    try:
+        doc = parse(query)
+    except GraphQLError:
+        return None
+    for d in doc.definitions:
+        if isinstance(d, OperationDefinitionNode):
+            for f in d.selection_set.selections:
+                if isinstance(f, FieldNode):
+                    return f.name.value
+    return None
 
 
 def in_progress_error(ids: list[str]) -> UserError:
@@ -114,7 +130,8 @@ class BulkMachine:
         if errors:
             return None, [{"field": ["query"], "message": m, "code": "INVALID"} for m in errors]
         faults = self.state.faults
-        fault = faults.take({"operation_in_progress"}, "run_query", shop)
+        root = root_field(query)
+        fault = faults.take({"operation_in_progress"}, "run_query", shop, root)
         if fault is not None:
             return None, [in_progress_error(fault.ids("blocking_ids") or [DEFAULT_BLOCKER])]
         with self._lock:
@@ -126,15 +143,15 @@ class BulkMachine:
                 return None, [in_progress_error([o.gid for o in active])]
             now = self.state.now()
             seconds = self.state.config.completion_seconds
-            slow = faults.take({"slow_completion"}, "run_query", shop)
+            slow = faults.take({"slow_completion"}, "run_query", shop, root)
             if slow is not None:
                 seconds += slow.number("seconds", 30)
             op = BulkOp(next(self._seq), shop, version, query, grouped, now, now + timedelta(seconds=seconds))
-            failed = faults.take({"bulk_failed"}, "run_query", shop)
+            failed = faults.take({"bulk_failed"}, "run_query", shop, root)
             if failed is not None:
                 op.fail_code = failed.text("error_code", "INTERNAL_SERVER_ERROR")
                 op.fail_partial = bool(failed.params.get("partial", False))
-            large = faults.take({"large_result"}, "run_query", shop)
+            large = faults.take({"large_result"}, "run_query", shop, root)
             if large is not None:
                 op.large_size = int(large.number("size_bytes", 0))
             self._ops[op.num] = op

@@ -15,7 +15,7 @@ import secrets
 import urllib.parse
 from collections.abc import Iterator
 
-from shopify_sync.emulator.bulk import URL_LIFETIME, BulkMachine, BulkOp
+from shopify_sync.emulator.bulk import URL_LIFETIME, BulkMachine, BulkOp, root_field
 from shopify_sync.emulator.faults import Fault
 from shopify_sync.emulator.response import Response
 from shopify_sync.emulator.results import ResultFile, read_chunks
@@ -72,7 +72,7 @@ class ResultHost:
         if op is None or not hmac.compare_digest(params.get("Signature", ""), self._signature(name, expires)):
             return request.error(403, "SignatureDoesNotMatch",
                                  "The request signature we calculated does not match the signature you provided.")
-        fault = self.state.faults.take(_DOWNLOAD_FAULTS, "download", op.shop)
+        fault = self.state.faults.take(_DOWNLOAD_FAULTS, "download", op.shop, root_field(op.query))
         if (fault is not None and fault.kind == "download_expired") or self.state.now().timestamp() > expires:
             return request.error(403, "ExpiredToken", "The provided token has expired.",
                                  f"Request has expired: {expires}")

@@ -2,7 +2,9 @@
 
 Each fault kind applies to a default set of request kinds (``run_query``, ``poll``,
 ``cancel``, ``graphql``, ``download``); ``on=`` narrows or widens that, ``shop=`` limits it
-to one shop and ``times=None`` arms it for good.
+to one shop and ``times=None`` arms it for good. A ``root=`` parameter (e.g.
+``root="productVariants"``) limits a fault to bulk operations whose query has that root
+field: the catalog's operations, or the orders' (``root="orders"``).
 """
 
 from __future__ import annotations
@@ -90,11 +92,15 @@ class Faults:
         with self._lock:
             self._faults.clear()
 
-    def take(self, kinds: set[str], request_kind: str, shop: str | None) -> Fault | None:
-        """The first armed fault of one of ``kinds`` matching the request; consumes one use."""
+    def take(self, kinds: set[str], request_kind: str, shop: str | None, root: str | None = None) -> Fault | None:
+        """The first armed fault of one of ``kinds`` matching the request; consumes one use.
+
+        ``root``: the bulk query's root field, when the request concerns one operation."""
         with self._lock:
             for f in self._faults:
                 if f.kind not in kinds or (f.shop is not None and f.shop != shop):
+                    continue
+                if "root" in f.params and f.params["root"] != root:
                     continue
                 if request_kind not in (f.on or _DEFAULT_ON[f.kind]):
                     continue

@@ -33,7 +33,7 @@ from graphql import (
     validate,
 )
 
-from shopify_sync.emulator.bulk import BulkMachine
+from shopify_sync.emulator.bulk import BulkMachine, root_field
 from shopify_sync.emulator.bulk_rules import ruby_style
 from shopify_sync.emulator.downloads import ResultHost
 from shopify_sync.emulator.resolvers import JsonObject, Resolvers, parse_gid
@@ -94,11 +94,12 @@ class _Call:
     def __init__(self, state: EmulatorState, shop: str, version: str) -> None:
         self.state, self.shop, self.version = state, shop, version
         self.kind = "graphql"  # until the document is classified
+        self.root: str | None = None  # a bulk query's root field (run_query only)
         self.headers = {"X-Shopify-API-Version": version, "X-Request-Id": secrets.token_hex(8)}
 
     def answer(self, status: int, payload: object, detail: str, operation_id: str | None = None,
                headers: dict[str, str] | None = None) -> Response:
-        self.state.log(self.kind, self.shop, self.version, operation_id, status, detail)
+        self.state.log(self.kind, self.shop, self.version, operation_id, status, detail, root=self.root)
         return Response.json(status, payload, {**self.headers, **(headers or {})})
 
 
@@ -123,6 +124,9 @@ class GraphQLEndpoint:
             return call.answer(400, {"errors": {"query": "Required parameter missing or invalid"}}, "bad body")
         text, variables = request
         call.kind, doc, parse_error = _classify(text)
+        inner = variables.get("query")
+        if call.kind == "run_query" and isinstance(inner, str):
+            call.root = root_field(inner)
         refused = self._http_fault(call)
         if refused is not None:
             return refused

@@ -71,7 +71,8 @@ def _root_nodes(state: EmulatorState, shop: str, root_field: FieldNode) -> Itera
     if name == "products":
         return (jsonl.raw_product(p) for p in catalog(state.config.seed, shop))
     if name == "productVariants":
-        return (jsonl.raw_variant(v, p) for p in catalog(state.config.seed, shop) for v in p.variants)
+        search = literal("query")
+        return state.product_catalog.root_nodes(shop, search if isinstance(search, str) else None)
     return iter(())  # not modelled: an empty connection
 
 

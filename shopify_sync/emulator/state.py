@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypedDict, Unpack
 
 from shopify_sync.emulator import jsonl
+from shopify_sync.emulator.catalog import EmulatorCatalog
 from shopify_sync.emulator.dataset import (
     ZERO,
     DatasetParams,
@@ -61,6 +62,7 @@ class RequestLogEntry:
     status_code: int
     at: float
     detail: str = ""
+    root: str | None = None  # run_query: the bulk query's root field (orders, productVariants)
 
 
 class OrderChanges(TypedDict, total=False):
@@ -92,6 +94,8 @@ class EmulatorState:
         self._orders: dict[str, dict[int, Order]] = {}  # materialised lazily per shop
         self._overrides: dict[str, dict[int, Order]] = {}  # orders changed by update_order
         self._clock_offset = 0.0
+        # productVariants: the seeded catalog, stock moving with this clock, test changes.
+        self.product_catalog = EmulatorCatalog(self.config.seed, self.anchor, self.now)
 
     # -- clock: real time plus an offset tests can advance (URL expiry, slow jobs) --
     def now(self) -> datetime:
@@ -103,9 +107,9 @@ class EmulatorState:
 
     # -- request log -------------------------------------------------------------------
     def log(self, kind: str, shop: str | None, version: str | None, op: str | None, status: int,
-            detail: str = "") -> None:
+            detail: str = "", *, root: str | None = None) -> None:
         with self._lock:
-            self.request_log.append(RequestLogEntry(kind, shop, version, op, status, time.time(), detail))
+            self.request_log.append(RequestLogEntry(kind, shop, version, op, status, time.time(), detail, root))
 
     def log_of(self, kind: str | None = None, shop: str | None = None) -> list[RequestLogEntry]:
         with self._lock:

@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from typing import NamedTuple
 
 from shopify_sync.sync import (
+    TAG_FULL_CATALOG,
     TAG_INITIATOR,
     TAG_MODE,
     TAG_RANGE_END,
@@ -75,10 +76,13 @@ def _range_tags(shop: str, start: date, end: date) -> dict[str, str]:
     return {TAG_RANGE_START: partition_key(start, shop), TAG_RANGE_END: partition_key(end, shop)}
 
 
-def daily_launch(shop: str, day: date, initiator: Initiator = Initiator.USER) -> Launch:
-    """The incremental sync of ``shop`` for ``day`` (the schedule's run with ``CRON``)."""
+def daily_launch(shop: str, day: date, initiator: Initiator = Initiator.USER, *, full_catalog: bool = False) -> Launch:
+    """The incremental sync of ``shop`` for ``day`` (the schedule's run with ``CRON``);
+    ``full_catalog``: refetch the whole product catalog in the same run."""
     tags = {TAG_MODE: Mode.DAILY_INCREMENTAL.value, TAG_INITIATOR: initiator.value, TAG_SHOP: shop,
             TAG_PRIORITY: DAILY_PRIORITY}
+    if full_catalog:
+        tags[TAG_FULL_CATALOG] = "true"
     return Launch(f"sync {shop} {day}", tags, partition_key(day, shop))
 
 

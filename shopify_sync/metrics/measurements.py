@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 
 from shopify_sync.storage.object_store import ObjectStore
 from shopify_sync.warehouse import queries
+from shopify_sync.warehouse.catalog import catalog_title, variant_skus
 from shopify_sync.warehouse.queries import Currencies
 from shopify_sync.warehouse.tables import product
 from shopify_sync.warehouse.types import MONEY_SCALE
@@ -108,6 +109,7 @@ def sales_frame(engine: Engine, shop: str, day: date) -> pl.DataFrame:
     """
     d = check_day(day)
     rows = []
+    skus = variant_skus(engine, shop)  # the catalog's SKU for a line that has none
     for g in queries.variant_sales(engine, shop, d):
         _check_currencies(shop, f"{d} product {g.product_id} variant {g.variant_id}", g.currencies)
         rows.append({
@@ -115,7 +117,7 @@ def sales_frame(engine: Engine, shop: str, day: date) -> pl.DataFrame:
             "date": d,
             "product_id": g.product_id,
             "variant_id": g.variant_id,
-            "sku": g.sku,
+            "sku": g.sku if g.sku is not None or g.variant_id is None else skus.get(g.variant_id),
             "currency_code": g.currencies.high,
             "orders": g.orders,
             "units_ordered": g.units_ordered,
@@ -186,7 +188,7 @@ def refresh_products(engine: Engine, shop: str, as_of: date, *, force: bool = Fa
     return len(existing | {v["product_id"] for v in values})
 
 
-_PRODUCT_UPDATED = ("title", *_WINDOW_FIGURES, "metrics_as_of")
+_PRODUCT_UPDATED = (*_WINDOW_FIGURES, "metrics_as_of")
 
 
 def _upsert(dialect: str) -> sa.Insert:
@@ -194,14 +196,17 @@ def _upsert(dialect: str) -> sa.Insert:
     if dialect == "postgresql":
         pg = pg_insert(p)
         return pg.on_conflict_do_update(index_elements=[p.c.shop, p.c.product_id],
-                                        set_={c: pg.excluded[c] for c in _PRODUCT_UPDATED})
+                                        set_={"title": catalog_title(pg.excluded.title),
+                                              **{c: pg.excluded[c] for c in _PRODUCT_UPDATED}})
     if dialect == "sqlite":
         lite = sqlite_insert(p)
         return lite.on_conflict_do_update(index_elements=[p.c.shop, p.c.product_id],
-                                          set_={c: lite.excluded[c] for c in _PRODUCT_UPDATED})
+                                          set_={"title": catalog_title(lite.excluded.title),
+                                                **{c: lite.excluded[c] for c in _PRODUCT_UPDATED}})
     if dialect in {"mysql", "mariadb"}:
         my = mysql_insert(p)
-        return my.on_duplicate_key_update({c: my.inserted[c] for c in _PRODUCT_UPDATED})
+        return my.on_duplicate_key_update({"title": catalog_title(my.inserted.title),
+                                           **{c: my.inserted[c] for c in _PRODUCT_UPDATED}})
     raise ValueError(f"unsupported database backend {dialect!r} for the product upsert")
 
 

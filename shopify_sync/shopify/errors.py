@@ -97,7 +97,8 @@ class AccessDenied(ShopifyError):
         self.partial_data_url = partial_data_url
         where = f"bulk operation {operation_id} failed" if operation_id else "Shopify refused the request"
         text = (f"{where} with ACCESS_DENIED: the app is missing an access scope. The orders query needs "
-                "read_orders, and read_all_orders for orders older than 60 days. To see which field is "
+                "read_orders, and read_all_orders for orders older than 60 days; the catalog query "
+                "(productVariants) needs read_products. To see which field is "
                 "denied, run the same query as a normal (non-bulk) GraphQL query with this token.")
         if detail:
             text += f" Shopify said: {detail}"

@@ -91,3 +91,39 @@ def orders_query(field: WindowField, start: datetime, end: datetime | None = Non
   }}
 }}
 """
+
+
+# -- the product catalog (issue 16) ---------------------------------------------------------
+
+CATALOG_VARIANT_FIELDS = """id
+        sku
+        title
+        price
+        compareAtPrice
+        inventoryQuantity
+        updatedAt
+        product { id title vendor productType status updatedAt }"""
+
+
+def catalog_query(since: datetime | None = None) -> str:
+    """The inner bulk query of the catalog: every variant, or those updated since ``since``.
+
+    One connection (``productVariants``) and no nested one: each JSONL line is a whole
+    variant with its product inline (an object, not a connection), so the file has no
+    ``__parentId`` children whatever ``groupObjects`` is. ``ProductVariantSortKeys`` has
+    no ``UPDATED_AT`` (the schema check rejects it), so the variants come by ``ID``; the
+    ingest takes the max ``updatedAt`` over all lines, never the last one.
+    """
+    args = "sortKey: ID"
+    if since is not None:
+        args = f'query: "updated_at:>=\'{format_timestamp(since)}\'", {args}'
+    return f"""{{
+  productVariants({args}) {{
+    edges {{
+      node {{
+        {CATALOG_VARIANT_FIELDS}
+      }}
+    }}
+  }}
+}}
+"""

@@ -17,6 +17,7 @@ from shopify_sync.sync.finish import FinishOutcome, finish_run
 from shopify_sync.sync.load import LoadOutcome, load_orders
 from shopify_sync.sync.rules import (
     TAG_BACKFILL,
+    TAG_FULL_CATALOG,
     TAG_INITIATOR,
     TAG_MODE,
     TAG_RANGE_END,
@@ -38,7 +39,7 @@ from shopify_sync.sync.step_telemetry import StepRecorder, operation_is_dead, st
 from shopify_sync.vocab import Initiator, Mode
 
 __all__ = [
-    "TAG_BACKFILL", "TAG_INITIATOR", "TAG_MODE", "TAG_RANGE_END", "TAG_RANGE_START", "TAG_REPLAY_OF",
+    "TAG_BACKFILL", "TAG_FULL_CATALOG", "TAG_INITIATOR", "TAG_MODE", "TAG_RANGE_END", "TAG_RANGE_START", "TAG_REPLAY_OF",
     "TAG_SCHEDULE", "TAG_SHOP", "FetchOutcome", "FinishOutcome", "Initiator", "LoadOutcome", "Mode", "RunInfo",
     "ShopifyClients", "StepContext", "StepRecorder", "Window", "backfill_window", "fetch_raw",
     "finish_run", "incremental_window", "initiator_from_tags", "load_orders", "mode_from_tags", "next_watermark",

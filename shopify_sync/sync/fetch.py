@@ -9,6 +9,7 @@ file a past run archived, without calling Shopify.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -52,11 +53,14 @@ class _Claim:
 
 
 def fetch_raw(
-    ctx: StepContext, shop: str, partition_key: str, *, first_day: date, start: datetime, end: datetime
+    ctx: StepContext, shop: str, partition_key: str, *, first_day: date, start: datetime, end: datetime,
+    after_submit: Callable[[], None] | None = None,
 ) -> FetchOutcome:
     """Claim the job (``initiated``), then fetch and archive its raw file (``requested`` → ``downloading``).
 
     ``first_day`` names the archive's date folder; ``[start, end)`` is a backfill's window.
+    ``after_submit`` runs once a new operation is stored, before its first poll (the
+    catalog starts its own operation there when the API version lets both run at once).
     """
     with step_telemetry(ctx, shop, partition_key, Step.INITIATED) as rec:
         watermark_before = jobs.get_watermark(ctx.engine, shop)
@@ -72,7 +76,7 @@ def fetch_raw(
             return FetchOutcome(shop, job.job_id, partition_key, claim.window, job.bulk_operation_id,
                                 job.object_count, None, job.archive_key, claim.adopted, True, claim.watermark_before)
     with step_telemetry(ctx, shop, partition_key, Step.REQUESTED) as rec:
-        return _download(ctx, rec, shop, partition_key, first_day, claim)
+        return _download(ctx, rec, shop, partition_key, first_day, claim, after_submit)
 
 
 def _job_window(job: jobs.SyncJob) -> Window:
@@ -114,7 +118,7 @@ def _claim(ctx: StepContext, shop: str, partition_key: str, start: datetime, end
 
 
 def _download(ctx: StepContext, rec: StepRecorder, shop: str, partition_key: str, first_day: date,
-              claim: _Claim) -> FetchOutcome:
+              claim: _Claim, after_submit: Callable[[], None] | None = None) -> FetchOutcome:
     """Run the bulk query, archive the file as downloaded, and hand the job to the ingest."""
     if ctx.shopify is None:
         raise RuntimeError("the Shopify resource is not configured for this run")
@@ -123,7 +127,7 @@ def _download(ctx: StepContext, rec: StepRecorder, shop: str, partition_key: str
         ctx.info(f"{shop}: re-polling bulk operation {job.bulk_operation_id} instead of submitting a new one")
     with tempfile.TemporaryDirectory(prefix="shopify_sync_") as tmp, \
             ctx.shopify.client_for(shop, log=ctx.log) as client:
-        result = _run_bulk(ctx, rec, client, job, claim.window, Path(tmp) / "bulk.jsonl")
+        result = run_bulk(ctx, rec, client, job, claim.window.query(), Path(tmp) / "bulk.jsonl", after_submit)
         key = raw_key(shop, ctx.run.mode, first_day, ctx.run.run_id)
         # Archived before any parsing: the audit trail and the replay source.
         ctx.store.put_file(key, result.path)
@@ -143,8 +147,8 @@ def _download(ctx: StepContext, rec: StepRecorder, shop: str, partition_key: str
                         key, claim.adopted, False, claim.watermark_before)
 
 
-def _run_bulk(ctx: StepContext, rec: StepRecorder, client: ShopifyBulkClient, job: jobs.SyncJob, window: Window,
-              dest: Path) -> BulkResult:
+def run_bulk(ctx: StepContext, rec: StepRecorder, client: ShopifyBulkClient, job: jobs.SyncJob, query: str,
+             dest: Path, after_submit: Callable[[], None] | None = None) -> BulkResult:
     """Submit (or re-poll the job's stored operation), poll and download to ``dest``, reporting each stage."""
     seen: set[Step] = set()
 
@@ -152,6 +156,8 @@ def _run_bulk(ctx: StepContext, rec: StepRecorder, client: ShopifyBulkClient, jo
         jobs.set_operation(ctx.engine, job.job_id, op.id)
         seen.add(Step.REQUESTED)
         rec.record(Step.REQUESTED, StepStatus.SUCCEEDED, bulk_operation_id=op.id)
+        if after_submit is not None:
+            after_submit()
 
     def on_status(op: BulkOperation) -> None:
         if Step.POLLING not in seen:
@@ -161,7 +167,7 @@ def _run_bulk(ctx: StepContext, rec: StepRecorder, client: ShopifyBulkClient, jo
             seen.add(Step.DOWNLOADING)
             rec.advance(Step.DOWNLOADING, bulk_operation_id=op.id, object_count=op.object_count)
 
-    result = client.run(window.query(), dest, resume_operation_id=job.bulk_operation_id,
+    result = client.run(query, dest, resume_operation_id=job.bulk_operation_id,
                         on_submitted=on_submitted, on_status=on_status)
     if result.operation.id != job.bulk_operation_id and Step.REQUESTED not in seen:
         jobs.set_operation(ctx.engine, job.job_id, result.operation.id, polling=False)

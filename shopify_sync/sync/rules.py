@@ -12,13 +12,15 @@ from datetime import datetime, timedelta
 
 from shopify_sync.shopify.queries import WindowField, orders_query
 from shopify_sync.timeutil import as_utc, as_utc_or_none
-from shopify_sync.vocab import Initiator, Mode
+from shopify_sync.vocab import RUN_MODES, Initiator, Mode
 
 # Run tags (public: the CLI, the API, the schedule and the sensors set or read them).
 TAG_MODE = "shopify_sync/mode"
 TAG_INITIATOR = "shopify_sync/initiator"
 TAG_SHOP = "shopify_sync/shop"
 TAG_REPLAY_OF = "shopify_sync/replay_of"
+# A daily run that refetches the whole product catalog (``sync --full-catalog``).
+TAG_FULL_CATALOG = "shopify_sync/full_catalog"
 TAG_BACKFILL = "dagster/backfill"
 TAG_SCHEDULE = "dagster/schedule_name"
 TAG_RANGE_START = "dagster/asset_partition_range_start"
@@ -29,10 +31,9 @@ def mode_from_tags(tags: Mapping[str, str]) -> Mode:
     """An explicit ``shopify_sync/mode`` tag wins (CLI, API); a Dagster backfill is a backfill."""
     raw = tags.get(TAG_MODE)
     if raw:
-        try:
-            return Mode(raw)
-        except ValueError:
-            raise ValueError(f"run tag {TAG_MODE}={raw!r} is not one of {', '.join(m.value for m in Mode)}") from None
+        if raw not in RUN_MODES:
+            raise ValueError(f"run tag {TAG_MODE}={raw!r} is not one of {', '.join(m.value for m in RUN_MODES)}")
+        return Mode(raw)
     if tags.get(TAG_BACKFILL):
         return Mode.FULL_BACKFILL_EXECUTE
     return Mode.DAILY_INCREMENTAL

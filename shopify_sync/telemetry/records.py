@@ -256,10 +256,14 @@ class SyncTelemetry:
         return sorted(out)
 
     def _sticky(self, existing: list[tuple[int, str]]) -> dict[str, object]:
-        """Sticky fields of this shop's latest readable record of the run."""
+        """Sticky fields of this shop's latest readable record of the run and job type.
+
+        The catalog's records (job type CATALOG) share the run's stream with the orders':
+        neither carries the other's operation id, window or counts.
+        """
         for _seq, key in reversed(existing):
             rec = read_record(self.store, key)
-            if rec is not None and rec.get("shop") == self.shop:
+            if rec is not None and rec.get("shop") == self.shop and rec.get("job_type") == self.job_type.value:
                 return {f: rec.get(f) for f in STICKY_FIELDS if rec.get(f) is not None}
         return {}
 

@@ -379,7 +379,9 @@ def archived_jobs(engine: Engine, run_id: str) -> list[SyncJob]:
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(sync_job)
-            .where(sync_job.c.archive_key.is_not(None), sync_job.c.job_type != Mode.REPLAY.value,
+            # CATALOG jobs archive the product catalog, not orders: never a replay's source.
+            .where(sync_job.c.archive_key.is_not(None),
+                   sync_job.c.job_type.not_in([Mode.REPLAY.value, Mode.CATALOG.value]),
                    sa.or_(sync_job.c.run_id == run_id,
                           *(sync_job.c.archive_key.endswith(f"/{name}", autoescape=True) for name in names)))
             .order_by(sync_job.c.shop, sync_job.c.created_at.desc())

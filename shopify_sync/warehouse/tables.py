@@ -92,6 +92,48 @@ product = sa.Table(
     sa.Column("net_sales_30d", Money(), nullable=False, default=0),
     sa.Column("orders_30d", sa.BigInteger, nullable=False, default=0),
     sa.Column("metrics_as_of", sa.Date),
+    # From the catalog (migration 0008): null until the catalog has seen the product.
+    # ``catalog_updated_at`` is the product's Shopify updatedAt; when set, ``title`` is
+    # the catalog's and the metrics refresh keeps it. ``inventory_quantity``: the sum over
+    # the product's variants that are not deleted.
+    sa.Column("vendor", sa.String(255)),
+    sa.Column("product_type", sa.String(255)),
+    sa.Column("status", sa.String(16)),
+    sa.Column("catalog_updated_at", UtcDateTime()),
+    sa.Column("inventory_quantity", sa.BigInteger),
+)
+
+# The catalog (migration 0008): one row per Shopify product variant, from ``productVariants``.
+# A variant Shopify no longer returns in a full refresh gets ``deleted_at`` (never dropped:
+# sales history keeps its keys); one that reappears has it cleared.
+product_variant = sa.Table(
+    "product_variant",
+    metadata,
+    sa.Column("shop", SHOP, primary_key=True),
+    sa.Column("variant_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("product_id", sa.BigInteger, nullable=False),
+    sa.Column("sku", sa.String(255)),
+    sa.Column("title", sa.String(1024)),
+    sa.Column("price", Money()),
+    sa.Column("compare_at_price", Money()),
+    sa.Column("inventory_quantity", sa.BigInteger),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("synced_at", UtcDateTime(), nullable=False),
+    sa.Column("deleted_at", UtcDateTime()),
+    sa.Index("ix_product_variant_shop_product", "shop", "product_id"),
+    sa.Index("ix_product_variant_shop_sku", "shop", "sku"),
+)
+
+# Not in SPEC: the catalog's own watermark per shop (max variant updatedAt fetched) and
+# when its last full refresh completed. Separate from ``sync_watermark`` (the orders').
+catalog_state = sa.Table(
+    "catalog_state",
+    metadata,
+    sa.Column("shop", SHOP, primary_key=True),
+    sa.Column("watermark_at", UtcDateTime()),
+    sa.Column("full_refresh_at", UtcDateTime()),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 sync_watermark = sa.Table(

@@ -84,8 +84,10 @@ class Harness:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
-    def run_queries(self, shop: str | None = None) -> list[Any]:
-        return [e for e in self.emulator.request_log if e.kind == "run_query" and (shop is None or e.shop == shop)]
+    def run_queries(self, shop: str | None = None, root: str = "orders") -> list[Any]:
+        """The bulk query submissions of ``shop`` (the orders' by default; the catalog's: ``productVariants``)."""
+        return [e for e in self.emulator.request_log if e.kind == "run_query" and (shop is None or e.shop == shop)
+                and e.root == root]
 
 
 def make_harness(

@@ -35,10 +35,12 @@ def test_definitions_load_with_an_empty_environment(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == str(sorted(["measurement_performance", "measurement_sales", "order_header",
-                                   "order_line_item", "order_refund", "product", "shopify_bulk_jsonl"]))
+                                   "order_line_item", "order_refund", "product", "shopify_bulk_jsonl",
+                                   "product_variant", "shopify_catalog_jsonl"]))
     assert lines[1] == str(sorted(["no_duplicate_sales_keys", "product_figures_match_line_items",
                                    "rows_match_object_count", "shop_freshness", "stored_measurements_are_current",
-                                   "telemetry_completed", "watermark_not_regressed"]))
+                                   "telemetry_completed", "watermark_not_regressed", "catalog_rows_match_object_count",
+                                   "variant_has_product", "sales_sku_matches_catalog"]))
     assert lines[2:] == ["shopify_sync_job", "['shopify_sync_daily']"]
     # Loading created nothing: no database, no object folder, no Dagster home.
     assert not (tmp_path / ".shopify_sync").exists()
@@ -78,7 +80,7 @@ def test_assets_document_themselves() -> None:
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 40, key
-        assert node.group_name in {"shopify_ingest", "shopify_metrics"}, key
+        assert node.group_name in {"shopify_ingest", "shopify_catalog", "shopify_metrics"}, key
         assert node.kinds, key
         # One policy for every asset (none: a Dagster backfill is one run per day and shop).
         assert node.backfill_policy is None, key
@@ -86,6 +88,7 @@ def test_assets_document_themselves() -> None:
     job = defs.resolve_job_def("shopify_sync_job")
     policies = {node.name: node.definition.retry_policy for node in job.graph.nodes}
     assert policies.pop("shopify_bulk_jsonl") is not None
+    assert policies.pop("shopify_catalog_jsonl") is not None
     assert set(policies.values()) == {None}
 
 

@@ -41,7 +41,7 @@ def test_the_day_of_an_instant_is_its_utc_day() -> None:
 
 
 def test_job_types_and_steps_are_the_vocabulary() -> None:
-    assert JOB_TYPES == ("DAILY_INCREMENTAL", "FULL_BACKFILL_EXECUTE", "REPLAY")
+    assert JOB_TYPES == ("DAILY_INCREMENTAL", "FULL_BACKFILL_EXECUTE", "REPLAY", "CATALOG")
     assert STEPS == ("initiated", "requested", "polling", "downloading", "upserting", "transforming", "completed",
                      "failed")
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from shopify_sync.defs.assets.catalog import catalog_starter
 from shopify_sync.defs.assets.keys import INGEST_GROUP, ORDER_TABLES, OWNERS, RAW_KEY, SHOPIFY_RETRY
 from shopify_sync.defs.metadata import Metadata, per_shop
 from shopify_sync.defs.partitions import shop_days_for_context
@@ -81,7 +82,9 @@ def shopify_bulk_jsonl(
     the days whose created orders are fetched.
     """
     with asset_step(context, warehouse, object_store, shopify) as ctx:
-        outcomes = [fetch_raw(ctx, sd.shop, sd.key, first_day=sd.first, start=sd.start, end=sd.end)
+        # API >= 2026-01: the catalog's operation starts once ours is submitted, and runs beside it.
+        outcomes = [fetch_raw(ctx, sd.shop, sd.key, first_day=sd.first, start=sd.start, end=sd.end,
+                              after_submit=catalog_starter(context, ctx, sd))
                     for sd in shop_days_for_context(context)]
     run_md: Metadata = {"mode": dg.MetadataValue.text(ctx.run.mode.value),
                         "initiator": dg.MetadataValue.text(ctx.run.initiator.value)}

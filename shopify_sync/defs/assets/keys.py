@@ -6,6 +6,7 @@ import dagster as dg
 
 INGEST_GROUP = "shopify_ingest"
 METRICS_GROUP = "shopify_metrics"
+CATALOG_GROUP = "shopify_catalog"
 OWNERS = ["team:data"]
 
 RAW_KEY = dg.AssetKey("shopify_bulk_jsonl")
@@ -16,6 +17,8 @@ ORDER_TABLES = (ORDER_HEADER, ORDER_LINE_ITEM, ORDER_REFUND)
 PRODUCT = dg.AssetKey("product")
 SALES = dg.AssetKey("measurement_sales")
 PERFORMANCE = dg.AssetKey("measurement_performance")
+CATALOG_RAW_KEY = dg.AssetKey("shopify_catalog_jsonl")
+PRODUCT_VARIANT = dg.AssetKey("product_variant")
 
 WATERMARK_CHECK = "watermark_not_regressed"
 

@@ -21,6 +21,7 @@ from shopify_sync.defs.assets.keys import (
     OWNERS,
     PERFORMANCE,
     PRODUCT,
+    PRODUCT_VARIANT,
     SALES,
     WATERMARK_CHECK,
 )
@@ -171,7 +172,7 @@ def build_metric_assets(
     partitions_def: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy | None
 ) -> list[dg.AssetsDefinition]:
     return [
-        dg.asset(key=PRODUCT, deps=[ORDER_HEADER, ORDER_LINE_ITEM], partitions_def=partitions_def,
+        dg.asset(key=PRODUCT, deps=[ORDER_HEADER, ORDER_LINE_ITEM, PRODUCT_VARIANT], partitions_def=partitions_def,
                  backfill_policy=backfill_policy, group_name=METRICS_GROUP, kinds={"sql", "python"},
                  owners=OWNERS)(product),
         dg.asset(key=SALES, deps=[ORDER_HEADER, ORDER_LINE_ITEM], partitions_def=partitions_def,

@@ -1,0 +1,109 @@
+"""Asset checks of the catalog (issue 16): what the orders' checks promise, for the variants.
+
+- ``catalog_rows_match_object_count`` (blocking): the variants loaded equal the catalog
+  operation's ``objectCount``;
+- ``variant_has_product``: no ``product_variant`` row without its ``product`` row;
+- ``sales_sku_matches_catalog``: in the run's ``measurement_sales`` objects, a row whose SKU
+  the catalog knows belongs to the variant the catalog gives that SKU, and a row of a
+  catalog variant never lacks the SKU the catalog has.
+
+Backfills and replays do not fetch the catalog: the first check then passes, saying so.
+"""
+
+# No `from __future__ import annotations` here: Dagster reads the parameter annotations
+# (context type, resources) of these functions as objects when it decorates them.
+import io
+
+import dagster as dg
+import polars as pl
+from sqlalchemy.engine import Engine
+
+from shopify_sync.defs.assets.keys import PRODUCT_VARIANT, SALES
+from shopify_sync.defs.metadata import Metadata, per_shop
+from shopify_sync.defs.partitions import ShopDays, shop_days_for_context
+from shopify_sync.defs.resources import ObjectStoreResource, WarehouseResource
+from shopify_sync.defs.run_context import run_info
+from shopify_sync.storage import ObjectStore, sales_key
+from shopify_sync.sync import RunInfo
+from shopify_sync.sync.catalog import catalog_wanted
+from shopify_sync.vocab import Mode
+from shopify_sync.warehouse import catalog, jobs
+
+
+def evaluate_catalog_rows(engine: Engine, run: RunInfo, parts: list[ShopDays]) -> dg.AssetCheckResult:
+    if not catalog_wanted(run.mode):
+        return dg.AssetCheckResult(passed=True, metadata={"skipped": f"{run.mode.value} runs do not fetch the catalog"})
+    problems: list[str] = []
+    counts: list[tuple[str, int | None]] = []
+    for sd in parts:
+        job = jobs.latest_job(engine, shop=sd.shop, job_type=Mode.CATALOG, partition_key=sd.key)
+        if job is None:
+            problems.append(f"{sd.shop}: no catalog sync_job for {sd.key}")
+            continue
+        counts.append((sd.shop, job.object_count))
+        loaded = job.rows.get("product_variant", 0)
+        if job.object_count is None or job.lines_committed != job.object_count or loaded != job.object_count:
+            problems.append(f"{sd.shop}: loaded {loaded} variants ({job.lines_committed} lines) "
+                            f"of objectCount {job.object_count}")
+    md: Metadata = {"problems": dg.MetadataValue.text("; ".join(problems) or "none")}
+    if counts:
+        md["object_count"] = per_shop(counts)
+    return dg.AssetCheckResult(passed=not problems, metadata=md)
+
+
+def evaluate_variant_has_product(engine: Engine, parts: list[ShopDays]) -> dg.AssetCheckResult:
+    orphans = catalog.variants_without_product(engine, sorted({sd.shop for sd in parts}))
+    return dg.AssetCheckResult(passed=not orphans, metadata={
+        "orphans": dg.MetadataValue.text("; ".join(f"{s}: variant {v} (product {p})" for s, v, p in orphans) or "none")})
+
+
+def sku_mismatches(frame: pl.DataFrame, skus: dict[int, str], owners: dict[str, set[int]]) -> list[str]:
+    """Rows of one shop-day's ``measurement_sales`` that disagree with the catalog."""
+    bad = []
+    for row in frame.select("variant_id", "sku").iter_rows(named=True):
+        variant, sku = row["variant_id"], row["sku"]
+        if variant is None:
+            continue
+        if sku is None and variant in skus:
+            bad.append(f"variant {variant} has no SKU, the catalog says {skus[variant]!r}")
+        elif sku is not None and sku in owners and variant not in owners[sku]:
+            bad.append(f"SKU {sku!r} on variant {variant}, the catalog's is on {sorted(owners[sku])}")
+    return bad
+
+
+def evaluate_sales_sku(engine: Engine, store: ObjectStore, parts: list[ShopDays]) -> dg.AssetCheckResult:
+    problems: list[str] = []
+    rows = 0
+    for sd in parts:
+        skus, owners = catalog.variant_skus(engine, sd.shop), catalog.sku_owners(engine, sd.shop)
+        for day in sd.days:
+            key = sales_key(sd.shop, day)
+            if not store.exists(key):
+                continue
+            frame = pl.read_parquet(io.BytesIO(store.get_bytes(key)))
+            rows += frame.height
+            problems += [f"{sd.shop} {day}: {p}" for p in sku_mismatches(frame, skus, owners)]
+    return dg.AssetCheckResult(passed=not problems, metadata={
+        "rows": rows, "mismatches": len(problems), "first": dg.MetadataValue.text("\n".join(problems[:20]) or "none")})
+
+
+@dg.asset_check(asset=PRODUCT_VARIANT, blocking=True,
+                description="Variants loaded from the catalog file equal the catalog operation's objectCount.")
+def catalog_rows_match_object_count(context: dg.AssetCheckExecutionContext,
+                                    warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    return evaluate_catalog_rows(warehouse.get_engine(), run_info(context), shop_days_for_context(context))
+
+
+@dg.asset_check(asset=PRODUCT_VARIANT, description="Every product_variant row has its product row.")
+def variant_has_product(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    return evaluate_variant_has_product(warehouse.get_engine(), shop_days_for_context(context))
+
+
+@dg.asset_check(asset=SALES, description="measurement_sales SKUs agree with the catalog's (same variant; "
+                "a catalog SKU fills a line without one).")
+def sales_sku_matches_catalog(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
+                              object_store: ObjectStoreResource) -> dg.AssetCheckResult:
+    return evaluate_sales_sku(warehouse.get_engine(), object_store.get_store(), shop_days_for_context(context))
+
+
+CATALOG_CHECKS = [catalog_rows_match_object_count, variant_has_product, sales_sku_matches_catalog]
