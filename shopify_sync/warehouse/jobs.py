@@ -202,8 +202,9 @@ def take_over(engine: Engine, job: SyncJob, run_id: str, *, lane: bool) -> SyncJ
 
 def unsettled_jobs(engine: Engine, shop: str) -> list[SyncJob]:
     """What a new daily or replay run finishes or closes first (SPEC §3), oldest first: the lane's
-    holder and any job neither completed nor failed (a killed run's of any date or mode)."""
-    query = (sa.select(sync_job).where(sync_job.c.shop == shop, sa.or_(
+    holder and any orders job neither completed nor failed (a killed run's of any date or mode).
+    CATALOG jobs are left to the catalog step, which resumes its own (they carry no events)."""
+    query = (sa.select(sync_job).where(sync_job.c.shop == shop, sync_job.c.job_type != Mode.CATALOG.value, sa.or_(
         sync_job.c.open_lane.is_not(None), sync_job.c.status.not_in([s.value for s in DONE_JOB_STATUSES])))
         .order_by(sync_job.c.created_at, sync_job.c.job_id))
     with engine.connect() as conn:
@@ -368,7 +369,8 @@ def open_jobs(engine: Engine, shops: Sequence[str]) -> list[SyncJob]:
 
 
 def archived_jobs(engine: Engine, run_id: str) -> list[SyncJob]:
-    """Jobs whose raw file was archived by run ``run_id`` (the newest per shop), for replay.
+    """Jobs whose raw orders file (never a CATALOG one) was archived by run ``run_id`` (the
+    newest per shop), for replay.
 
     A resumed job records the latest run that worked on it, but its raw file keeps the
     run id of the run that downloaded it; both identify it here. The match is exact: the
@@ -379,7 +381,6 @@ def archived_jobs(engine: Engine, run_id: str) -> list[SyncJob]:
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(sync_job)
-            # CATALOG jobs archive the product catalog, not orders: never a replay's source.
             .where(sync_job.c.archive_key.is_not(None),
                    sync_job.c.job_type.not_in([Mode.REPLAY.value, Mode.CATALOG.value]),
                    sa.or_(sync_job.c.run_id == run_id,
@@ -444,11 +445,9 @@ def pipeline_stats(engine: Engine, shops: Sequence[str], *, failure_limit: int) 
     for shop in shops:
         ok = last_ok.get(shop)
         stats[shop] = ShopJobStats(
-            watermark_at=as_utc_or_none(watermarks.get(shop)),
+            watermark_at=as_utc_or_none(watermarks.get(shop)), open_jobs=open_jobs.get(shop, 0),
             last_success_at=as_utc_or_none(ok["updated_at"]) if ok else None,
-            last_success_run_id=ok["run_id"] if ok else None,
-            open_jobs=open_jobs.get(shop, 0),
-        )
+            last_success_run_id=ok["run_id"] if ok else None)
     failures = [JobFailure(shop=str(r["shop"]), run_id=r["run_id"], job_type=str(r["job_type"]),
                            at=as_utc_or_none(r["updated_at"]), last_error=r["last_error"]) for r in failed]
     return stats, failures
