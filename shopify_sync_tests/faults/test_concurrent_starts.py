@@ -1,7 +1,9 @@
 """Fault suite, issue 14.7: 20 ``shopify-sync sync`` of one shop started at the same instant.
 
-Twenty real processes (forked after the imports, so they start together rather than one
-import apart) wait at one barrier, then each runs the CLI's ``sync`` against the same
+Twenty real processes (fresh interpreters, not forks: a fork of the multi-threaded test
+process can inherit a lock held by one of its threads and hang) import the CLI and build the
+job, say they are ready, and wait for one go signal, so they start together rather than one
+import apart. Then each runs the CLI's ``sync`` against the same
 warehouse and the same Dagster home. Exactly one runs (one bulk operation); the 19 others
 refuse with one FAILED line that gives their own run id and names the run holding the shop;
 no sync_job is left open; and the token scan finds none of the secrets used.
@@ -9,9 +11,9 @@ no sync_job is left open; and the token scan finds none of the secrets used.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import re
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -32,17 +34,33 @@ DB_PASSWORD = "Fault7DbPassw0rd"
 FAILED = re.compile(r"^FAILED  sync DEMO (\S+)  run ([0-9a-f-]{36}): (.*)$")
 
 
-def _start(barrier: mp.synchronize.Barrier, argv: list[str], out: str, err: str) -> None:
-    """One CLI process: its own engine, its own connections, released with the others."""
-    from shopify_sync.cli import main
+# The child: imports and the job definition first (what takes seconds), then ready, then the
+# go signal (polled every 2 ms), then the CLI's main in this interpreter.
+_CHILD = """
+import os, sys, time
+from pathlib import Path
+from shopify_sync.cli import main
+from shopify_sync.config import load_settings
+from shopify_sync.launch.inprocess import _job
+_job(load_settings())
+ready, go = Path(sys.argv[1]), Path(sys.argv[2])
+ready.touch()
+deadline = time.monotonic() + 300
+while not go.exists() and time.monotonic() < deadline:
+    time.sleep(0.002)
+rc = main(sys.argv[3:])
+sys.stdout.flush(); sys.stderr.flush()
+os._exit(rc)
+"""
 
-    os.dup2(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
-    os.dup2(os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
-    barrier.wait(timeout=120)
-    rc = main(argv)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(rc)
+
+def _start(tmp_path: Path, i: int, argv: list[str]) -> tuple[subprocess.Popen[bytes], str, str]:
+    """One CLI process: its own interpreter, engine and connections."""
+    out, err = str(tmp_path / f"out{i}"), str(tmp_path / f"err{i}")
+    with open(out, "wb") as o, open(err, "wb") as e:
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path / f"ready{i}"), str(tmp_path / "go"),
+                                 *argv], stdout=o, stderr=e)
+    return proc, out, err
 
 
 def _with_password(url: str) -> str:
@@ -59,7 +77,7 @@ def test_twenty_simultaneous_starts_one_runs_the_others_refuse(
 ) -> None:
     from shopify_sync.config import load_settings
     from shopify_sync.emulator import EmulatorConfig, EmulatorServer
-    from shopify_sync.launch.inprocess import _job, dagster_home
+    from shopify_sync.launch.inprocess import dagster_home
     from shopify_sync.warehouse import make_engine
     from shopify_sync.warehouse.tables import sync_job
 
@@ -85,23 +103,25 @@ def test_twenty_simultaneous_starts_one_runs_the_others_refuse(
             instance.get_runs()
             instance.all_asset_keys()
         make_engine(url).dispose()  # and its warehouse is migrated
-        _job(load_settings())  # the job definition built once, before the fork, as imports are
-        ctx = mp.get_context("fork")
-        barrier = ctx.Barrier(STARTS)
-        procs = []
-        for i in range(STARTS):
-            out, err = str(tmp_path / f"out{i}"), str(tmp_path / f"err{i}")
-            procs.append((ctx.Process(target=_start, args=(barrier, ["sync", "--shop", "DEMO", "--date", day],
-                                                                 out, err)), out, err))
+        argv = ["sync", "--shop", "DEMO", "--date", day]
+        procs = [_start(tmp_path, i, argv) for i in range(STARTS)]
+        ready_by = time.monotonic() + 300
+        while not all((tmp_path / f"ready{i}").exists() for i in range(STARTS)):
+            assert all(p.poll() is None for p, _, _ in procs), [Path(e).read_text()[-2000:] for _, _, e in procs]
+            assert time.monotonic() < ready_by, "the CLI processes did not get ready"
+            time.sleep(0.05)
         t0 = time.monotonic()
+        (tmp_path / "go").touch()
         for p, _, _ in procs:
-            p.start()
-        for p, _, _ in procs:
-            p.join(timeout=400)
+            try:
+                p.wait(timeout=400)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
         elapsed = time.monotonic() - t0
-        runs_submitted = len([e for e in srv.emulator.request_log if e.kind == "run_query"])
+        runs_submitted = len([e for e in srv.emulator.request_log if e.kind == "run_query" and e.root == "orders"])
 
-    codes = [p.exitcode for p, _, _ in procs]
+    codes = [p.returncode for p, _, _ in procs]
     outs = [(Path(o).read_text(), Path(e).read_text()) for _, o, e in procs]
     assert sorted(codes) == [0] + [1] * (STARTS - 1), (codes, [e[-2000:] for _, e in outs if e])
     assert runs_submitted == 1  # one bulk operation: only the winner reached Shopify
@@ -124,7 +144,9 @@ def test_twenty_simultaneous_starts_one_runs_the_others_refuse(
     with engine.connect() as conn:
         rows = conn.execute(sa.select(sync_job)).all()
     engine.dispose()
-    assert [(r.run_id, r.status, r.open_lane) for r in rows] == [(winner, "completed", None)]  # none open
+    # The winner's orders job and its catalog job (issue 16), both completed: none open, no other run's.
+    assert {(r.run_id, r.status, r.open_lane) for r in rows} == {(winner, "completed", None)}
+    assert sorted(r.job_type for r in rows) == ["CATALOG", "DAILY_INCREMENTAL"]
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         statuses = sorted(r.status.value for r in instance.get_runs())
         assert statuses == ["FAILURE"] * (STARTS - 1) + ["SUCCESS"]

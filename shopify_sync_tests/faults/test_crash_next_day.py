@@ -239,7 +239,7 @@ def test_sigkill_while_polling_day_d_then_the_cli_syncs_day_d1(tmp_path: Path) -
             time.sleep(0.2)
         _, err = second.communicate(timeout=30)
         assert second.returncode == 0, err[-3000:]
-        assert len([e for e in srv.emulator.request_log if e.kind == "run_query"]) == 2  # one per day
+        assert len([e for e in srv.emulator.request_log if e.kind == "run_query" and e.root == "orders"]) == 2  # one per day
         with db.connect() as conn:
             rows = conn.execute(sa.text("SELECT partition_key, status, open_lane, last_error FROM sync_job "
                                         "ORDER BY created_at")).all()
