@@ -72,7 +72,8 @@ def test_openapi_is_public_and_declares_bearer(client: TestClient) -> None:
     spec = resp.json()
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert set(spec["paths"]) == {"/orders", "/orders/{order_id}", "/analytics/commerce/overview",
-                                  "/analytics/pipelines", "/api/ingest/runs", "/api/performance-metrics/sync"}
+                                  "/analytics/pipelines", "/api/ingest/runs", "/api/performance-metrics/sync",
+                                  "/analytics/commerce/daily", "/analytics/products/top"}
 
 
 def test_framework_errors_use_our_shape(client: TestClient) -> None:
