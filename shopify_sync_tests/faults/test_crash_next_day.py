@@ -190,8 +190,12 @@ def test_a_crash_in_any_step_of_day_d_is_settled_by_the_sync_of_day_d1(
         left, second = _crash_then_next_day(h, monkeypatch, point, kill)
         old = _assert_settled_like_a_clean_run(h, second.run_id, clean)
         # Killed after its load was complete (job ``loaded``): finished, its watermark advanced.
-        loaded = kill and point in ("events", "transforming", "completed")
-        assert old.status == ("completed" if loaded else "failed"), (left.status, old.status, old.last_error)
+        if kill and point in ("events", "transforming", "completed"):
+            assert left.status == "loaded", left.status
+        # The rule: a job whose load was complete is finished, any other is closed. An exception in
+        # the last step may leave the job loaded (the catalog step runs after the orders' finish).
+        assert old.status == ("completed" if left.status == "loaded" else "failed"), (
+            left.status, old.status, old.last_error)
 
 
 @pytest.mark.parametrize("backend", ["mariadb", "postgres"])
