@@ -15,11 +15,9 @@ from shopify_sync.api.deps import (
     Backends,
     IsoDate,
     backends,
-    check_range,
-    check_shop,
     day_end_exclusive,
     day_start,
-    days_before,
+    report_range,
 )
 from shopify_sync.api.schemas import (
     AbandonedJob,
@@ -37,7 +35,6 @@ from shopify_sync.warehouse import jobs, queries
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["analytics"])
 
-DEFAULT_RANGE_DAYS = 30
 MAX_FAILURES = 5
 STALE_AFTER = timedelta(seconds=jobs.STALE_JOB_SECONDS)
 CENT = Decimal("0.01")
@@ -73,10 +70,7 @@ def commerce_overview(
     end: Annotated[IsoDate | None, Query(description="last UTC day (inclusive); default today (UTC)")] = None,
     shop: Annotated[str | None, Query(description="restrict to one shop code")] = None,
 ) -> Overview:
-    check_shop(b.settings, shop)
-    end = end or utcnow().date()
-    start = start or days_before(end, DEFAULT_RANGE_DAYS - 1)
-    check_range(start, end)
+    start, end = report_range(b.settings, shop, start, end)
     scope = [shop] if shop else list(b.settings.shop_codes)
     return Overview(start=start, end=end, shops=overview_rows(b.engine(), start, end, shop),
                     catalog=list(catalog_view.freshness(b.engine(), scope, utcnow()).values()))

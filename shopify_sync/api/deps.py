@@ -107,6 +107,19 @@ def check_range(start: date | None, end: date | None) -> None:
         raise ApiError(400, "invalid_range", f"start ({start}) is after end ({end})")
 
 
+# The analytics reports' default range: the 30 UTC days ending today.
+DEFAULT_RANGE_DAYS = 30
+
+
+def report_range(settings: Settings, shop: str | None, start: date | None, end: date | None) -> tuple[date, date]:
+    """A report's checked shop and range, ``end`` defaulting to today (UTC) and ``start`` to 29 days before."""
+    check_shop(settings, shop)
+    end = end or timeutil.utcnow().date()
+    start = start or days_before(end, DEFAULT_RANGE_DAYS - 1)
+    check_range(start, end)
+    return start, end
+
+
 # Query bounds are clamped to what every backend can compare against (MariaDB's
 # DATETIME starts at year 1000); no order is that old or that far ahead anyway.
 _MIN_BOUND = datetime(1000, 1, 1, tzinfo=UTC)

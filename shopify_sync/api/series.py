@@ -14,20 +14,17 @@ from shopify_sync.api.deps import (
     Backends,
     IsoDate,
     backends,
-    check_range,
     check_shop,
     day_end_exclusive,
     day_start,
-    days_before,
+    report_range,
 )
 from shopify_sync.api.errors import ApiError
 from shopify_sync.api.schemas import MoneyStr, money_str
-from shopify_sync.timeutil import utcnow
 from shopify_sync.warehouse import series
 
 router = APIRouter(tags=["analytics"])
 
-DEFAULT_RANGE_DAYS = 30
 MAX_RANGE_DAYS = 731
 # The 7-day daily rate is "up" or "down" against the 30-day rate beyond this margin.
 TREND_MARGIN = Decimal("0.05")
@@ -95,10 +92,7 @@ def commerce_daily(
     end: Annotated[IsoDate | None, Query(description="last UTC day (inclusive); default today (UTC)")] = None,
     shop: Annotated[str | None, Query(description="restrict to one shop code")] = None,
 ) -> Daily:
-    check_shop(b.settings, shop)
-    end = end or utcnow().date()
-    start = start or days_before(end, DEFAULT_RANGE_DAYS - 1)
-    check_range(start, end)
+    start, end = report_range(b.settings, shop, start, end)
     if (end - start).days >= MAX_RANGE_DAYS:
         raise ApiError(400, "invalid_range", f"a daily series spans at most {MAX_RANGE_DAYS} days")
     totals = series.daily_totals(b.engine(), day_start(start), day_end_exclusive(end), shop)
