@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.shopify_sync/dagster_home
+# pytest-xdist workers for `make test` (each test has its own databases, homes and ports).
+PYTEST_WORKERS ?= 2
 
 .PHONY: install dagster-yaml demo dev test lint typecheck bench
 
@@ -35,7 +37,7 @@ dev: install
 test: install
 	$(BIN)/ruff check shopify_sync shopify_sync_tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS)
 
 lint: install
 	$(BIN)/ruff check shopify_sync shopify_sync_tests bench

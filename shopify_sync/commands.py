@@ -15,7 +15,6 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import TypedDict
 
-from shopify_sync.api.app import serve as serve_api
 from shopify_sync.config import ConfigError, Settings, load_settings
 from shopify_sync.emulator import serve as serve_emulator
 from shopify_sync.errors import summarize_error
@@ -158,6 +157,10 @@ def cmd_emulator(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    # Lazy: FastAPI, uvicorn and the analytics views cost about a second of import that
+    # every sync and backfill would pay before it can fail fast (issue 14, SPEC §7).
+    from shopify_sync.api.app import serve as serve_api
+
     serve_api(args.host, args.port)
     return 0
 
