@@ -95,9 +95,15 @@ def assert_like_clean(h: Harness, clean: Outcome, last_day: date = D1) -> None:
     got = outcome(h, last_day)
     assert got.events == clean.events  # every event once: none dropped, none twice
     assert len(got.events) == len(set(got.events))
-    assert got.tables == clean.tables and got.products == clean.products
+    assert got.tables == clean.tables
+    assert got.products == clean.products, _first_difference(got.products, clean.products)
     assert got.watermark == clean.watermark
     assert got.measurements == clean.measurements and len(got.measurements) == 2
+
+
+def _first_difference(got: list[tuple[Any, ...]], want: list[tuple[Any, ...]]) -> str:
+    pairs = [(g, w) for g, w in zip(got, want, strict=False) if g != w]
+    return f"{len(got)} rows vs {len(want)} clean; first difference: {pairs[0] if pairs else 'in length'}"
 
 
 def assert_no_secrets(h: Harness, extra: dict[str, str] | None = None, roots: tuple[Path, ...] = ()) -> None:
