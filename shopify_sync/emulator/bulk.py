@@ -24,7 +24,13 @@ from pathlib import Path
 from graphql import FieldNode, GraphQLError, OperationDefinitionNode, parse
 
 from shopify_sync.emulator.bulk_rules import bulk_query_errors
-from shopify_sync.emulator.results import ResultFile, partial_result, render_result, synthetic_result
+from shopify_sync.emulator.results import (
+    ResultFile,
+    damage_result,
+    partial_result,
+    render_result,
+    synthetic_result,
+)
 from shopify_sync.emulator.state import EmulatorState
 from shopify_sync.shopify.schema import load_schema
 
@@ -96,6 +102,8 @@ class BulkOp:
     fail_code: str | None = None
     fail_partial: bool = False
     large_size: int | None = None
+    defect: str | None = None  # malformed_result / object_count_mismatch: how the file is damaged
+    missing_lines: int = 0
     status: str = "CREATED"
     completed_at: datetime | None = None
     canceled_at: datetime | None = None
@@ -154,6 +162,12 @@ class BulkMachine:
             large = faults.take({"large_result"}, "run_query", shop, root)
             if large is not None:
                 op.large_size = int(large.number("size_bytes", 0))
+            malformed = faults.take({"malformed_result"}, "run_query", shop, root)
+            if malformed is not None:
+                op.defect = malformed.text("defect", "truncated_line")
+            short = faults.take({"object_count_mismatch"}, "run_query", shop, root)
+            if short is not None:
+                op.missing_lines = max(1, int(short.number("missing", 1)))
             self._ops[op.num] = op
         return op, []
 
@@ -230,6 +244,8 @@ class BulkMachine:
                 result.path.unlink(missing_ok=True)
         else:
             op.status = "COMPLETED"
+            if op.defect or op.missing_lines:
+                result = damage_result(result, op.defect, op.missing_lines)
             op.result = result
             op.objects_seen, op.roots_seen = result.object_count, result.root_count
 

@@ -27,8 +27,12 @@ FAULT_KINDS = {
     "download_truncated",     # Content-Length says more than sent (param fraction, default 0.5)
     "download_expired",       # result host answers 403 "Request has expired"
     "large_result",           # next operation's result is `size_bytes` of valid JSONL
+    "malformed_result",       # next operation's file has one bad line in its middle (param defect)
+    "object_count_mismatch",  # next operation's file lacks its last `missing` lines; objectCount counts them
 }
 ERROR_CODES = {"ACCESS_DENIED", "INTERNAL_SERVER_ERROR", "TIMEOUT"}
+# malformed_result: a line cut in half, a line that is no JSON, a child whose __parentId names no line.
+DEFECTS = {"truncated_line", "not_json", "orphan_child"}
 
 _DEFAULT_ON = {
     "throttled": {"run_query", "poll", "cancel", "graphql"},
@@ -38,6 +42,8 @@ _DEFAULT_ON = {
     "bulk_failed": {"run_query"},
     "slow_completion": {"run_query"},
     "large_result": {"run_query"},
+    "malformed_result": {"run_query"},
+    "object_count_mismatch": {"run_query"},
     "download_500": {"download"},
     "download_truncated": {"download"},
     "download_expired": {"download"},
@@ -81,6 +87,8 @@ class Faults:
             raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(sorted(FAULT_KINDS))}")
         if kind == "bulk_failed" and params.get("error_code", "INTERNAL_SERVER_ERROR") not in ERROR_CODES:
             raise ValueError(f"bulk_failed error_code must be one of {sorted(ERROR_CODES)}")
+        if kind == "malformed_result" and params.get("defect", "truncated_line") not in DEFECTS:
+            raise ValueError(f"malformed_result defect must be one of {sorted(DEFECTS)}")
         fault = Fault(kind, times, params, shop, frozenset(on) if on else None)
         if kind == "large_result" and int(fault.number("size_bytes", 0)) <= 0:
             raise ValueError("large_result needs size_bytes > 0")

@@ -8,6 +8,8 @@ byte offset (the download host's ``Range`` support).
 from __future__ import annotations
 
 import itertools
+import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +88,43 @@ def partial_result(full: ResultFile, path: Path) -> ResultFile:
             objects += 1
             roots += '"__parentId"' not in line
     return ResultFile(path, path.stat().st_size, objects, roots)
+
+
+def damage_result(full: ResultFile, defect: str | None, missing_lines: int = 0) -> ResultFile:
+    """``full`` with one bad line in its middle (``defect``) and/or without its last
+    ``missing_lines`` lines. ``objectCount`` / ``rootObjectCount`` stay those of the full
+    result (what Shopify reported), ``fileSize`` is the damaged file's: the download is
+    intact, the content is not."""
+    if full.path is None:
+        raise ValueError("a synthetic (large_result) file cannot be damaged")
+    target = max(0, full.object_count // 2)  # the middle: earlier chunks commit before it
+    keep = full.object_count - missing_lines
+    out = full.path.with_name(full.path.name + ".damaged")
+    with open(full.path, encoding="utf-8") as src, open(out, "w", encoding="utf-8", newline="\n") as dst:
+        for number, line in enumerate(src):
+            if number >= keep:
+                break
+            if defect is not None and number >= target:
+                damaged = _damage(line, defect)
+                if damaged is not None:
+                    line, defect = damaged, None
+            dst.write(line)
+    os.replace(out, full.path)
+    return ResultFile(full.path, full.path.stat().st_size, full.object_count, full.root_count)
+
+
+def _damage(line: str, defect: str) -> str | None:
+    """The damaged line, or None when this line cannot carry the defect (orphan: a root line)."""
+    if defect == "truncated_line":
+        return line[: len(line) // 2] + "\n"
+    if defect == "not_json":
+        return "<html><body>502 Bad Gateway</body></html>\n"
+    obj = json.loads(line)
+    if "__parentId" not in obj:
+        return None
+    kind = str(obj["__parentId"]).rsplit("/", 2)[-2]
+    obj["__parentId"] = f"gid://shopify/{kind}/999999999999"  # no line of the file has this id
+    return jsonl.dumps(obj)
 
 
 def synthetic_result(state: EmulatorState, shop: str, grouped: bool, size: int) -> ResultFile:

@@ -37,7 +37,7 @@ from shopify_sync.shopify.documents import (
     run_query_mutation,
     version_at_least,
 )
-from shopify_sync.shopify.download import ResultDownloader
+from shopify_sync.shopify.download import ResultDownloader, count_lines
 from shopify_sync.shopify.errors import (
     BulkOperationCanceled,
     BulkOperationExpired,
@@ -45,6 +45,7 @@ from shopify_sync.shopify.errors import (
     BulkOperationNotFound,
     BulkQueryInvalid,
     BulkSubmitRejected,
+    ObjectCountMismatch,
     OperationInProgressTimeout,
     PollBudgetExhausted,
     ResultUrlExpired,
@@ -437,6 +438,9 @@ class ShopifyBulkClient:
             self._log.info(f"bulk operation {final.id} COMPLETED with no results (url null)")
             return BulkResult(final, dest, 0, 0)
         size = self.download(final.url, dest, final.file_size, operation_id=final.id)
+        lines = count_lines(dest)
+        if lines != final.object_count:  # one line per object: a file Shopify did not finish writing
+            raise ObjectCountMismatch(final.id, final.object_count, lines)
         return BulkResult(final, dest, size, final.object_count)
 
     def _cancel_quietly(self, op_id: str) -> None:

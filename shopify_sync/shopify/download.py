@@ -181,3 +181,15 @@ def _url_expiry(params: dict[str, list[str]]) -> float | None:
     except (ValueError, IndexError):
         return None
     return None
+
+
+def count_lines(path: str | os.PathLike[str], block_bytes: int = 1 << 20) -> int:
+    """Non-empty lines of a JSONL file (the last one may lack its newline), read in blocks."""
+    count, pending = 0, False  # pending: the last block ended inside a non-empty line
+    with open(path, "rb") as fh:
+        while block := fh.read(block_bytes):
+            parts = block.split(b"\n")
+            for i, part in enumerate(parts[:-1]):
+                count += bool(part) or (i == 0 and pending)
+            pending = bool(parts[-1]) or (len(parts) == 1 and pending)
+    return count + pending

@@ -220,6 +220,21 @@ class PollBudgetExhausted(BulkOperationError):
             "Raise the poll budget or shrink the window.", operation_id)
 
 
+class ObjectCountMismatch(BulkOperationError):
+    """The downloaded file does not hold the ``objectCount`` lines Shopify reported: not loaded.
+
+    Not retried by the step: the same operation's file would say the same. Its id is
+    forgotten with the failed job, so the next run submits the query anew.
+    """
+
+    def __init__(self, operation_id: str, object_count: int, lines: int) -> None:
+        self.object_count, self.lines = object_count, lines
+        super().__init__(
+            f"bulk operation {operation_id} reported objectCount {object_count} but its result file holds "
+            f"{lines} lines: the file is incomplete or inconsistent and was not loaded; run again to submit "
+            "the query anew", operation_id)
+
+
 # --- download ------------------------------------------------------------------------
 
 

@@ -21,8 +21,8 @@ from shopify_sync.errors import ErrorSummary, summarize_error
 from shopify_sync.shopify.errors import DownloadError, ShopifyError
 from shopify_sync.sync.context import StepContext
 from shopify_sync.telemetry import RecordFields, SyncTelemetry
-from shopify_sync.vocab import TERMINAL_STEPS, Step, StepStatus
-from shopify_sync.warehouse import jobs
+from shopify_sync.vocab import TERMINAL_STEPS, Mode, Step, StepStatus
+from shopify_sync.warehouse import IngestError, jobs
 
 
 class StepRecorder:
@@ -75,7 +75,8 @@ def fail_step(ctx: StepContext, shop: str, partition_key: str, step: Step, exc: 
         # A refused run must not touch the job of the run that holds the shop.
         job = None if isinstance(exc, jobs.ShopBusy) else ctx.current_job(shop, partition_key)
         if job is not None:
-            jobs.fail_job(ctx.engine, job.job_id, error.one_line(), forget_operation=operation_is_dead(exc))
+            jobs.fail_job(ctx.engine, job.job_id, error.one_line(), forget_operation=operation_is_dead(exc),
+                          forget_archive=archive_is_bad(exc) and ctx.run.mode is not Mode.REPLAY)
     except Exception:  # noqa: BLE001 - the original error is what the operator needs
         pass
     try:
@@ -83,6 +84,12 @@ def fail_step(ctx: StepContext, shop: str, partition_key: str, step: Step, exc: 
                                    error=ErrorSummary(error.type, f"{step}: {error.message}"))
     except Exception:  # noqa: BLE001 - idem; the run-status sensor adds the record later
         pass
+
+
+def archive_is_bad(exc: BaseException) -> bool:
+    """The job's archived file cannot be loaded (malformed JSONL): the next attempt must fetch
+    a new one. A replay keeps it: re-reading that very file is what a replay is for."""
+    return isinstance(exc, IngestError) and exc.bad_file
 
 
 def operation_is_dead(exc: BaseException) -> bool:

@@ -280,15 +280,14 @@ def close_job(engine: Engine, job_id: str, reason: str) -> None:
     update_job(engine, job_id, status=JobStatus.FAILED, last_error=reason, open_lane=None)
 
 
-def fail_job(engine: Engine, job_id: str, error: str, *, forget_operation: bool = False) -> None:
-    """Mark a job failed with its (already scrubbed) error line.
-
-    ``forget_operation``: the stored bulk operation ended for good (FAILED, CANCELED):
-    re-polling it would only fail again, so the next attempt submits a new one.
-    """
+def fail_job(engine: Engine, job_id: str, error: str, *, forget_operation: bool = False,
+             forget_archive: bool = False) -> None:
+    """Mark a job failed with its (already scrubbed) error line. ``forget_operation``: the stored
+    operation ended for good (FAILED, CANCELED); ``forget_archive``: the archived file is malformed
+    (it stays in the store for the audit). Either way the next attempt submits a new operation."""
     fields: dict[str, JobValue] = {"status": JobStatus.FAILED, "last_error": error}
-    if forget_operation:
-        fields["bulk_operation_id"] = None
+    if forget_operation or forget_archive:
+        fields.update({"bulk_operation_id": None, **({"archive_key": None} if forget_archive else {})})
     update_job(engine, job_id, **fields)
 
 

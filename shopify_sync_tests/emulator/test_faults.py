@@ -243,3 +243,32 @@ def test_result_host_honours_byte_ranges(api, emulator_server, large):
         assert r.content == full[start:stop]
         assert r.headers["Content-Range"] == f"bytes {start}-{stop - 1}/{size}"
     assert api.download(url, Range=f"bytes={size}-").status_code == 416
+
+
+@pytest.mark.parametrize("defect", ["truncated_line", "not_json", "orphan_child"])
+def test_fault_malformed_result_damages_one_middle_line_and_keeps_the_counts(api, emulator_server, defect):
+    clean = api.poll(api.submit(SIMPLE))
+    good = api.download(clean["url"]).content.decode().splitlines()
+    emulator_server.emulator.faults.add("malformed_result", defect=defect)
+    op = api.poll(api.submit(SIMPLE))
+    body = api.download(op["url"]).content
+    lines = body.decode().splitlines()
+    assert op["objectCount"] == clean["objectCount"] == str(len(lines)) and op["fileSize"] == str(len(body))
+    changed = [i for i, (a, b) in enumerate(zip(lines, good, strict=True)) if a != b]
+    assert len(changed) == 1 and changed[0] >= len(lines) // 2
+    bad = lines[changed[0]]
+    if defect == "orphan_child":
+        parent = json.loads(bad)["__parentId"]
+        assert parent not in {json.loads(line)["id"] for line in lines}
+    else:
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(bad)
+
+
+def test_fault_object_count_mismatch_serves_fewer_lines_than_counted(api, emulator_server):
+    emulator_server.emulator.faults.add("object_count_mismatch", missing=2)
+    op = api.poll(api.submit(SIMPLE))
+    body = api.download(op["url"]).content
+    assert int(op["objectCount"]) == len(body.decode().splitlines()) + 2 and op["fileSize"] == str(len(body))
+    with pytest.raises(ValueError, match="malformed_result defect"):
+        emulator_server.emulator.faults.add("malformed_result", defect="gremlins")

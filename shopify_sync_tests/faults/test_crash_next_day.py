@@ -10,32 +10,34 @@ failed, as after SIGKILL). One scenario kills the real CLI process with SIGKILL.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from shopify_sync_tests.defs.conftest import TOKEN, Harness, make_harness
-from shopify_sync_tests.faults.secrets_scan import scan_for_secrets
-from shopify_sync_tests.warehouse.jsonl_builder import snapshot
+from shopify_sync_tests.defs.conftest import Harness, make_harness
+from shopify_sync_tests.faults.clean_run import (
+    ANCHOR,
+    API_TOKEN,
+    D1,
+    D,
+    Outcome,
+    assert_like_clean,
+    assert_no_secrets,
+    clean_outcome,
+    order_jobs,
+)
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
-D1 = datetime.now(UTC).date() - timedelta(days=1)
-D = D1 - timedelta(days=1)
-# One dataset for the clean pair and every crashed pair (the default anchor is the next hour).
-ANCHOR = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-API_TOKEN = "api-fault8-token-0ddba11"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -87,78 +89,15 @@ def _crash_points() -> dict[str, Callable[[pytest.MonkeyPatch], None]]:
     }
 
 
-@dataclass
-class Outcome:
-    tables: dict[str, list[tuple[Any, ...]]]
-    products: list[tuple[Any, ...]]
-    watermark: datetime | None
-    events: list[str]
-    measurements: dict[str, bytes]
-
-
-def _outcome(h: Harness) -> Outcome:
-    from shopify_sync.storage.keys import performance_key, sales_key
-    from shopify_sync.warehouse.tables import product
-
-    engine = h.engine()
-    try:
-        tables = snapshot(engine)
-        with engine.connect() as conn:
-            products = [tuple(r) for r in conn.execute(sa.select(product).order_by(product.c.product_id))]
-    finally:
-        engine.dispose()
-    store = h.store()
-    lines = [ln for key in store.list_keys("telemetry/commerce/")
-             for ln in store.get_bytes(key).decode().splitlines() if ln.strip()]
-    events = sorted(json.dumps(json.loads(ln), sort_keys=True) for ln in lines)
-    keys = [sales_key("DEMO", D1), performance_key("DEMO", D1)]
-    return Outcome(tables, products, h.watermark("DEMO"), events, {k: store.get_bytes(k) for k in keys})
-
-
-_clean: dict[str, Outcome] = {}
-
-
-def _clean_outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
-    if "outcome" not in _clean:
-        mp = pytest.MonkeyPatch()
-        tmp = tmp_path_factory.mktemp("clean")
-        try:
-            for h in make_harness(tmp, mp, f"sqlite:///{tmp}/warehouse.db", anchor=ANCHOR):
-                assert h.daily("DEMO", D).success and h.daily("DEMO", D1).success
-                _clean["outcome"] = _outcome(h)
-        finally:
-            mp.undo()
-    return _clean["outcome"]
-
-
-def _jobs(h: Harness) -> list[Any]:
-    from shopify_sync.warehouse.tables import sync_job
-
-    engine = h.engine()
-    try:
-        with engine.connect() as conn:
-            # The orders jobs: the catalog's (issue 16) are settled by the catalog step, not the claim.
-            return list(conn.execute(sa.select(sync_job).where(sync_job.c.job_type != "CATALOG")
-                                     .order_by(sync_job.c.created_at)).all())
-    finally:
-        engine.dispose()
-
-
 def _assert_settled_like_a_clean_run(h: Harness, next_run_id: str, clean: Outcome) -> Any:
-    rows = _jobs(h)
+    rows = order_jobs(h)
     assert all(r.open_lane is None for r in rows) and all(r.status in ("completed", "failed") for r in rows)
     old, new = rows[0], rows[-1]
     assert old.partition_key == str(D) and new.partition_key == str(D1) and new.status == "completed"
     # Finished (its load was complete) or closed by the next day's run, never left open.
     assert old.status == "completed" or old.last_error.startswith(f"closed by run {next_run_id}")
-    got = _outcome(h)
-    assert got.events == clean.events  # every event once: none dropped, none twice
-    assert len(got.events) == len(set(got.events))
-    assert got.tables == clean.tables and got.products == clean.products
-    assert got.watermark == clean.watermark
-    assert got.measurements == clean.measurements
-    assert scan_for_secrets({"Shopify token": TOKEN, "API token": API_TOKEN},
-                            roots=[h.tmp_path], database_url=h.db_url, instance=h.instance) == []
+    assert_like_clean(h, clean)
+    assert_no_secrets(h)
     return old
 
 
@@ -171,7 +110,7 @@ def _crash_then_next_day(h: Harness, monkeypatch: pytest.MonkeyPatch, point: str
             m.setattr(jobs, "fail_job", lambda *a, **k: None)
         first = h.daily("DEMO", D)
     assert not first.success
-    [left] = _jobs(h)
+    [left] = order_jobs(h)
     assert left.open_lane == jobs.LANE  # the dead run's job still holds the shop
     second = h.daily("DEMO", D1)
     assert second.success
@@ -184,7 +123,7 @@ def test_a_crash_in_any_step_of_day_d_is_settled_by_the_sync_of_day_d1(
     point: str, kill: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    clean = _clean_outcome(tmp_path_factory)
+    clean = clean_outcome(tmp_path_factory)
     for h in make_harness(tmp_path, monkeypatch, f"sqlite:///{tmp_path}/warehouse.db", anchor=ANCHOR,
                           extra_env={"SHOPIFY_SYNC_API_TOKEN": API_TOKEN}):
         left, second = _crash_then_next_day(h, monkeypatch, point, kill)
@@ -204,7 +143,7 @@ def test_the_next_day_settles_a_crashed_job_on_the_server_backends(
     backend: str, point: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest,
 ) -> None:
-    clean = _clean_outcome(tmp_path_factory)
+    clean = clean_outcome(tmp_path_factory)
     url = request.getfixturevalue({"mariadb": "mysql_url", "postgres": "postgres_url"}[backend])
     for h in make_harness(tmp_path, monkeypatch, url, anchor=ANCHOR, extra_env={"SHOPIFY_SYNC_API_TOKEN": API_TOKEN}):
         _, second = _crash_then_next_day(h, monkeypatch, point, kill=True)

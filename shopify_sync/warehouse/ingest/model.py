@@ -23,6 +23,8 @@ class IngestError(ValueError):
     def __init__(self, reason: str, line: int | None = None, path: str | Path | None = None) -> None:
         self.line = line
         self.reason = reason
+        # Raised while reading a file's lines (it names the file): the file itself is bad.
+        self.bad_file = path is not None
         where = f"{Path(path).name}, line {line}: " if path is not None and line is not None else (
             f"line {line}: " if line is not None else "")
         super().__init__(f"{where}{reason}")
