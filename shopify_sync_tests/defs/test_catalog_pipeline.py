@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from shopify_sync.storage.keys import performance_key, sales_key
 from shopify_sync.sync import TAG_FULL_CATALOG
 from shopify_sync.vocab import JobStatus, Mode
 from shopify_sync.warehouse import catalog, jobs
@@ -98,13 +99,20 @@ def test_a_crash_mid_catalog_ingest_is_resumed_by_the_next_run(catalog_harness: 
         return original(*args, **{**kwargs, "on_chunk": on_chunk})
 
     monkeypatch.setattr(catalog, "ingest_catalog", crash_after_first_chunk)
-    assert not h.daily("DEMO", day).success
+    first = h.daily("DEMO", day)
+    # The run is failed by the check catalog_synced, after its last asset: the orders' work landed.
+    assert not first.success
+    failures = [e for e in first.all_events if e.is_step_failure]
+    assert [e.step_key for e in failures] == ["measurement_performance_catalog_synced"]
     engine = h.engine()
     try:
-        newest = jobs.latest_job_of_shop(engine, "DEMO")
-        assert newest is not None
-        failed = jobs.latest_job(engine, shop="DEMO", job_type=Mode.CATALOG, partition_key=newest.partition_key)
-        assert failed is not None and failed.status is JobStatus.FAILED
+        orders = jobs.latest_job_of_shop(engine, "DEMO")
+        assert orders is not None and orders.job_type is Mode.DAILY_INCREMENTAL
+        assert orders.status is JobStatus.COMPLETED and orders.open_lane is None
+        assert h.watermark("DEMO") is not None
+        assert h.store().exists(performance_key("DEMO", day)) and h.store().exists(sales_key("DEMO", day))
+        failed = jobs.latest_job(engine, shop="DEMO", job_type=Mode.CATALOG, partition_key=orders.partition_key)
+        assert failed is not None and failed.status is JobStatus.FAILED and "killed after line" in str(failed.last_error)
         assert 0 < failed.lines_committed < (failed.object_count or 0)
         monkeypatch.setattr(catalog, "ingest_catalog", original)
         ops_before = len(catalog_ops(h))
