@@ -5,6 +5,7 @@ re-run, concurrent operations on 2026-01 and serialisation on 2025-10; backfills
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +143,117 @@ def test_a_backfill_does_not_fetch_the_catalog(harness: Harness) -> None:
     assert harness.backfill("DEMO", day, day).success
     assert catalog_ops(harness) == []
     assert variants(harness) == {}
+
+
+def catalog_jobs(h: Harness) -> list[Any]:
+    from shopify_sync.warehouse.tables import sync_job
+
+    engine = h.engine()
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(sa.select(sync_job).where(sync_job.c.job_type == "CATALOG")
+                                     .order_by(sync_job.c.created_at)).all())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("left", ["mid-ingest", "loaded"])
+def test_the_next_days_catalog_step_settles_a_killed_runs_catalog_job(
+        catalog_harness: Harness, monkeypatch: pytest.MonkeyPatch, left: str) -> None:
+    """Day D's run is killed in its catalog (nothing marks its job failed, as after SIGKILL); the
+    run of D+1 finishes (load complete) or closes D's CATALOG job, then completes its own."""
+    h, d1 = catalog_harness, yesterday()
+    d = d1 - timedelta(days=1)
+    original = catalog.ingest_catalog
+
+    def die_after_first_chunk(*args: Any, **kwargs: Any) -> Any:
+        def on_chunk(line: int) -> None:
+            raise RuntimeError(f"killed after line {line}")
+        return original(*args, **{**kwargs, "on_chunk": on_chunk})
+
+    with monkeypatch.context() as m:
+        m.setattr(jobs, "fail_job", lambda *a, **k: None)
+        if left == "mid-ingest":
+            m.setattr(catalog, "ingest_catalog", die_after_first_chunk)
+        else:  # killed after the job was marked loaded: its stock and watermark were not done
+            m.setattr(catalog, "refresh_product_stock", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("kill")))
+        assert not h.daily("DEMO", d).success
+    [old] = catalog_jobs(h)
+    assert old.partition_key == str(d) and old.status == ("downloaded" if left == "mid-ingest" else "loaded")
+    second = h.daily("DEMO", d1)
+    assert second.success
+    old_after, new = catalog_jobs(h)
+    assert old_after.job_id == old.job_id and new.partition_key == str(d1) and new.status == "completed"
+    if left == "loaded":
+        assert old_after.status == "completed"  # finished: its load was complete
+    else:
+        assert old_after.status == "failed" and old_after.last_error.startswith(f"closed by run {second.run_id}")
+    assert set(variants(h)) >= {v.id for v in h.emulator.product_catalog.variants("DEMO")}
+    engine = h.engine()
+    try:
+        assert catalog.get_state(engine, "DEMO").watermark_at is not None
+    finally:
+        engine.dispose()
+
+
+def test_a_replay_reloads_the_runs_catalog_file_idempotently(catalog_harness: Harness) -> None:
+    """Replaying a daily run re-loads its archived catalog file: a lost variant comes back, a
+    variant deleted since stays deleted, the catalog watermark stays, twice gives the same state."""
+    from shopify_sync.launch.inprocess import replay_launches
+
+    h, day = catalog_harness, yesterday()
+    first = h.daily("DEMO", day)
+    assert first.success
+    served = h.emulator.product_catalog.variants("DEMO")
+    lost, gone = served[3], served[4]
+    h.emulator.product_catalog.delete_variant("DEMO", gone.id)
+    assert h.daily("DEMO", day, **{TAG_FULL_CATALOG: "true"}).success  # marks `gone` deleted
+    engine = h.engine()
+    try:
+        with engine.begin() as conn:
+            conn.execute(product_variant.delete().where(product_variant.c.variant_id == lost.id))
+        state = catalog.get_state(engine, "DEMO")
+        requests = len(h.emulator.request_log)
+        snapshots = []
+        for _ in range(2):
+            [(label, tags, pkey)] = replay_launches(h.settings(), first.run_id)
+            replay = h.job().execute_in_process(instance=h.instance, partition_key=pkey, tags=tags,
+                                                raise_on_error=False)
+            assert replay.success, label
+            snapshots.append({k: {c: v for c, v in row.items() if c != "synced_at"} for k, row in variants(h).items()})
+        assert len(h.emulator.request_log) == requests  # Shopify not called
+        assert snapshots[0] == snapshots[1]
+        stored = variants(h)
+        assert lost.id in stored and stored[lost.id]["price"] == lost.price
+        assert stored[gone.id]["deleted_at"] is not None  # the old file does not bring it back to life
+        assert catalog.get_state(engine, "DEMO").watermark_at == state.watermark_at
+        replay_jobs = [j for j in catalog_jobs(h) if j.partition_key.startswith("replay of ")]
+        assert len(replay_jobs) == 2 and {j.status for j in replay_jobs} == {"completed"}
+        assert all(j.archive_key == catalog_jobs(h)[0].archive_key for j in replay_jobs)
+    finally:
+        engine.dispose()
+
+
+def test_measurements_take_the_catalogs_title_and_a_rename_restates_them(catalog_harness: Harness) -> None:
+    """measurement_performance shows the catalog's product title; renaming a product in Shopify
+    rewrites the stored objects of earlier days that show it, and the checks stay green."""
+    h, d1 = catalog_harness, yesterday()
+    d0 = d1 - timedelta(days=1)
+    assert h.daily("DEMO", d0).success
+    before = h.parquet(performance_key("DEMO", d0))
+    pid = int(before["product_id"][0])
+    h.emulator.product_catalog.rename_product("DEMO", pid, "Renamed in Shopify")
+    run = h.daily("DEMO", d1)
+    assert run.success
+    assert all(e.passed for e in run.get_asset_check_evaluations())
+    for day in (d0, d1):
+        frame = h.parquet(performance_key("DEMO", day))
+        titles = dict(zip(frame["product_id"].to_list(), frame["title"].to_list(), strict=True))
+        assert titles.get(pid, "Renamed in Shopify") == "Renamed in Shopify", day
+    engine = h.engine()
+    try:
+        with engine.connect() as conn:
+            title = conn.execute(sa.select(product.c.title).where(product.c.product_id == pid)).scalar_one()
+        assert title == "Renamed in Shopify"
+    finally:
+        engine.dispose()
