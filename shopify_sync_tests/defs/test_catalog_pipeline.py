@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from shopify_sync.launch.inprocess import first_failure
 from shopify_sync.storage.keys import performance_key, sales_key
 from shopify_sync.sync import TAG_FULL_CATALOG
 from shopify_sync.vocab import JobStatus, Mode
@@ -105,6 +106,8 @@ def test_a_crash_mid_catalog_ingest_is_resumed_by_the_next_run(catalog_harness: 
     assert not first.success
     failures = [e for e in first.all_events if e.is_step_failure]
     assert [e.step_key for e in failures] == ["measurement_performance_catalog_synced"]
+    assert first_failure(first).startswith("check catalog_synced failed: DEMO: catalog sync_job ")
+    assert "killed after line" in first_failure(first)
     engine = h.engine()
     try:
         orders = jobs.latest_job_of_shop(engine, "DEMO")
