@@ -154,8 +154,8 @@ def sales_sku_matches_catalog(context: dg.AssetCheckExecutionContext, warehouse:
                 "failure never holds back the orders' tables, watermark and measurements; failing, it fails the run "
                 "and the shop's next run resumes the catalog.")
 def catalog_synced(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    selection = context.run.asset_selection
-    if selection is not None and not selection & {CATALOG_RAW_KEY, PRODUCT_VARIANT}:
+    selection = context.run.asset_selection  # empty (or None) for a run of the whole job
+    if selection and not selection & {CATALOG_RAW_KEY, PRODUCT_VARIANT}:
         # A run of a subset without the catalog (e.g. measurement_performance alone from the UI).
         return dg.AssetCheckResult(passed=True, metadata={"skipped": "the catalog's assets are not in this run"})
     return evaluate_catalog_synced(warehouse.get_engine(), run_info(context), shop_days_for_context(context))

@@ -155,16 +155,17 @@ def first_failure(result: dg.ExecuteInProcessResult) -> str:
     A step failed by a blocking check (``catalog_synced`` after a catalog failure) is told by
     the check and its ``problems``, not by Dagster's generic "blocking asset check failed".
     """
-    checks = [event.asset_check_evaluation_data for event in result.all_events
-              if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]
-    failed_checks = [c for c in checks if not c.passed]
+    failed_checks = [(event.step_key, event.asset_check_evaluation_data) for event in result.all_events
+                     if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+                     and not event.asset_check_evaluation_data.passed]
     for event in result.all_events:
         if event.is_step_failure:
             line = step_error_line(event.step_failure_data)
-            if line.startswith("DagsterAssetCheckFailedError") and failed_checks:
-                return _check_line(failed_checks[0])
+            own = [c for key, c in failed_checks if key == event.step_key]
+            if line.startswith("DagsterAssetCheckFailedError") and own:
+                return _check_line(own[0])
             return f"step {event.step_key}: {line}"
-    return _check_line(failed_checks[0]) if failed_checks else "run failed"
+    return _check_line(failed_checks[0][1]) if failed_checks else "run failed"
 
 
 def _check_line(evaluation: Any) -> str:
