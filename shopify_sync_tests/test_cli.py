@@ -140,6 +140,12 @@ def test_status_shows_a_run_of_a_killed_process_as_abandoned(clean_env, capsys) 
     try:
         jobs.create_job(engine, shop="DEMO", job_type="DAILY_INCREMENTAL", partition_key="2026-11-22",
                         run_id="killed-run", initiator="user", status=JobStatus.POLLING)
+        # The run's catalog job, created after the orders' (its operation starts beside theirs):
+        # shown on its own line, never as the shop's last (orders) job.
+        jobs.create_job(engine, shop="DEMO", job_type="CATALOG", partition_key="2026-11-22",
+                        run_id="killed-run", initiator="user", status=JobStatus.FAILED)
+        jobs.fail_job(engine, jobs.latest_job_of_shop(engine, "DEMO", catalog=True).job_id,  # type: ignore[union-attr]
+                      "ShopifyError: catalog operation FAILED")
     finally:
         engine.dispose()
 
@@ -148,8 +154,13 @@ def test_status_shows_a_run_of_a_killed_process_as_abandoned(clean_env, capsys) 
     runs = {line.split()[0]: line for line in out.split("last Dagster runs:")[1].strip().splitlines()}
     assert re.search(rf"ABANDONED \(process {dead} gone, started \d+s ago\)", runs["killed-run"])
     assert "STARTED" in runs["live-run"] and "ABANDONED" not in runs["live-run"]
-    (job_line,) = [ln for ln in out.splitlines() if ln.startswith("DEMO")]
+    orders_table, catalog_table = out.split("last Dagster runs:")[0].split("product catalog:")
+    (job_line,) = [ln for ln in orders_table.splitlines() if ln.startswith("DEMO")]
     assert re.search(rf"polling ABANDONED \(run process {dead} gone, updated \d+s ago\)", job_line)
+    assert "DAILY_INCREMENTAL 2026-11-22" in job_line and "CATALOG" not in job_line
+    (catalog_line,) = [ln for ln in catalog_table.splitlines() if ln.startswith("DEMO")]
+    assert "CATALOG 2026-11-22 (full)" in catalog_line
+    assert "failed (ShopifyError: catalog operation FAILED)" in catalog_line and "killed-run" in catalog_line
     # Showing it changes nothing: the next sync's start fails the run (fail_orphaned_runs).
     with dg.DagsterInstance.from_config(str(clean_env / "home" / "dagster_home")) as inst:
         killed = inst.get_run_by_id("killed-run")
@@ -158,7 +169,7 @@ def test_status_shows_a_run_of_a_killed_process_as_abandoned(clean_env, capsys) 
     assert main(["status"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"  killed-run  FAILURE ", out)
-    (job_line,) = [ln for ln in out.splitlines() if ln.startswith("DEMO")]
+    (job_line,) = [ln for ln in out.split("product catalog:")[0].splitlines() if ln.startswith("DEMO")]
     assert re.search(r"polling ABANDONED \(run ended FAILURE, updated \d+s ago\)", job_line)
 
 

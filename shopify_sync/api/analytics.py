@@ -102,9 +102,11 @@ def _failures(shops: list[str], failed_jobs: list[jobs.JobFailure],
     """Each shop's failed runs, newest first: failed jobs, then runs only telemetry knows."""
     failures: dict[str, list[PipelineFailure]] = {s: [] for s in shops}
     seen: set[str] = set()
+    seen_jobs: set[tuple[str, str]] = set()  # a run's orders and CATALOG jobs are listed apart
     for f in failed_jobs:
-        if f.shop in failures and f.run_id is not None and f.run_id not in seen:
+        if f.shop in failures and f.run_id is not None and (f.run_id, f.job_type) not in seen_jobs:
             seen.add(f.run_id)
+            seen_jobs.add((f.run_id, f.job_type))
             failures[f.shop].append(PipelineFailure(
                 run_id=f.run_id, job_type=f.job_type, at=f.at, step=None,
                 error=telemetry_view.parse_error(f.last_error),

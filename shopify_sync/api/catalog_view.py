@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
 
-from shopify_sync.api.schemas import CatalogFreshness, LineItem
-from shopify_sync.warehouse import catalog
+from shopify_sync.api import telemetry_view
+from shopify_sync.api.schemas import CatalogFreshness, CatalogJob, LineItem
+from shopify_sync.vocab import Mode
+from shopify_sync.warehouse import catalog, jobs
 
 
 def freshness(engine: sa.Engine, shops: Sequence[str], now: datetime) -> dict[str, CatalogFreshness]:
     states = catalog.states(engine, shops)
     counts = catalog.variant_counts(engine, shops)
+    unfinished = Counter(j.shop for j in jobs.open_jobs(engine, shops) if j.job_type is Mode.CATALOG)
     out = {}
     for shop in shops:
         st, (variants, deleted) = states[shop], counts[shop]
         out[shop] = CatalogFreshness(
             shop=shop, watermark_at=st.watermark_at, full_refresh_at=st.full_refresh_at, synced_at=st.updated_at,
             lag_seconds=max(0.0, round((now - st.updated_at).total_seconds(), 3)) if st.updated_at else None,
-            variants=variants, deleted_variants=deleted)
+            variants=variants, deleted_variants=deleted,
+            last_job=_job(jobs.latest_job_of_shop(engine, shop, catalog=True)), open_jobs=unfinished[shop])
     return out
+
+
+def _job(job: jobs.SyncJob | None) -> CatalogJob | None:
+    if job is None:
+        return None
+    return CatalogJob(run_id=job.run_id, partition_key=job.partition_key, status=job.status.value,
+                      full_refresh=job.window_start is None, updated_at=job.updated_at,
+                      error=telemetry_view.parse_error(job.last_error))
 
 
 def with_catalog(engine: sa.Engine, shop: str, lines: list[LineItem]) -> list[LineItem]:

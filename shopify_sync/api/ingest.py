@@ -44,6 +44,10 @@ async def launch_sync(
     request: Request,
     b: Annotated[Backends, Depends(backends)],
     shop: Annotated[list[str] | None, Query(description="only these shop codes (repeatable); default all")] = None,
+    full_catalog: Annotated[bool, Query(
+        description="also refetch the whole product catalog (every variant; variants Shopify no longer returns are "
+        "marked deleted) instead of the variants changed since the catalog watermark, as `sync --full-catalog`")
+    ] = False,
 ) -> SyncLaunch:
     shops = list(dict.fromkeys(shop)) if shop else list(b.settings.shop_codes)
     for code in shops:
@@ -52,6 +56,8 @@ async def launch_sync(
     day = utcnow().date() - timedelta(days=1)
     launcher: DagsterLauncher = request.app.state.launcher
     # Async on purpose: waiting on the webserver holds no worker thread the read endpoints need.
-    launched = await launcher.launch_daily(day, shops)
-    return SyncLaunch(date=day, runs=[LaunchedRun(shop=r.shop, partition=r.partition, run_id=r.run_id,
-                                                  already_running=r.already_running) for r in launched])
+    launched = await launcher.launch_daily(day, shops, full_catalog=full_catalog)
+    return SyncLaunch(date=day, full_catalog=full_catalog,
+                      runs=[LaunchedRun(shop=r.shop, partition=r.partition, run_id=r.run_id,
+                                        already_running=r.already_running, full_catalog=r.full_catalog)
+                            for r in launched])

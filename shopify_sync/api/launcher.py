@@ -26,6 +26,7 @@ import httpx
 from shopify_sync.api.errors import ApiError
 from shopify_sync.config import ConfigError
 from shopify_sync.launch.plan import SYNC_JOB_NAME, TAG_PARTITION, daily_launch, partition_key, partition_tags
+from shopify_sync.sync.catalog import full_catalog_tag
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class Launched:
     partition: str
     run_id: str
     already_running: bool = False
+    full_catalog: bool = False  # the run carries the full catalog refresh tag
 
 
 # Runs of the same job and partition that have not finished yet.
@@ -58,7 +60,7 @@ _IN_FLIGHT_QUERY = """
 query InFlight($filter: RunsFilter!) {
   runsOrError(filter: $filter, limit: 1) {
     __typename
-    ... on Runs { results { runId } }
+    ... on Runs { results { runId tags { key value } } }
     ... on PythonError { message }
   }
 }
@@ -90,13 +92,14 @@ class LaunchRefused(Exception):
     """The webserver answered, but did not launch the run (unknown job, config, conflict)."""
 
 
-def run_tags(day: date, shop: str) -> dict[str, str]:
-    """The CLI's tags for a daily run (mode, initiator=user, shop) plus the partition tags.
+def run_tags(day: date, shop: str, *, full_catalog: bool = False) -> dict[str, str]:
+    """The CLI's tags for a daily run (mode, initiator=user, shop, ``--full-catalog``) plus the
+    partition tags.
 
     The per-dimension tags are set explicitly because the instance's one-run-per-shop
     limit keys on ``dagster/partition/shop``.
     """
-    return {**daily_launch(shop, day).tags, **partition_tags(day, shop)}
+    return {**daily_launch(shop, day, full_catalog=full_catalog).tags, **partition_tags(day, shop)}
 
 
 class DagsterLauncher:
@@ -117,10 +120,11 @@ class DagsterLauncher:
         self.max_in_flight = max_in_flight
         self._in_flight = 0
 
-    async def launch_daily(self, day: date, shops: Sequence[str]) -> list[Launched]:
-        """One run per shop for ``day``; a shop whose run for that day is still queued or
-        running gets that run back instead of a duplicate (a double click, or the 06:00
-        schedule's run still going)."""
+    async def launch_daily(self, day: date, shops: Sequence[str], *, full_catalog: bool = False) -> list[Launched]:
+        """One run per shop for ``day`` (``full_catalog``: refetching the whole product catalog);
+        a shop whose run for that day is still queued or running gets that run back instead of
+        a duplicate (a double click, or the 06:00 schedule's run still going), and whether that
+        run refreshes the whole catalog says its own tag."""
         if self._in_flight >= self.max_in_flight:
             raise ApiError(
                 429, "too_many_launches",
@@ -133,7 +137,7 @@ class DagsterLauncher:
         try:
             async with asyncio.timeout(self.timeout), self._client() as client:
                 for shop in shops:
-                    launched.append(await self._launch_one(client, day, shop))
+                    launched.append(await self._launch_one(client, day, shop, full_catalog))
         except Exception as exc:  # noqa: BLE001 - transport, GraphQL and Dagster errors all mean "not launched"
             raise self._unavailable(exc, launched) from None
         finally:
@@ -144,22 +148,32 @@ class DagsterLauncher:
         timeout = httpx.Timeout(self.timeout, connect=min(CONNECT_TIMEOUT_SECONDS, self.timeout))
         return httpx.AsyncClient(base_url=self.url, timeout=timeout)
 
-    async def _launch_one(self, client: httpx.AsyncClient, day: date, shop: str) -> Launched:
+    async def _launch_one(self, client: httpx.AsyncClient, day: date, shop: str, full_catalog: bool) -> Launched:
         partition = partition_key(day, shop)
-        existing = await self.in_flight_run(client, partition)
+        existing = await self.in_flight(client, partition)
         if existing is not None:
-            return Launched(shop, partition, existing, already_running=True)
-        return Launched(shop, partition, await self.submit(client, run_tags(day, shop)))
+            run_id, tags = existing
+            return Launched(shop, partition, run_id, already_running=True, full_catalog=full_catalog_tag(tags))
+        tags = run_tags(day, shop, full_catalog=full_catalog)
+        return Launched(shop, partition, await self.submit(client, tags), full_catalog=full_catalog)
 
     async def in_flight_run(self, client: httpx.AsyncClient, partition: str) -> str | None:
         """The id of an unfinished run of the sync job for ``partition``, if any."""
+        found = await self.in_flight(client, partition)
+        return found[0] if found is not None else None
+
+    async def in_flight(self, client: httpx.AsyncClient, partition: str) -> tuple[str, dict[str, str]] | None:
+        """The id and tags of an unfinished run of the sync job for ``partition``, if any."""
         variables = {"filter": {"pipelineName": self.job_name, "statuses": _IN_FLIGHT_STATUSES,
                                 "tags": [{"key": TAG_PARTITION, "value": partition}]}}
         result = await _graphql(client, _IN_FLIGHT_QUERY, variables, "runsOrError")
         if result.get("__typename") != "Runs":
             raise LaunchRefused(f"runs query failed: {result.get('message') or result.get('__typename')}")
         runs = result.get("results") or []
-        return str(runs[0]["runId"]) if runs else None
+        if not runs:
+            return None
+        tags = {str(t.get("key")): str(t.get("value")) for t in runs[0].get("tags") or [] if isinstance(t, dict)}
+        return str(runs[0]["runId"]), tags
 
     async def submit(self, client: httpx.AsyncClient, tags: dict[str, str]) -> str:
         """Launch the sync job with ``tags``; its run id."""

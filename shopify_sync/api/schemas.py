@@ -58,6 +58,22 @@ class LineItem(BaseModel):
                                          "(seen by a full catalog refresh); null when the catalog does not know it")
 
 
+class ErrorInfo(BaseModel):
+    type: str | None = None
+    message: str | None = None
+
+
+class CatalogJob(BaseModel):
+    """The shop's newest CATALOG sync_job (the catalog's own bulk job in a daily run, or a replay's)."""
+
+    run_id: str | None
+    partition_key: str
+    status: str = Field(description="sync_job status: created … loaded, completed or failed")
+    full_refresh: bool = Field(description="fetched every variant (no updated_at window)")
+    updated_at: datetime | None
+    error: ErrorInfo | None = Field(default=None, description="its last error (a failed or closed job)")
+
+
 class CatalogFreshness(BaseModel):
     """How current a shop's product catalog (``product_variant``) is."""
 
@@ -68,6 +84,9 @@ class CatalogFreshness(BaseModel):
     lag_seconds: float | None = Field(description="now minus synced_at (>= 0); null before the first catalog sync")
     variants: int = Field(description="product_variant rows of the shop, deleted ones included")
     deleted_variants: int
+    last_job: CatalogJob | None = Field(default=None, description="the newest CATALOG sync_job; never the orders' "
+                                        "(those are the shop's watermark, last success and open jobs)")
+    open_jobs: int = Field(default=0, description="CATALOG sync_job rows not yet completed or failed")
 
 
 class Refund(BaseModel):
@@ -127,11 +146,6 @@ class Overview(BaseModel):
     shops: list[OverviewRow]
     catalog: list[CatalogFreshness] = Field(default_factory=list,
                                             description="product catalog freshness of the shops in scope")
-
-
-class ErrorInfo(BaseModel):
-    type: str | None = None
-    message: str | None = None
 
 
 class PipelineFailure(BaseModel):
@@ -196,8 +210,11 @@ class LaunchedRun(BaseModel):
     run_id: str
     already_running: bool = Field(
         description="true when this shop's run for the day was already queued or running (no duplicate launched)")
+    full_catalog: bool = Field(default=False, description="whether this run refetches the whole product catalog "
+                               "(for an already running run: whether it was launched so)")
 
 
 class SyncLaunch(BaseModel):
     date: date
+    full_catalog: bool = Field(default=False, description="a full catalog refresh was requested")
     runs: list[LaunchedRun]

@@ -128,6 +128,17 @@ class EmulatorCatalog:
             self._changed.setdefault(shop, {})[variant_id] = changed
         return changed
 
+    def rename_product(self, shop: str, product_id: int, title: str, at: datetime | None = None) -> None:
+        """The product's new title, on each of its variants (their ``updatedAt`` moves with it)."""
+        when = at or self._clock()
+        own = [v for v in self.variants(shop) if v.product.id == product_id]
+        if not own:
+            raise KeyError(f"shop {shop} has no product {product_id}")
+        product = replace(own[0].product, title=title, updated_at=when)
+        with self._lock:
+            for v in own:
+                self._changed.setdefault(shop, {})[v.id] = replace(v, product=product, updated_at=when)
+
     def delete_variant(self, shop: str, variant_id: int) -> None:
         self.variant(shop, variant_id)  # KeyError for an unknown one
         with self._lock:

@@ -15,6 +15,7 @@ import socket
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from dagster._core.execution.plan.objects import StepFailureData
@@ -149,16 +150,28 @@ def step_error_line(data: StepFailureData) -> str:
 
 
 def first_failure(result: dg.ExecuteInProcessResult) -> str:
-    """The first failed step and its root cause, else the first failed check, on one line."""
+    """The first failed step and its root cause, else the first failed check, on one line.
+
+    A step failed by a blocking check (``catalog_synced`` after a catalog failure) is told by
+    the check and its ``problems``, not by Dagster's generic "blocking asset check failed".
+    """
+    failed_checks = [(event.step_key, event.asset_check_evaluation_data) for event in result.all_events
+                     if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+                     and not event.asset_check_evaluation_data.passed]
     for event in result.all_events:
         if event.is_step_failure:
-            return f"step {event.step_key}: {step_error_line(event.step_failure_data)}"
-    for event in result.all_events:
-        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
-            evaluation = event.asset_check_evaluation_data
-            if not evaluation.passed:
-                return f"check {evaluation.check_name} failed"
-    return "run failed"
+            line = step_error_line(event.step_failure_data)
+            own = [c for key, c in failed_checks if key == event.step_key]
+            if line.startswith("DagsterAssetCheckFailedError") and own:
+                return _check_line(own[0])
+            return f"step {event.step_key}: {line}"
+    return _check_line(failed_checks[0][1]) if failed_checks else "run failed"
+
+
+def _check_line(evaluation: Any) -> str:
+    problems = evaluation.metadata.get("problems")
+    text = getattr(problems, "value", None)
+    return f"check {evaluation.check_name} failed" + (f": {text}" if isinstance(text, str) and text else "")
 
 
 class _NoErrorRecords(logging.Filter):

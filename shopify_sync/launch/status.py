@@ -1,5 +1,7 @@
-"""What ``shopify-sync status`` prints: per shop, the watermark and the last job from the
-warehouse, then the last runs of the sync job from the Dagster instance."""
+"""What ``shopify-sync status`` prints: per shop, the watermark and the last orders job from the
+warehouse, the product catalog's own watermark and last CATALOG job (a table of their own, so a
+catalog job is never shown as the orders'), then the last runs of the sync job from the Dagster
+instance."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from shopify_sync.launch.plan import SYNC_JOB_NAME, TAG_PARTITION, TAG_PARTITION
 from shopify_sync.sync import TAG_MODE, TAG_RANGE_END, TAG_RANGE_START, TAG_SHOP
 from shopify_sync.timeutil import as_utc, utcnow
 from shopify_sync.vocab import JobStatus, Mode
-from shopify_sync.warehouse import jobs, make_engine
+from shopify_sync.warehouse import catalog, jobs, make_engine
 from shopify_sync.warehouse.jobs import SyncJob
 
 # The CLI tags its in-process runs with the process that runs them, so a run whose
@@ -78,9 +80,27 @@ def shop_row(shop: str, watermark: datetime | None, job: SyncJob | None,
             job.run_id or NONE, _fmt(job.updated_at))
 
 
-def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
-    table = [HEADER, *rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
+CATALOG_HEADER = ("shop", "catalog watermark", "last full refresh", "last catalog job", "status", "run id", "updated")
+
+
+def catalog_row(shop: str, state: catalog.CatalogState, job: SyncJob | None, abandoned: str | None = None,
+                ) -> tuple[str, ...]:
+    """One line of the catalog table: the catalog's own watermark and its newest CATALOG job."""
+    if job is None:
+        return (shop, _fmt(state.watermark_at), _fmt(state.full_refresh_at), "never synced", NONE, NONE, NONE)
+    kind = "full" if job.window_start is None else "incremental"
+    status = job.status.value
+    if job.status is JobStatus.FAILED and job.last_error:
+        status += f" ({job.last_error[:60]})"
+    elif abandoned and not job.finished:
+        status += f" ABANDONED ({abandoned})"
+    return (shop, _fmt(state.watermark_at), _fmt(state.full_refresh_at), f"CATALOG {job.partition_key} ({kind})",
+            status, job.run_id or NONE, _fmt(job.updated_at))
+
+
+def _table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...] = HEADER) -> list[str]:
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return lines
@@ -142,14 +162,18 @@ def status_table(settings: Settings, instance: dg.DagsterInstance | None = None)
     limit = max_runtime(instance)
     engine = make_engine(settings.database_url)
     try:
-        rows = []
+        rows, catalog_rows = [], []
+        states = catalog.states(engine, list(settings.shop_codes))
         for code in settings.shop_codes:
-            job = jobs.latest_job_of_shop(engine, code)
+            job = jobs.latest_job_of_shop(engine, code)  # the orders' job: the catalog's has its own table
             rows.append(shop_row(code, jobs.get_watermark(engine, code), job,
                                  _job_abandoned(job, abandoned_runs, now, limit, instance)))
+            cat = jobs.latest_job_of_shop(engine, code, catalog=True)
+            catalog_rows.append(catalog_row(code, states[code], cat,
+                                            _job_abandoned(cat, abandoned_runs, now, limit, instance)))
     finally:
         engine.dispose()
-    lines = _table(rows)
+    lines = [*_table(rows), "", "product catalog:", *_table(catalog_rows, CATALOG_HEADER)]
     if instance is not None:
         lines += ["", "last Dagster runs:", *(runs or ["  (none)"])]
     return "\n".join(lines)

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from shopify_sync.storage.object_store import ObjectStore
 from shopify_sync.warehouse import queries
-from shopify_sync.warehouse.catalog import catalog_title, variant_skus
+from shopify_sync.warehouse.catalog import catalog_title, product_titles, variant_skus
 from shopify_sync.warehouse.queries import Currencies
 from shopify_sync.warehouse.tables import product
 from shopify_sync.warehouse.types import MONEY_SCALE
@@ -128,6 +128,28 @@ def sales_frame(engine: Engine, shop: str, day: date) -> pl.DataFrame:
     return _sorted(pl.DataFrame(rows, schema=SALES_SCHEMA, orient="row"), SALES_KEY)
 
 
+def with_catalog_skus(frame: pl.DataFrame, skus: dict[int, str]) -> pl.DataFrame:
+    """A variant's rows without a line SKU take the catalog's (``sku``, ``variant_id`` columns)."""
+    if not skus or frame.is_empty():
+        return frame
+    known = pl.DataFrame({"variant_id": list(skus), "catalog_sku": list(skus.values())},
+                         schema={"variant_id": pl.Int64, "catalog_sku": pl.String})
+    return (frame.join(known, on="variant_id", how="left")
+            .with_columns(pl.coalesce("sku", "catalog_sku").alias("sku")).drop("catalog_sku"))
+
+
+def with_catalog_titles(frame: pl.DataFrame, titles: dict[int, str | None]) -> pl.DataFrame:
+    """A product the catalog knows takes the catalog's title (``title``, ``product_id`` columns)."""
+    if not titles or frame.is_empty():
+        return frame
+    known = pl.DataFrame({"product_id": list(titles), "catalog_title": list(titles.values()),
+                          "known": [True] * len(titles)},
+                         schema={"product_id": pl.Int64, "catalog_title": pl.String, "known": pl.Boolean})
+    return (frame.join(known, on="product_id", how="left")
+            .with_columns(pl.when(pl.col("known")).then(pl.col("catalog_title")).otherwise(pl.col("title"))
+                          .alias("title")).drop("catalog_title", "known"))
+
+
 # -- measurement_performance / product ---------------------------------------------------
 
 
@@ -145,9 +167,10 @@ def performance_frame(engine: Engine, shop: str, as_of: date) -> pl.DataFrame:
     window however many of its days or lines fall inside it.
     """
     d = check_day(as_of)
+    titles = product_titles(engine, shop)  # the catalog's title for a product it knows
     rows = [
-        {"shop": shop, "date": d, "product_id": g.product_id, "title": g.title, "currency_code": g.currencies.high,
-         **{k: getattr(g, k) for k in _WINDOW_FIGURES}}
+        {"shop": shop, "date": d, "product_id": g.product_id, "title": titles.get(g.product_id, g.title),
+         "currency_code": g.currencies.high, **{k: getattr(g, k) for k in _WINDOW_FIGURES}}
         for g in _product_windows(engine, shop, d)
     ]
     return _sorted(pl.DataFrame(rows, schema=PERFORMANCE_SCHEMA, orient="row"), PERFORMANCE_KEY)

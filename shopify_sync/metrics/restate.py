@@ -29,9 +29,12 @@ from shopify_sync.metrics.measurements import (
     SALES_SCHEMA,
     MixedCurrencyError,
     parquet_bytes,
+    with_catalog_skus,
+    with_catalog_titles,
 )
 from shopify_sync.storage import ObjectStore, measurement_days, measurement_prefix, performance_key, sales_key
 from shopify_sync.warehouse import dirty
+from shopify_sync.warehouse.catalog import product_titles, variant_skus
 from shopify_sync.warehouse.daily_sums import product_day_sums, variant_day_sums
 from shopify_sync.warehouse.dirty import DirtyDay
 
@@ -55,7 +58,7 @@ def _mixed(shop: str, frame: pl.DataFrame, what: pl.Expr) -> None:
 def sales_frames(engine: Engine, shop: str, days: Iterable[date]) -> dict[date, pl.DataFrame]:
     """``measurement_sales`` for each of ``days`` (an empty frame for a day without counted lines)."""
     wanted = sorted(set(days))
-    sums = variant_day_sums(engine, shop, wanted)
+    sums = with_catalog_skus(variant_day_sums(engine, shop, wanted), variant_skus(engine, shop))
     _mixed(shop, sums, pl.format("{} product {} variant {}", "day", "product_id", "variant_id"))
     frame = sums.select(pl.lit(shop).alias("shop"), pl.col("day").alias("date"), "product_id", "variant_id", "sku",
                         pl.col("cur_high").alias("currency_code"), "orders", "units_ordered", "units_net",
@@ -92,6 +95,7 @@ def performance_frames(engine: Engine, shop: str, as_of_days: Iterable[date]) ->
         pl.col("orders").sum().alias("orders_30d"),
     ).with_columns(pl.max_horizontal("n_cur", "n_window_cur").alias("n_cur"))
     _mixed(shop, windows, pl.format("as of {} product {}", "date", "product_id"))
+    windows = with_catalog_titles(windows, product_titles(engine, shop))
     frame = windows.select(
         pl.lit(shop).alias("shop"), "date", "product_id", "title", pl.col("cur_high").alias("currency_code"),
         "units_7d", "net_sales_7d", "orders_7d", "units_30d", "net_sales_30d", "orders_30d",

@@ -9,9 +9,8 @@ tables: the sync steps, the ingest, the checks, the CLI and the API all come her
 Operations: claim (``create_job``), resume (``find_resumable_job``, ``resume_job``), the shop's lane
 (one daily or replay run per shop: ``lane_holder``, ``take_over``, ``unsettled_jobs``, ``ShopBusy``),
 transitions (``set_operation`` … ``record_chunk`` / ``reset_ingest`` inside the ingest's transactions),
-close (``complete_job``, ``fail_job``, ``close_job``), queries, and the watermark.
-
-The engine handed in is already migrated (``make_engine`` applies the schema once).
+close (``complete_job``, ``fail_job``, ``close_job``), queries, and the watermark. The engine
+handed in is already migrated (``make_engine`` applies the schema once).
 """
 
 from __future__ import annotations
@@ -30,13 +29,12 @@ from shopify_sync.timeutil import as_utc_or_none, naive_utc, naive_utc_or_none, 
 from shopify_sync.vocab import DONE_JOB_STATUSES, JobStatus, Mode
 from shopify_sync.warehouse.tables import sync_job, sync_watermark
 
-__all__ = [
-    "JobStatus", "SyncJob", "ShopJobStats", "JobFailure", "create_job", "get_job", "find_resumable_job",
-    "resume_job", "set_operation", "mark_downloaded", "adopt_archive", "set_events_key", "mark_loaded", "record_chunk",
-    "reset_ingest", "complete_job", "fail_job", "update_job", "latest_job", "latest_job_of_shop",
-    "archived_jobs", "last_success_at", "pipeline_stats", "get_watermark", "advance_watermark", "job_rows",
-    "LANE", "LANE_MODES", "ShopBusy", "LaneTaken", "lane_holder", "take_over", "unsettled_jobs", "close_job",
-]
+__all__ = ["JobStatus", "SyncJob", "ShopJobStats", "JobFailure", "create_job", "get_job", "find_resumable_job",
+           "resume_job", "set_operation", "mark_downloaded", "adopt_archive", "set_events_key", "mark_loaded",
+           "record_chunk", "reset_ingest", "complete_job", "fail_job", "update_job", "latest_job",
+           "latest_job_of_shop", "archived_jobs", "last_success_at", "pipeline_stats", "get_watermark",
+           "advance_watermark", "job_rows", "LANE", "LANE_MODES", "ShopBusy", "LaneTaken", "lane_holder",
+           "take_over", "unsettled_jobs", "close_job", "open_jobs"]
 
 # dagster.yaml's run_monitoring.max_runtime_seconds: no run outlives it, so an open job
 # nobody updated for longer has no live run (status and /analytics/pipelines say "abandoned").
@@ -111,8 +109,7 @@ class SyncJob:
 
 
 def job_rows(job: SyncJob) -> dict[str, int]:
-    """The per-table row counts recorded on a job."""
-    return dict(job.rows)
+    return dict(job.rows)  # the per-table row counts recorded on a job
 
 
 # -- claim and resume ---------------------------------------------------------------------------
@@ -326,13 +323,11 @@ def _job_values(fields: Mapping[str, JobValue]) -> dict[str, object]:
 
 def _one(engine: Engine, query: sa.Select[tuple[object, ...]]) -> SyncJob | None:
     with engine.connect() as conn:
-        row = conn.execute(query).mappings().first()
-    return None if row is None else SyncJob.from_row(row)
+        return None if (row := conn.execute(query).mappings().first()) is None else SyncJob.from_row(row)
 
 
 def _require(engine: Engine, job_id: str) -> SyncJob:
-    job = get_job(engine, job_id)
-    if job is None:
+    if (job := get_job(engine, job_id)) is None:
         raise LookupError(f"no sync_job with job_id {job_id!r}")
     return job
 
@@ -349,9 +344,10 @@ def latest_job(engine: Engine, *, shop: str, job_type: Mode | str, partition_key
                 .order_by(sync_job.c.created_at.desc(), sync_job.c.job_id.desc()).limit(1))
 
 
-def latest_job_of_shop(engine: Engine, shop: str) -> SyncJob | None:
-    """The shop's newest job of any kind (``shopify-sync status``)."""
-    return _one(engine, sa.select(sync_job).where(sync_job.c.shop == shop)
+def latest_job_of_shop(engine: Engine, shop: str, *, catalog: bool = False) -> SyncJob | None:
+    """The shop's newest orders job, or with ``catalog`` its newest CATALOG job (``shopify-sync status``)."""
+    kind = sync_job.c.job_type == Mode.CATALOG.value if catalog else sync_job.c.job_type != Mode.CATALOG.value
+    return _one(engine, sa.select(sync_job).where(sync_job.c.shop == shop, kind)
                 .order_by(sync_job.c.created_at.desc(), sync_job.c.job_id.desc()).limit(1))
 
 
@@ -367,9 +363,9 @@ def open_jobs(engine: Engine, shops: Sequence[str]) -> list[SyncJob]:
         return [SyncJob.from_row(row) for row in conn.execute(query).mappings().all()]
 
 
-def archived_jobs(engine: Engine, run_id: str) -> list[SyncJob]:
-    """Jobs whose raw orders file (never a CATALOG one) was archived by run ``run_id`` (the
-    newest per shop), for replay.
+def archived_jobs(engine: Engine, run_id: str, *, catalog: bool = False) -> list[SyncJob]:
+    """Jobs whose raw orders file (with ``catalog``: CATALOG file) was archived by run ``run_id``
+    (the newest per shop), for replay.
 
     A resumed job records the latest run that worked on it, but its raw file keeps the
     run id of the run that downloaded it; both identify it here. The match is exact: the
@@ -381,7 +377,8 @@ def archived_jobs(engine: Engine, run_id: str) -> list[SyncJob]:
         rows = conn.execute(
             sa.select(sync_job)
             .where(sync_job.c.archive_key.is_not(None),
-                   sync_job.c.job_type.not_in([Mode.REPLAY.value, Mode.CATALOG.value]),
+                   sync_job.c.job_type == Mode.CATALOG.value if catalog
+                   else sync_job.c.job_type.not_in([Mode.REPLAY.value, Mode.CATALOG.value]),
                    sa.or_(sync_job.c.run_id == run_id,
                           *(sync_job.c.archive_key.endswith(f"/{name}", autoescape=True) for name in names)))
             .order_by(sync_job.c.shop, sync_job.c.created_at.desc())
@@ -422,20 +419,23 @@ class ShopJobStats:
 
 def pipeline_stats(engine: Engine, shops: Sequence[str], *, failure_limit: int) -> tuple[
         dict[str, ShopJobStats], list[JobFailure]]:
-    """Watermark, newest success and open jobs per shop, and the newest failed jobs (all shops)."""
+    """Watermark, newest success and open jobs per shop (orders jobs: the catalog's are reported on
+    their own), and the newest failed jobs of any type (all shops)."""
     job, wm = sync_job, sync_watermark
+    orders = job.c.job_type != Mode.CATALOG.value
     with engine.connect() as conn:
         watermarks = {r["shop"]: r["watermark_at"] for r in conn.execute(sa.select(wm)).mappings().all()}
         newest_ok = (sa.select(job.c.shop, sa.func.max(job.c.updated_at).label("at"))
-                     .where(job.c.status == JobStatus.COMPLETED.value).group_by(job.c.shop).subquery())
+                     .where(job.c.status == JobStatus.COMPLETED.value, orders).group_by(job.c.shop).subquery())
         last_ok = {r["shop"]: r for r in conn.execute(
             sa.select(job.c.shop, job.c.run_id, job.c.updated_at)
             .join(newest_ok, sa.and_(job.c.shop == newest_ok.c.shop, job.c.updated_at == newest_ok.c.at))
-            .where(job.c.status == JobStatus.COMPLETED.value)
+            .where(job.c.status == JobStatus.COMPLETED.value, orders)
             .order_by(job.c.shop, job.c.run_id)).mappings().all()}
         open_jobs = {str(s): int(n) for s, n in conn.execute(
             sa.select(job.c.shop, sa.func.count())
-            .where(job.c.status.not_in([s.value for s in DONE_JOB_STATUSES])).group_by(job.c.shop)).tuples().all()}
+            .where(job.c.status.not_in([s.value for s in DONE_JOB_STATUSES]), orders)
+            .group_by(job.c.shop)).tuples().all()}
         failed = conn.execute(
             sa.select(job.c.shop, job.c.run_id, job.c.job_type, job.c.updated_at, job.c.last_error)
             .where(job.c.status == JobStatus.FAILED.value)

@@ -131,7 +131,7 @@ def test_post_sync_launches_runs_that_complete(webserver: dict[str, object]) -> 
         # The code location loads in the background after the webserver answers.
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
-            resp = api.post("/api/performance-metrics/sync")
+            resp = api.post("/api/performance-metrics/sync", params={"full_catalog": "true"})
             if resp.status_code == 202 or time.monotonic() > deadline:
                 break
             time.sleep(1)
@@ -142,12 +142,15 @@ def test_post_sync_launches_runs_that_complete(webserver: dict[str, object]) -> 
         assert [(r["shop"], r["partition"]) for r in body["runs"]] == [("DEMO", f"{yesterday}|DEMO")]
         run_id = body["runs"][0]["run_id"]
         assert body["runs"][0]["already_running"] is False
+        assert body["full_catalog"] is True and body["runs"][0]["full_catalog"] is True
 
         # A second click while the run is in flight (the bulk operation takes 4 s) gets
         # the same run back instead of a duplicate.
         again = api.post("/api/performance-metrics/sync")
         assert again.status_code == 202, again.text
-        assert [(r["run_id"], r["already_running"]) for r in again.json()["runs"]] == [(run_id, True)]
+        # The run it gets back says, from its own tags, that it refreshes the whole catalog.
+        assert [(r["run_id"], r["already_running"], r["full_catalog"]) for r in again.json()["runs"]] == [
+            (run_id, True, True)]
 
         client = DagsterGraphQLClient("127.0.0.1", port_number=webserver["port"])  # type: ignore[arg-type]
         deadline = time.monotonic() + RUN_TIMEOUT
@@ -168,6 +171,18 @@ def test_post_sync_launches_runs_that_complete(webserver: dict[str, object]) -> 
         assert {o["order_id"] for o in orders} == {o.id for o in webserver["emulator"].orders("DEMO")}  # type: ignore[attr-defined]
         health = {s["shop"]: s for s in api.get("/analytics/pipelines").json()["shops"]}
         assert health["DEMO"]["last_success_run_id"] == run_id
+        # The run fetched the whole catalog (no window) as the request asked.
+        from shopify_sync.vocab import Mode
+        from shopify_sync.warehouse import jobs, make_engine
+
+        engine = make_engine(webserver["settings"].database_url)  # type: ignore[attr-defined]
+        try:
+            cat = jobs.latest_job(engine, shop="DEMO", job_type=Mode.CATALOG, partition_key=str(yesterday))
+        finally:
+            engine.dispose()
+        assert cat is not None and cat.run_id == run_id and cat.status.value == "completed"
+        assert cat.window_start is None
+        assert health["DEMO"]["catalog"]["last_job"]["run_id"] == run_id
 
 
 def test_launcher_job_name_is_the_dagster_job() -> None:
@@ -186,6 +201,9 @@ def test_launcher_tags_are_the_clis_plus_the_partitions() -> None:
     tags = run_tags(day, "DEMO")
     assert tags == {**daily_launch("DEMO", day).tags, "dagster/partition": "2026-03-09|DEMO",
                     "dagster/partition/date": "2026-03-09", "dagster/partition/shop": "DEMO"}
+    full = run_tags(day, "DEMO", full_catalog=True)
+    assert full == {**tags, "shopify_sync/full_catalog": "true"}
+    assert "shopify_sync/full_catalog" not in tags
 
 
 def test_the_api_does_not_import_dagster() -> None:

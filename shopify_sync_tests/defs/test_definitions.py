@@ -40,7 +40,7 @@ def test_definitions_load_with_an_empty_environment(tmp_path: Path) -> None:
     assert lines[1] == str(sorted(["no_duplicate_sales_keys", "product_figures_match_line_items",
                                    "rows_match_object_count", "shop_freshness", "stored_measurements_are_current",
                                    "telemetry_completed", "watermark_not_regressed", "catalog_rows_match_object_count",
-                                   "variant_has_product", "sales_sku_matches_catalog"]))
+                                   "variant_has_product", "sales_sku_matches_catalog", "catalog_synced"]))
     assert lines[2:] == ["shopify_sync_job", "['shopify_sync_daily']"]
     # Loading created nothing: no database, no object folder, no Dagster home.
     assert not (tmp_path / ".shopify_sync").exists()

@@ -83,7 +83,8 @@ def test_daily_run_end_to_end_on_every_backend(backend_harness: Harness) -> None
     assert set(checks) == {"rows_match_object_count", "no_duplicate_sales_keys", "product_figures_match_line_items",
                            "telemetry_completed", "shop_freshness", "watermark_not_regressed",
                            "stored_measurements_are_current",
-                           "catalog_rows_match_object_count", "variant_has_product", "sales_sku_matches_catalog"}
+                           "catalog_rows_match_object_count", "variant_has_product", "sales_sku_matches_catalog",
+                           "catalog_synced"}
     assert all(checks.values()), checks
 
     assert _count(h, "order_header", "DEMO") == len(orders)  # floor (128 d) covers the 30-day dataset

@@ -213,7 +213,8 @@ def test_dagster_ui_in_chromium(dagster_ui: str) -> None:
 
         # The acceptance criteria: every check of the last asset passed for this run.
         page.goto(f"{base}/assets/measurement_performance?view=checks")
-        checks = ("telemetry_completed", "shop_freshness", "watermark_not_regressed", "stored_measurements_are_current")
+        checks = ("telemetry_completed", "shop_freshness", "watermark_not_regressed", "stored_measurements_are_current",
+                  "catalog_synced")
         # Long names are drawn middle-truncated (the full text sits in a hidden measuring node).
         page.get_by_text(f"Checks ({len(checks)})", exact=True).first.wait_for(timeout=30_000)
         for check in checks:

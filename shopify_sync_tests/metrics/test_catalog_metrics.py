@@ -9,9 +9,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from shopify_sync.metrics.measurements import refresh_products, sales_frame
+from shopify_sync.metrics.measurements import performance_frame, refresh_products, sales_frame
+from shopify_sync.metrics.restate import performance_frames, sales_frames
 from shopify_sync.vocab import Mode
-from shopify_sync.warehouse import catalog, jobs, make_engine
+from shopify_sync.warehouse import catalog, dirty, jobs, make_engine
 from shopify_sync.warehouse.tables import order_header, order_line_item, product
 from shopify_sync_tests.warehouse.test_catalog import variant_line, write
 
@@ -38,10 +39,18 @@ def test_sales_sku_and_product_title_come_from_the_catalog(db_url: str, tmp_path
         job = jobs.create_job(engine, shop="DE", job_type=Mode.CATALOG, partition_key=str(DAY))
         catalog.ingest_catalog(engine, write(tmp_path / "c.jsonl", [variant_line(70, 7, sku="MUG-1", title="Mug")]),
                                shop="DE", job_id=job.job_id, chunk_rows=10, synced_at=AT)
+        # The catalog changed product 7's title and variant 70's SKU: the day's objects are stale.
+        assert [d.day for d in dirty.pending(engine, "DE")] == [DAY]
         refresh_products(engine, "DE", DAY)
         frame = sales_frame(engine, "DE", DAY)
         assert dict(zip(frame["variant_id"].to_list(), frame["sku"].to_list(), strict=True)) == {
             70: "MUG-1", 80: "PEN-1"}
+        # What the assets write (one pass over many days) says the same as the one-day frames.
+        assert sales_frames(engine, "DE", [DAY])[DAY].equals(frame)
+        perf = performance_frames(engine, "DE", [DAY])[DAY]
+        assert perf.equals(performance_frame(engine, "DE", DAY))
+        assert dict(zip(perf["product_id"].to_list(), perf["title"].to_list(), strict=True)) == {
+            7: "Mug", 8: "Pen (line)"}
         with engine.connect() as conn:
             titles = dict(conn.execute(sa.select(product.c.product_id, product.c.title)).all())
             units = dict(conn.execute(sa.select(product.c.product_id, product.c.units_7d)).all())

@@ -6,13 +6,21 @@ The catalog's bulk operation starts during the orders' fetch (``catalog_starter`
 2026-01 both run at once); ``shopify_catalog_jsonl`` then polls and downloads it once the
 orders are loaded, so a run whose orders failed ends there.
 
-Daily runs only: in a backfill or a replay both materialize without calling Shopify
-(their metadata says so), so ``product`` downstream still runs.
+A catalog failure never holds back the orders' work: once the step's retries are spent (or at
+once, for what no retry helps) both steps contain it (``contained``): the catalog job is failed
+with its error (telemetry ``failed``, job type CATALOG), the asset materializes with
+``catalog_failed`` in its metadata, and product, the measurements and the orders' watermark
+go on with the catalog as it was. The blocking check ``catalog_synced`` then fails the run
+after its last asset, and the next run resumes the catalog job.
+
+A backfill materializes both without calling Shopify (their metadata says so); a replay
+re-loads the replayed run's archived catalog file (``sync.catalog.adopt_catalog``).
 """
 
 # No `from __future__ import annotations` here: Dagster reads the parameter annotations
 # (context type, resources) of these functions as objects when it decorates them.
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 
@@ -28,17 +36,23 @@ from shopify_sync.defs.metadata import Metadata, per_shop
 from shopify_sync.defs.partitions import ShopDays, shop_days_for_context
 from shopify_sync.defs.resources import ObjectStoreResource, ShopifyBulkResource, WarehouseResource
 from shopify_sync.defs.run_context import asset_step
+from shopify_sync.errors import summarize_error
 from shopify_sync.sync import StepContext
 from shopify_sync.sync.catalog import (
+    CatalogFetchOutcome,
+    adopt_catalog,
     catalog_wanted,
     fetch_catalog,
     full_catalog_tag,
     load_catalog,
     submit_catalog_early,
+    this_runs_job,
 )
+from shopify_sync.vocab import Mode
 from shopify_sync.warehouse import catalog
 
-_SKIPPED = "not fetched: only daily runs refresh the catalog"
+_SKIPPED = "not fetched: only daily runs refresh the catalog (and replays re-load it)"
+_NO_FILE = "nothing to load: the replayed run archived no catalog file"
 
 
 def full_catalog_requested(context: dg.AssetExecutionContext) -> bool:
@@ -72,12 +86,15 @@ def shopify_catalog_jsonl(
     ``raw/shopify/shop=<CODE>/CATALOG/date=<D>/<run_id>.jsonl`` before parsing; a crashed
     run re-polls its stored operation.
     """
-    with asset_step(context, warehouse, object_store, shopify) as ctx:
-        if not catalog_wanted(ctx.run.mode):
-            return dg.MaterializeResult(metadata={"skipped": dg.MetadataValue.text(_SKIPPED)})
-        outcomes = [fetch_catalog(ctx, sd.shop, sd.key, first_day=sd.first,
-                                  requested_full=full_catalog_requested(context))
-                    for sd in shop_days_for_context(context)]
+    with contained(context, SHOPIFY_RETRY.max_retries) as failed:
+        with asset_step(context, warehouse, object_store, shopify) as ctx:
+            if not catalog_wanted(ctx.run.mode):
+                return dg.MaterializeResult(metadata={"skipped": dg.MetadataValue.text(_SKIPPED)})
+            outcomes = [o for sd in shop_days_for_context(context) if (o := _fetch(context, ctx, sd)) is not None]
+    if failed:
+        return failed_result(failed)
+    if not outcomes:
+        return dg.MaterializeResult(metadata={"skipped": dg.MetadataValue.text(_NO_FILE)})
     objects = sum(o.object_count or 0 for o in outcomes)
     return dg.MaterializeResult(metadata={
         "window": per_shop([(o.shop, o.window.describe()) for o in outcomes]),
@@ -103,11 +120,20 @@ def product_variant(
     gets its catalog title, vendor, type, status and total stock in ``product``. After a
     full refresh, variants Shopify no longer returns are marked deleted (kept).
     """
-    with asset_step(context, warehouse, object_store) as ctx:
-        if not catalog_wanted(ctx.run.mode):
-            return dg.MaterializeResult(metadata={"skipped": dg.MetadataValue.text(_SKIPPED)})
-        loads = [load_catalog(ctx, sd.shop, sd.key) for sd in shop_days_for_context(context)]
-        counts = catalog.variant_counts(ctx.engine, [lo.shop for lo in loads])
+    with contained(context, 0) as failed:
+        with asset_step(context, warehouse, object_store) as ctx:
+            if not catalog_wanted(ctx.run.mode):
+                return dg.MaterializeResult(metadata={"skipped": dg.MetadataValue.text(_SKIPPED)})
+            parts = shop_days_for_context(context)
+            # A shop whose fetch failed (its job failed, already reported) has nothing to load.
+            failed += [f"{sd.shop}: not loaded, the catalog fetch failed" for sd in parts
+                       if ctx.run.mode is Mode.DAILY_INCREMENTAL and this_runs_job(ctx, sd.shop, sd.key) is None]
+            loads = [load_catalog(ctx, sd.shop, sd.key) for sd in parts if this_runs_job(ctx, sd.shop, sd.key)]
+            counts = catalog.variant_counts(ctx.engine, [sd.shop for sd in parts])
+    if failed:
+        return failed_result(failed)
+    if not loads:
+        return dg.MaterializeResult(metadata={"skipped": dg.MetadataValue.text(_NO_FILE)})
     md: Metadata = {
         "rows_upserted": dg.MetadataValue.int(sum(lo.rows for lo in loads)),
         "products_touched": dg.MetadataValue.int(sum(lo.products for lo in loads)),
@@ -119,6 +145,34 @@ def product_variant(
         "dagster/row_count": dg.MetadataValue.int(sum(n for n, _ in counts.values())),
     }
     return dg.MaterializeResult(metadata=md)
+
+
+def _fetch(context: dg.AssetExecutionContext, ctx: StepContext, sd: ShopDays) -> CatalogFetchOutcome | None:
+    if ctx.run.mode is Mode.REPLAY:
+        return adopt_catalog(ctx, sd.shop, sd.key)
+    return fetch_catalog(ctx, sd.shop, sd.key, first_day=sd.first, requested_full=full_catalog_requested(context))
+
+
+@contextmanager
+def contained(context: dg.AssetExecutionContext, retries: int) -> Iterator[list[str]]:
+    """Contain a catalog step's failure: re-raised while the step's retry policy may still help
+    (``retries`` left), else logged and collected in the yielded list (the job is already
+    failed by ``step_telemetry``), so the assets after it run."""
+    failed: list[str] = []
+    try:
+        yield failed
+    except Exception as exc:
+        final = isinstance(exc, dg.Failure) and not exc.allow_retries
+        if not final and context.retry_number < retries:
+            raise
+        line = exc.description if isinstance(exc, dg.Failure) and exc.description else summarize_error(exc).one_line()
+        failed.append(line)
+        context.log.error(f"catalog failed: {line}. The orders' work of this run goes on; the check catalog_synced "
+                          "fails the run at its end, and the next run resumes the catalog")
+
+
+def failed_result(failed: list[str]) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"catalog_failed": dg.MetadataValue.text("\n".join(failed))})
 
 
 def build_catalog_assets(

@@ -175,7 +175,8 @@ def build_metric_assets(
         dg.asset(key=PRODUCT, deps=[ORDER_HEADER, ORDER_LINE_ITEM, PRODUCT_VARIANT], partitions_def=partitions_def,
                  backfill_policy=backfill_policy, group_name=METRICS_GROUP, kinds={"sql", "python"},
                  owners=OWNERS)(product),
-        dg.asset(key=SALES, deps=[ORDER_HEADER, ORDER_LINE_ITEM], partitions_def=partitions_def,
+        # After the catalog's load: a line without a SKU takes the catalog's (its failure is contained).
+        dg.asset(key=SALES, deps=[ORDER_HEADER, ORDER_LINE_ITEM, PRODUCT_VARIANT], partitions_def=partitions_def,
                  backfill_policy=backfill_policy, group_name=METRICS_GROUP, kinds={"parquet", "polars", "s3"},
                  owners=OWNERS)(measurement_sales),
         dg.asset(

@@ -23,12 +23,13 @@ from shopify_sync.warehouse.catalog.store import (
     catalog_title,
     get_state,
     mark_deleted,
+    product_titles,
     refresh_product_stock,
     states,
 )
 
 __all__ = [
     "CatalogIngestResult", "CatalogState", "CatalogVariant", "ProductRow", "VariantRow", "advance_state", "catalog_title",
-    "get_state", "ingest_catalog", "mark_deleted", "parse_line", "refresh_product_stock", "sku_owners", "states",
+    "get_state", "ingest_catalog", "mark_deleted", "parse_line", "product_titles", "refresh_product_stock", "sku_owners", "states",
     "variant_counts", "variant_skus", "variants", "variants_without_product",
 ]

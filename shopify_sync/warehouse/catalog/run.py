@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from shopify_sync.timeutil import as_utc, as_utc_or_none
 from shopify_sync.warehouse import jobs
 from shopify_sync.warehouse.catalog.mapping import ProductRow, VariantRow, parse_line
+from shopify_sync.warehouse.catalog.restate import mark_stale_days
 from shopify_sync.warehouse.catalog.store import upsert_products, upsert_variants
 from shopify_sync.warehouse.ingest.model import IngestError
 
@@ -62,8 +63,13 @@ def _chunks(path: Path, start_line: int, chunk_rows: int) -> Iterator[tuple[int,
 
 
 def ingest_catalog(engine: Engine, path: Path, *, shop: str, job_id: str, chunk_rows: int, synced_at: datetime,
-                   start_line: int | None = None, on_chunk: Callable[[int], None] | None = None) -> CatalogIngestResult:
-    """Load ``path`` from after ``start_line`` (default: the job's ``lines_committed``)."""
+                   start_line: int | None = None, on_chunk: Callable[[int], None] | None = None,
+                   seen: bool = True) -> CatalogIngestResult:
+    """Load ``path`` from after ``start_line`` (default: the job's ``lines_committed``).
+
+    ``seen=False`` (a replay of an archived file): the file is no news of what Shopify holds
+    now, so a known variant keeps its ``synced_at`` and ``deleted_at``.
+    """
     job = jobs.get_job(engine, job_id)
     if job is None:
         raise IngestError(f"no sync_job {job_id!r} to ingest for")
@@ -77,7 +83,8 @@ def ingest_catalog(engine: Engine, path: Path, *, shop: str, job_id: str, chunk_
         newest = max(as_utc(v.updated_at) for v, _ in chunk)
         max_seen = newest if max_seen is None else max(max_seen, newest)
         with engine.begin() as conn:
-            rows += upsert_variants(conn, shop, (v for v, _ in chunk), synced_at)
+            mark_stale_days(conn, shop, [v for v, _ in chunk], [p for _, p in chunk])
+            rows += upsert_variants(conn, shop, (v for v, _ in chunk), synced_at, seen=seen)
             products += upsert_products(conn, shop, (p for _, p in chunk))
             jobs.record_chunk(conn, job_id, lines_committed=last, max_updated_at=max_seen, rows={TABLE: rows})
         total = last

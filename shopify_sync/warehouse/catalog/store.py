@@ -56,12 +56,15 @@ def _guarded(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, obje
     conn.execute(ins.on_conflict_do_update(index_elements=keys, set_=set_), rows)
 
 
-def upsert_variants(conn: Connection, shop: str, rows: Iterable[VariantRow], synced_at: datetime) -> int:
+def upsert_variants(conn: Connection, shop: str, rows: Iterable[VariantRow], synced_at: datetime, *,
+                    seen: bool = True) -> int:
+    """``seen``: the rows are what Shopify returns now (stamped, undeleted); else (a replay) a
+    known variant keeps its ``synced_at`` and ``deleted_at``."""
     values = [{"shop": shop, "variant_id": r.variant_id, "product_id": r.product_id, "sku": r.sku, "title": r.title,
                "price": r.price, "compare_at_price": r.compare_at_price, "inventory_quantity": r.inventory_quantity,
                "updated_at": r.updated_at, "synced_at": naive_utc(synced_at), "deleted_at": None} for r in rows]
     if values:
-        _guarded(conn, product_variant, values, _VARIANT_DATA, "updated_at", ("synced_at", "deleted_at"))
+        _guarded(conn, product_variant, values, _VARIANT_DATA, "updated_at", ("synced_at", "deleted_at") if seen else ())
     return len(values)
 
 
@@ -151,6 +154,14 @@ def advance_state(engine: Engine, shop: str, candidate: datetime | None, *, run_
                 (sa.or_(cs.c.watermark_at.is_(None), cs.c.watermark_at < cand), cand), else_=cs.c.watermark_at)
         conn.execute(cs.update().where(cs.c.shop == shop).values(**values))
     return get_state(engine, shop)
+
+
+def product_titles(engine: Engine, shop: str) -> dict[int, str | None]:
+    """product id → the catalog's title, for the products the catalog knows (measurement_performance)."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(product.c.product_id, product.c.title)
+                            .where(product.c.shop == shop, product.c.catalog_updated_at.is_not(None))).all()
+    return {int(pid): title for pid, title in rows}
 
 
 def catalog_title(incoming: sa.ColumnElement[str | None]) -> sa.ColumnElement[str | None]:
