@@ -61,7 +61,10 @@ def _run_all(settings: Settings, launches: list[Launch], verbose: bool = False,
     for launch in launches:
         outcome = launcher.run(launch)
         if outcome.success:
-            print(f"ok      {launch.label}  run {outcome.run_id}")
+            # A failed non-blocking check (a contained catalog failure) leaves the run a success:
+            # say it on the same line, so an operator reading only the CLI still sees it.
+            warning = f"  WARNING {'; '.join(outcome.warnings)}" if outcome.warnings else ""
+            print(f"ok      {launch.label}  run {outcome.run_id}{warning}")
         else:
             failures += 1
             print(f"FAILED  {launch.label}  run {outcome.run_id}: {outcome.error}", file=sys.stderr)

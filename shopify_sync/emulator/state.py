@@ -45,6 +45,9 @@ class EmulatorConfig:
     ungrouped_page: int = jsonl.UNGROUPED_PAGE
     host: str = "127.0.0.1"
     shop_orders: dict[str, int] = field(default_factory=dict)  # per-shop override of orders_per_shop
+    # Pins the hot variants' stock moves (one every HOT_PERIOD_SECONDS of the clock) to this
+    # instant: runs minutes apart that must compare equal (the fault suite) see one stock.
+    stock_clock: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.orders_per_shop < 0 or self.days < 1:
@@ -95,7 +98,9 @@ class EmulatorState:
         self._overrides: dict[str, dict[int, Order]] = {}  # orders changed by update_order
         self._clock_offset = 0.0
         # productVariants: the seeded catalog, stock moving with this clock, test changes.
-        self.product_catalog = EmulatorCatalog(self.config.seed, self.anchor, self.now)
+        pinned = self.config.stock_clock
+        self.product_catalog = EmulatorCatalog(
+            self.config.seed, self.anchor, self.now if pinned is None else (lambda: pinned))
 
     # -- clock: real time plus an offset tests can advance (URL expiry, slow jobs) --
     def now(self) -> datetime:

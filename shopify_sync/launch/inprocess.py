@@ -47,6 +47,8 @@ class RunOutcome:
     error: str | None = None
     # Rows upserted per order table (``order_header``, …), for progress lines.
     rows: dict[str, int] = field(default_factory=dict)
+    # Failed (non-blocking) checks of a successful run, e.g. ``catalog_synced``: one line each.
+    warnings: list[str] = field(default_factory=list)
 
 
 def replay_launches(settings: Settings, run_id: str) -> list[Launch]:
@@ -109,7 +111,8 @@ def run_sync_job(
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
     if result.success:
-        return RunOutcome(result.run_id, True, rows=rows_upserted(result))
+        return RunOutcome(result.run_id, True, rows=rows_upserted(result),
+                          warnings=[check_line(c) for _, c in failed_checks(result)])
     return RunOutcome(result.run_id, False, first_failure(result), rows=rows_upserted(result))
 
 
@@ -152,23 +155,28 @@ def step_error_line(data: StepFailureData) -> str:
 def first_failure(result: dg.ExecuteInProcessResult) -> str:
     """The first failed step and its root cause, else the first failed check, on one line.
 
-    A step failed by a blocking check (``catalog_synced`` after a catalog failure) is told by
-    the check and its ``problems``, not by Dagster's generic "blocking asset check failed".
+    A step failed by a blocking check is told by the check and its ``problems``, not by
+    Dagster's generic "blocking asset check failed".
     """
-    failed_checks = [(event.step_key, event.asset_check_evaluation_data) for event in result.all_events
-                     if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
-                     and not event.asset_check_evaluation_data.passed]
+    checks = failed_checks(result)
     for event in result.all_events:
         if event.is_step_failure:
             line = step_error_line(event.step_failure_data)
-            own = [c for key, c in failed_checks if key == event.step_key]
+            own = [c for key, c in checks if key == event.step_key]
             if line.startswith("DagsterAssetCheckFailedError") and own:
-                return _check_line(own[0])
+                return check_line(own[0])
             return f"step {event.step_key}: {line}"
-    return _check_line(failed_checks[0][1]) if failed_checks else "run failed"
+    return check_line(checks[0][1]) if checks else "run failed"
 
 
-def _check_line(evaluation: Any) -> str:
+def failed_checks(result: dg.ExecuteInProcessResult) -> list[tuple[str | None, Any]]:
+    """(step key, evaluation) of every check of the run that did not pass."""
+    return [(event.step_key, event.asset_check_evaluation_data) for event in result.all_events
+            if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+            and not event.asset_check_evaluation_data.passed]
+
+
+def check_line(evaluation: Any) -> str:
     problems = evaluation.metadata.get("problems")
     text = getattr(problems, "value", None)
     return f"check {evaluation.check_name} failed" + (f": {text}" if isinstance(text, str) and text else "")

@@ -24,7 +24,8 @@ from shopify_sync_tests.warehouse.jsonl_builder import snapshot
 
 D1 = datetime.now(UTC).date() - timedelta(days=1)
 D = D1 - timedelta(days=1)
-# One dataset for every clean and faulted run (the default anchor is the next hour).
+# One dataset for every clean and faulted run (the default anchor is the next hour), and one
+# stock: the emulator moves hot variants' stock every 10 minutes of wall clock unless pinned.
 ANCHOR = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 API_TOKEN = "api-fault8-token-0ddba11"
 
@@ -68,7 +69,7 @@ def clean_outcome(tmp_path_factory: pytest.TempPathFactory, days: tuple[date, ..
         mp = pytest.MonkeyPatch()
         tmp = tmp_path_factory.mktemp("clean")
         try:
-            for h in make_harness(tmp, mp, f"sqlite:///{tmp}/warehouse.db", anchor=ANCHOR):
+            for h in make_harness(tmp, mp, f"sqlite:///{tmp}/warehouse.db", anchor=ANCHOR, stock_clock=ANCHOR):
                 for day in days:
                     assert h.daily("DEMO", day).success
                 _clean[days] = outcome(h, days[-1])

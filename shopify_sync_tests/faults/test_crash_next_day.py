@@ -124,7 +124,7 @@ def test_a_crash_in_any_step_of_day_d_is_settled_by_the_sync_of_day_d1(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     clean = clean_outcome(tmp_path_factory)
-    for h in make_harness(tmp_path, monkeypatch, f"sqlite:///{tmp_path}/warehouse.db", anchor=ANCHOR,
+    for h in make_harness(tmp_path, monkeypatch, f"sqlite:///{tmp_path}/warehouse.db", anchor=ANCHOR, stock_clock=ANCHOR,
                           extra_env={"SHOPIFY_SYNC_API_TOKEN": API_TOKEN}):
         left, second = _crash_then_next_day(h, monkeypatch, point, kill)
         old = _assert_settled_like_a_clean_run(h, second.run_id, clean)
@@ -145,7 +145,7 @@ def test_the_next_day_settles_a_crashed_job_on_the_server_backends(
 ) -> None:
     clean = clean_outcome(tmp_path_factory)
     url = request.getfixturevalue({"mariadb": "mysql_url", "postgres": "postgres_url"}[backend])
-    for h in make_harness(tmp_path, monkeypatch, url, anchor=ANCHOR, extra_env={"SHOPIFY_SYNC_API_TOKEN": API_TOKEN}):
+    for h in make_harness(tmp_path, monkeypatch, url, anchor=ANCHOR, stock_clock=ANCHOR, extra_env={"SHOPIFY_SYNC_API_TOKEN": API_TOKEN}):
         _, second = _crash_then_next_day(h, monkeypatch, point, kill=True)
         _assert_settled_like_a_clean_run(h, second.run_id, clean)
 

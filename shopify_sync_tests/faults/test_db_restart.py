@@ -59,7 +59,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[PrivateServer]:
 
 @pytest.fixture
 def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: PrivateServer) -> Iterator[Harness]:
-    yield from make_harness(tmp_path, monkeypatch, server.create_database(), anchor=ANCHOR,
+    yield from make_harness(tmp_path, monkeypatch, server.create_database(), anchor=ANCHOR, stock_clock=ANCHOR,
                             extra_env={"SHOPIFY_SYNC_API_TOKEN": API_TOKEN})
 
 

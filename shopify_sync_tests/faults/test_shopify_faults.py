@@ -97,7 +97,7 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 @pytest.fixture
 def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waits: list[float]) -> Iterator[Harness]:
-    yield from make_harness(tmp_path, monkeypatch, f"sqlite:///{tmp_path}/warehouse.db", anchor=ANCHOR,
+    yield from make_harness(tmp_path, monkeypatch, f"sqlite:///{tmp_path}/warehouse.db", anchor=ANCHOR, stock_clock=ANCHOR,
                             extra_env={"SHOPIFY_SYNC_API_TOKEN": API_TOKEN})
 
 

@@ -71,7 +71,7 @@ def store_server() -> Iterator[Store]:
 def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_server: Store,
             aws_env: None) -> Iterator[Harness]:  # noqa: F811
     bucket = make_bucket(store_server.endpoint)
-    yield from make_harness(tmp_path, monkeypatch, f"sqlite:///{tmp_path}/warehouse.db", anchor=ANCHOR, extra_env={
+    yield from make_harness(tmp_path, monkeypatch, f"sqlite:///{tmp_path}/warehouse.db", anchor=ANCHOR, stock_clock=ANCHOR, extra_env={
         "SHOPIFY_SYNC_API_TOKEN": API_TOKEN,
         "SHOPIFY_SYNC_STORAGE_URL": f"s3://{bucket}/objects",
         "SHOPIFY_SYNC_S3_ENDPOINT_URL": store_server.endpoint,

@@ -10,8 +10,8 @@ A catalog failure never holds back the orders' work: once the step's retries are
 once, for what no retry helps) both steps contain it (``contained``): the catalog job is failed
 with its error (telemetry ``failed``, job type CATALOG), the asset materializes with
 ``catalog_failed`` in its metadata, and product, the measurements and the orders' watermark
-go on with the catalog as it was. The blocking check ``catalog_synced`` then fails the run
-after its last asset, and the next run resumes the catalog job.
+go on with the catalog as it was. The check ``catalog_synced`` then fails (ERROR) on a run
+that otherwise succeeds, and the next run resumes the catalog job.
 
 A backfill materializes both without calling Shopify (their metadata says so); a replay
 re-loads the replayed run's archived catalog file (``sync.catalog.adopt_catalog``).
@@ -168,7 +168,7 @@ def contained(context: dg.AssetExecutionContext, retries: int) -> Iterator[list[
         line = exc.description if isinstance(exc, dg.Failure) and exc.description else summarize_error(exc).one_line()
         failed.append(line)
         context.log.error(f"catalog failed: {line}. The orders' work of this run goes on; the check catalog_synced "
-                          "fails the run at its end, and the next run resumes the catalog")
+                          "fails, and the next run resumes the catalog")
 
 
 def failed_result(failed: list[str]) -> dg.MaterializeResult:
