@@ -87,6 +87,13 @@ class DockerDeployment(Deployment):
         found: list[dict[str, Any]] = json.loads(out.stdout)
         return found[0]
 
+    def exit_code(self, container_id: str, timeout: float = 120) -> int:
+        """The container's exit code, once it has exited: a run's record says SUCCESS a
+        moment before its container's process has finished shutting down."""
+        out = docker("wait", container_id, timeout=timeout)
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout.strip())
+
     def container_log(self, container_id: str) -> str:
         out = docker("logs", container_id)
         return out.stdout + out.stderr
