@@ -1,11 +1,11 @@
 """A real deployment on loopback, for the deployment tests (docs/deploy.md).
 
-One code server serves ``deploy/celery_location.py``; ``dagster-webserver`` and
-``dagster-daemon`` load it from there. Instance storage is PostgreSQL (its own database)
+``Deployment`` is the Celery one: one code server serves ``deploy/celery_location.py``;
+``dagster-webserver`` and ``dagster-daemon`` load it from there. Instance storage is PostgreSQL (its own database)
 with the shipped ``deploy/dagster.yaml`` (compute logs to a moto S3 server), and two
 Celery workers on the local Redis take the steps, each with its own ``DAGSTER_HOME``,
 working directory and ``TMPDIR``. Every process runs in its own session and is stopped by
-its own pid.
+its own pid. ``docker_deployment.DockerDeployment`` swaps the code server and the launcher.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,12 +37,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def instance_yaml(monitoring_poll_seconds: int = 5) -> str:
-    """The shipped production instance; only the daemon's polling is faster for a test."""
-    config = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
+def instance_config(source: Path = REPO / "deploy" / "dagster.yaml", monitoring_poll_seconds: int = 5) -> dict[str, Any]:
+    """A shipped instance file; only the daemon's polling is faster for a test."""
+    config: dict[str, Any] = yaml.safe_load(source.read_text())
     config["run_monitoring"]["poll_interval_seconds"] = monitoring_poll_seconds
     config["run_coordinator"]["config"]["dequeue_interval_seconds"] = 1
-    return yaml.safe_dump(config)
+    return config
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -64,6 +66,8 @@ class Deployment:
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     grpc_port: int = field(default_factory=free_port)
+    workers: int = 2
+    location: str = LOCATION
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -74,13 +78,20 @@ class Deployment:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def instance(self) -> dict[str, Any]:
+        return instance_config()
+
     def prepare(self) -> None:
-        config = instance_yaml()
-        for home in (self.home, *(self.root / f"worker{i}" / "dagster_home" for i in (1, 2))):
+        config = yaml.safe_dump(self.instance())
+        for home in (self.home, *(self.root / f"worker{i}" / "dagster_home" for i in self.worker_numbers)):
             home.mkdir(parents=True)
             (home / "dagster.yaml").write_text(config)
         (self.root / "workspace.yaml").write_text(yaml.safe_dump({"load_from": [{"grpc_server": {
-            "host": "127.0.0.1", "port": self.grpc_port, "location_name": LOCATION}}]}))
+            "host": "127.0.0.1", "port": self.grpc_port, "location_name": self.location}}]}))
+
+    @property
+    def worker_numbers(self) -> range:
+        return range(1, self.workers + 1)
 
     def start(self, name: str, argv: list[str], *, env: dict[str, str] | None = None, cwd: Path = REPO) -> None:
         log = (self.root / f"{name}.log").open("wb")
@@ -97,15 +108,20 @@ class Deployment:
                    env={"DAGSTER_HOME": str(base / "dagster_home"), "TMPDIR": str(base / "tmp"),
                         "PYTHONPATH": str(REPO / "deploy" / "celery")}, cwd=base)
 
-    def start_all(self) -> None:
-        self.prepare()
+    def start_code_server(self) -> str:
+        """Start the code server; what its log says once it serves."""
         self.start("code_server", [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1",
                                    "-p", str(self.grpc_port), "-f", str(REPO / "deploy" / "celery_location.py"),
-                                   "-d", str(REPO), "--location-name", LOCATION])
-        self.start_worker(1)
-        self.start_worker(2)
+                                   "-d", str(REPO), "--location-name", self.location])
+        return "Started Dagster code proxy server"
+
+    def start_all(self) -> None:
+        self.prepare()
+        serving = self.start_code_server()
+        for n in self.worker_numbers:
+            self.start_worker(n)
         # The webserver and the daemon load the location from the code server at their start.
-        self.wait_for("code_server", "Started Dagster code proxy server")
+        self.wait_for("code_server", serving)
         workspace = str(self.root / "workspace.yaml")
         self.start("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port),
                                  "-w", workspace])
@@ -130,7 +146,7 @@ class Deployment:
                 data = httpx.post(f"{self.url}/graphql", json={"query": query}, timeout=5).json()
                 entries = data["data"]["workspaceOrError"]["locationEntries"]
                 loaded = entries and entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation"
-                if loaded and self.workers_alive() == 2:
+                if loaded and self.workers_alive() == self.workers:
                     return
             except (httpx.HTTPError, KeyError, TypeError):
                 pass
@@ -139,7 +155,7 @@ class Deployment:
             time.sleep(1)
 
     def workers_alive(self) -> int:
-        return sum(" ready." in self.log(f"worker{i}") for i in (1, 2))
+        return sum(" ready." in self.log(f"worker{i}") for i in self.worker_numbers)
 
     def log(self, name: str) -> str:
         path = self.root / f"{name}.log"
@@ -153,9 +169,20 @@ class Deployment:
                     os.killpg(proc.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-        for name in ("webserver", "daemon", "worker1", "worker2", "code_server"):
+        for name in ("webserver", "daemon", *(f"worker{i}" for i in self.worker_numbers), "code_server"):
             if name in self.procs:
                 stop(self.procs[name])
+
+    def activate(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Point this process at the deployment as an operator's shell is: its ``DAGSTER_HOME``
+        and webserver, and no ``SHOPIFY_*`` / ``DAGSTER_*`` variable but the deployment's."""
+        self.env["DAGSTER_HOME"] = str(self.home)
+        self.env["SHOPIFY_SYNC_DAGSTER_URL"] = self.url
+        for key in [k for k in os.environ if k.startswith(("SHOPIFY_", "DAGSTER_"))]:
+            monkeypatch.delenv(key)
+        for key, value in self.env.items():
+            if key.startswith(("SHOPIFY_", "DAGSTER_")):
+                monkeypatch.setenv(key, value)
 
 
 def deployment_env(*, storage_url: str, warehouse_url: str, objects: Path, s3_endpoint: str, bucket: str,
