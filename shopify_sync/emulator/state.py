@@ -94,6 +94,8 @@ class EmulatorState:
         self._orders: dict[str, dict[int, Order]] = {}  # materialised lazily per shop
         self._overrides: dict[str, dict[int, Order]] = {}  # orders changed by update_order
         self._clock_offset = 0.0
+        # Bumped by every order change: a rendered result is reusable while it stays the same.
+        self.orders_version = 0
         # productVariants: the seeded catalog, stock moving with this clock, test changes.
         self.product_catalog = EmulatorCatalog(self.config.seed, self.anchor, self.now)
 
@@ -154,6 +156,11 @@ class EmulatorState:
             raise KeyError(f"shop {shop} has no order {order_id}")
         return found
 
+    def overrides(self, shop: str) -> dict[int, Order]:
+        """The shop's orders changed by ``update_order``, by id (a copy)."""
+        with self._lock:
+            return dict(self._overrides.get(shop, {}))
+
     def product_titles(self, shop: str) -> dict[int, str]:
         return {p.id: p.title for p in catalog(self.config.seed, shop)}
 
@@ -162,6 +169,7 @@ class EmulatorState:
             if shop in self._orders:
                 self._orders[shop][order.id] = order
             self._overrides.setdefault(shop, {})[order.id] = order
+            self.orders_version += 1
 
     def update_order(self, shop: str, order_id: int, at: datetime | None = None,
                      **changes: Unpack[OrderChanges]) -> Order:
