@@ -130,14 +130,24 @@ def evaluate_shop_freshness(engine: Engine, run: RunInfo, parts: list[ShopDays],
                                          "stale": dg.MetadataValue.text(", ".join(stale) or "none")})
 
 
+def _spread(days: list[date], count: int) -> list[date]:
+    """``count`` of ``days`` (sorted), the first and last included, evenly spaced."""
+    if len(days) <= count:
+        return days
+    step = (len(days) - 1) / max(1, count - 1)
+    return [days[round(i * step)] for i in range(count)]
+
+
 def sample_days(stored: list[date], own: tuple[date, ...], size: int, seed: str) -> list[date]:
-    """The run's own stored days, the oldest and newest, evenly spaced ones between, and
-    a few drawn by run id (so that, run after run, every partition gets looked at)."""
+    """The run's own stored days (evenly spaced ones when a backfill has more than half the
+    sample), the oldest and newest, evenly spaced ones between, and a few drawn by run id (so
+    that, run after run, every partition gets looked at): at most ``size``, each recomputed
+    with its own queries (a 30-day backfill once recomputed all 30 of its days)."""
     if len(stored) <= size:
         return stored
-    picked = {d for d in own if d in set(stored)}
-    step = (len(stored) - 1) / max(1, size // 2 - 1)
-    picked |= {stored[round(i * step)] for i in range(size // 2)}
+    stored_set = set(stored)
+    picked = set(_spread(sorted(d for d in own if d in stored_set), size // 2))
+    picked |= set(_spread(stored, size // 2))
     rng = random.Random(seed)
     rest = [d for d in stored if d not in picked]
     picked |= set(rng.sample(rest, min(len(rest), max(0, size - len(picked)))))
