@@ -125,7 +125,7 @@ class BulkMachine:
         self._ops: dict[int, BulkOp] = {}
         self._seq = itertools.count(7_933_223_797_042)
         self._tmp = tempfile.TemporaryDirectory(prefix="shopify-emulator-")
-        # Rendered orders results by (shop, query, grouped, orders version), oldest first: the
+        # Rendered orders results by (shop, query, grouped, orders signature), oldest first: the
         # same query over an unchanged dataset gets the same bytes, rendered once (a
         # benchmark's backends send the same windows; rendering 1M orders takes minutes).
         self._rendered: dict[tuple[str, str, bool, int], ResultFile] = {}
@@ -246,7 +246,7 @@ class BulkMachine:
         if op.large_size is not None:
             return synthetic_result(self.state, op.shop, op.grouped, op.large_size)
         path = self._path(name or f"bulk-{op.num}.jsonl")
-        key = (op.shop, op.query, op.grouped, self.state.orders_version)
+        key = (op.shop, op.query, op.grouped, self.state.orders_signature(op.shop))
         with self._lock:
             cached = self._rendered.get(key)
             if cached is not None and cached.path is not None:

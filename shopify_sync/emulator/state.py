@@ -94,8 +94,6 @@ class EmulatorState:
         self._orders: dict[str, dict[int, Order]] = {}  # materialised lazily per shop
         self._overrides: dict[str, dict[int, Order]] = {}  # orders changed by update_order
         self._clock_offset = 0.0
-        # Bumped by every order change: a rendered result is reusable while it stays the same.
-        self.orders_version = 0
         # productVariants: the seeded catalog, stock moving with this clock, test changes.
         self.product_catalog = EmulatorCatalog(self.config.seed, self.anchor, self.now)
 
@@ -161,6 +159,18 @@ class EmulatorState:
         with self._lock:
             return dict(self._overrides.get(shop, {}))
 
+    def orders_signature(self, shop: str) -> int:
+        """Equal while the shop's orders are the same (changed, or reset to the generated ones):
+        what a rendered result can be reused for."""
+        with self._lock:
+            return hash(frozenset(self._overrides.get(shop, {}).items()))
+
+    def reset_orders(self, shop: str) -> None:
+        """Undo every ``update_order`` of ``shop``: its orders are the generated ones again."""
+        with self._lock:
+            self._overrides.pop(shop, None)
+            self._orders.pop(shop, None)
+
     def product_titles(self, shop: str) -> dict[int, str]:
         return {p.id: p.title for p in catalog(self.config.seed, shop)}
 
@@ -169,7 +179,6 @@ class EmulatorState:
             if shop in self._orders:
                 self._orders[shop][order.id] = order
             self._overrides.setdefault(shop, {})[order.id] = order
-            self.orders_version += 1
 
     def update_order(self, shop: str, order_id: int, at: datetime | None = None,
                      **changes: Unpack[OrderChanges]) -> Order:

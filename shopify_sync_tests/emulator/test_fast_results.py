@@ -72,6 +72,7 @@ def test_big_datasets_take_the_fast_path(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_a_repeated_query_is_rendered_once_until_an_order_changes(monkeypatch: pytest.MonkeyPatch) -> None:
     state = _state(30)
+    state.reset_orders("FR")
     machine = BulkMachine(state)
     rendered: list[str] = []
 
@@ -83,16 +84,19 @@ def test_a_repeated_query_is_rendered_once_until_an_order_changes(monkeypatch: p
     query = orders_query("updated_at", ANCHOR - timedelta(days=20))
     try:
         files = []
-        for change in (False, False, True):
-            if change:
+        for step in ("first", "same", "changed", "reset"):
+            if step == "changed":
                 state.update_order("FR", state.orders("FR")[0].id, test=True)
+            if step == "reset":
+                state.reset_orders("FR")
             op, errors = machine.run_query("FR", "2026-01", query, False)
             assert op is not None and not errors
             done = machine.get_op("FR", op.num)
             assert done is not None and done.status == "COMPLETED" and done.result is not None
             assert done.result.path is not None
             files.append(done.result.path.read_bytes())
-        assert rendered == ["render", "render"]  # the second run reused the first's bytes
-        assert files[0] == files[1] != files[2]
+        # The second run reused the first's bytes, and so did the one after the reset.
+        assert rendered == ["render", "render"]
+        assert files[0] == files[1] == files[3] != files[2]
     finally:
         machine.close()
