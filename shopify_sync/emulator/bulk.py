@@ -26,6 +26,7 @@ from pathlib import Path
 from graphql import FieldNode, GraphQLError, OperationDefinitionNode, parse
 
 from shopify_sync.emulator.bulk_rules import bulk_query_errors
+from shopify_sync.emulator.dataset import DatasetParams
 from shopify_sync.emulator.results import ResultFile, partial_result, render_result, synthetic_result
 from shopify_sync.emulator.state import EmulatorState
 from shopify_sync.shopify.schema import load_schema
@@ -34,7 +35,9 @@ URL_LIFETIME = timedelta(days=7)  # Shopify: result URLs expire 7 days after com
 TERMINAL = {"COMPLETED", "FAILED", "CANCELED", "EXPIRED"}
 ACTIVE = {"CREATED", "RUNNING", "CANCELING"}  # CANCELING still blocks new submissions
 DEFAULT_BLOCKER = "gid://shopify/BulkOperation/7749099028786"
-RENDERED_KEPT = 3  # rendered results kept for reuse (1M orders: about 2 GB each)
+RENDERED_KEPT = 6  # rendered results kept for reuse (1M orders: about 2 GB each; a bench backend makes 4)
+# (shop, query, grouped, ungrouped page size, dataset parameters, orders signature)
+_RenderKey = tuple[str, str, bool, int, DatasetParams, int]
 _NOW = re.compile(r"\bnow\b", re.IGNORECASE)
 
 # A userError as GraphQL returns it: field path (or null), message, and from 2025-01 a code.
@@ -125,10 +128,10 @@ class BulkMachine:
         self._ops: dict[int, BulkOp] = {}
         self._seq = itertools.count(7_933_223_797_042)
         self._tmp = tempfile.TemporaryDirectory(prefix="shopify-emulator-")
-        # Rendered orders results by (shop, query, grouped, orders signature), oldest first: the
+        # Rendered orders results by (shop, query, grouping, dataset, orders signature), oldest first: the
         # same query over an unchanged dataset gets the same bytes, rendered once (a
         # benchmark's backends send the same windows; rendering 1M orders takes minutes).
-        self._rendered: dict[tuple[str, str, bool, int], ResultFile] = {}
+        self._rendered: dict[_RenderKey, ResultFile] = {}
         self._kept_seq = itertools.count()
 
     def close(self) -> None:
@@ -246,7 +249,8 @@ class BulkMachine:
         if op.large_size is not None:
             return synthetic_result(self.state, op.shop, op.grouped, op.large_size)
         path = self._path(name or f"bulk-{op.num}.jsonl")
-        key = (op.shop, op.query, op.grouped, self.state.orders_signature(op.shop))
+        key = (op.shop, op.query, op.grouped, self.state.config.ungrouped_page, self.state.params(op.shop),
+               self.state.orders_signature(op.shop))
         with self._lock:
             cached = self._rendered.get(key)
             if cached is not None and cached.path is not None:
@@ -259,7 +263,7 @@ class BulkMachine:
             self._remember(key, result)
         return result
 
-    def _remember(self, key: tuple[str, str, bool, int], result: ResultFile) -> None:
+    def _remember(self, key: _RenderKey, result: ResultFile) -> None:
         assert result.path is not None
         with self._lock:
             kept = self._path(f"rendered-{next(self._kept_seq)}.jsonl")

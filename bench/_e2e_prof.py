@@ -1,0 +1,194 @@
+"""End-to-end benchmark: orders from the emulator through Dagster into each warehouse.
+
+For each backend (SQLite, PostgreSQL, MariaDB), on a fresh database and object store:
+
+1. ``backfill``: ``shopify-sync backfill`` over the last ``--days`` days (the CLI process
+   runs the Dagster job: asset graph, archive, ingest, transforms), against the emulator
+   with zero poll delay serving ``--orders`` orders of one shop over those days;
+2. ``floor``: the project's ``ingest_jsonl`` alone on the very file the backfill archived,
+   into a fresh database (``bench/ingest.py``'s measured phase), and the naive baseline;
+3. ``daily``: a first daily sync (sets the watermark; everything in the floor window), then
+   ``--changes`` orders updated in the emulator and the daily sync again: the incremental.
+
+Per run: wall time per phase from the run's own telemetry records (request/poll,
+download + archive, parse + upsert, transform; SPEC §6 steps), CPU seconds and peak RSS of
+the CLI process tree (``RUSAGE_CHILDREN``: the largest process), rows/s, and the
+orchestration overhead: everything that is not parse + upsert, as a share of the wall
+time. The emulator runs in this process (its CPU is not the run's). Figures are printed,
+never asserted; docs/benchmarks.md records them with the machine's load.
+
+    .venv/bin/python bench/e2e.py --orders 100000 --backends sqlite       # quick
+    .venv/bin/python bench/e2e.py --orders 1000000                        # the full run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ingest import fresh_database, machine_busy_seconds, run_phase  # noqa: E402
+
+from shopify_sync.config import DEFAULT_CHUNK_ROWS  # noqa: E402
+from shopify_sync.emulator import EmulatorConfig, EmulatorServer  # noqa: E402
+
+SHOP = "BENCH"
+RUN_ID = re.compile(r"\brun ([0-9a-f][0-9a-f-]{7,})")
+CLI = Path("/tmp/spycli.sh")
+# SPEC §6 steps in order: a phase runs from its step's first record to the next step's.
+PHASES = [("request/poll", "requested", "downloading"), ("download+archive", "downloading", "upserting"),
+          ("parse+upsert", "upserting", "transforming"), ("transform", "transforming", "completed")]
+
+
+def _env(url: str, work: Path, base_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHOPIFY_", "DAGSTER_"))}
+    env.update({"SHOPIFY_SHOPS": SHOP, f"SHOPIFY_{SHOP}_STORE": base_url, f"SHOPIFY_{SHOP}_TOKEN": "shpat_emulator",
+                "SHOPIFY_POLL_INTERVAL_SECONDS": "0", "SHOPIFY_SYNC_HOME": str(work / "home"),
+                "SHOPIFY_SYNC_DATABASE_URL": url, "SHOPIFY_SYNC_STORAGE_URL": f"file://{work / 'objects'}",
+                "SHOPIFY_SYNC_START_DATE": "2026-01-01", "DAGSTER_HOME": str(work / "dagster_home")})
+    return env
+
+
+def run_cli(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """One CLI invocation: wall, CPU of its process tree, peak RSS of its largest process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy = machine_busy_seconds()
+    t0 = time.perf_counter()
+    proc = subprocess.run([str(CLI), *argv], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.strip()[-500:]}")
+    # A backfill is one run per calendar month (progress lines name runs by their first 8
+    # characters); a sync prints the full id.
+    run_ids = RUN_ID.findall(proc.stdout)
+    busy_after = machine_busy_seconds()
+    return {"run_ids": run_ids, "wall_s": wall,
+            "cpu_s": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+            "machine_cpu_s": None if busy is None or busy_after is None else busy_after - busy,
+            # ru_maxrss of children: the largest descendant so far (KiB on Linux).
+            "peak_rss_mb": after.ru_maxrss / 1024}
+
+
+def run_phases(objects: Path, run_ids: list[str]) -> dict[str, Any]:
+    """Phase walls from the runs' telemetry records (summed over the runs), plus their rows."""
+    phases: dict[str, float] = {}
+    total = 0
+    for run_id in run_ids:
+        first: dict[str, datetime] = {}
+        rows: dict[str, int] = {}
+        for path in sorted(objects.glob(f"telemetry/sync/date=*/{run_id}*/*.json")):
+            record = json.loads(path.read_text())
+            at = datetime.fromisoformat(record["at"].replace("Z", "+00:00"))
+            first.setdefault(record["step"], at)
+            rows = record.get("rows") or rows
+        for name, start, end in PHASES:
+            if start in first and end in first:
+                phases[name] = phases.get(name, 0.0) + (first[end] - first[start]).total_seconds()
+        total += sum(rows.values())
+    return {"phases": phases, "rows": total, "runs": len(run_ids)}
+
+
+def archived_files(objects: Path, run_ids: list[str]) -> list[Path]:
+    """The raw files the runs archived, one per run, in run order."""
+    return [path for run_id in run_ids for path in objects.glob(f"raw/shopify/shop={SHOP}/*/date=*/{run_id}*.jsonl*")]
+
+
+def report(label: str, result: dict[str, Any]) -> None:
+    phases = result["phases"]
+    upsert = phases.get("parse+upsert", 0.0)
+    result["overhead_share"] = 1 - upsert / result["wall_s"] if result["wall_s"] else None
+    rate = result["rows"] / result["wall_s"] if result["wall_s"] else 0
+    print(f"  {label:<11} {result['rows']:>10,} rows in {result['wall_s']:7.1f} s = {rate:>8,.0f} rows/s; "
+          f"CPU {result['cpu_s']:.1f} s; peak RSS {result['peak_rss_mb']:.0f} MB; "
+          f"orchestration overhead {result['overhead_share']:.0%}", flush=True)
+    print("              " + ", ".join(f"{k} {v:.1f}s" for k, v in phases.items()), flush=True)
+
+
+def change_orders(server: EmulatorServer, count: int, seed: int = 5) -> int:
+    """Update ``count`` orders (financial status), as a day of order edits would."""
+    orders = server.emulator.orders(SHOP)
+    picked = random.Random(seed).sample(orders, min(count, len(orders)))
+    for order in picked:
+        # at=None: now, or just after the order's last update (the dataset's clock runs ahead).
+        server.emulator.update_order(SHOP, order.id, financial_status="PARTIALLY_REFUNDED")
+    return len(picked)
+
+
+def bench_backend(backend: str, server: EmulatorServer, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    start = yesterday - timedelta(days=args.days - 1)
+    out: dict[str, Any] = {"bench": "e2e", "backend": backend, "orders": args.orders}
+    with fresh_database(backend, work) as url:
+        env = _env(url, work / backend, server.shop_base_url(SHOP))
+        backfill = run_cli(["backfill", "--start", str(start), "--end", str(yesterday)], env)
+        backfill.update(run_phases(work / backend / "objects", backfill["run_ids"]))
+        report("backfill", backfill)
+        out["backfill"] = backfill
+        raw = archived_files(work / backend / "objects", backfill["run_ids"])
+        if args.changes:
+            out["daily"] = bench_daily(server, args, env, work / backend / "objects", yesterday)
+    with fresh_database(backend, work) as url:
+        out["floor"] = run_phase("floor", "ingest", url, raw, args.chunk_rows)
+    if args.baseline:
+        with fresh_database(backend, work) as url:
+            out["baseline"] = run_phase("baseline", "baseline", url, raw, args.chunk_rows)
+    return out
+
+
+def bench_daily(server: EmulatorServer, args: argparse.Namespace, env: dict[str, str], objects: Path,
+                day: date) -> dict[str, Any]:
+    first = run_cli(["sync", "--date", str(day)], env)
+    first.update(run_phases(objects, first["run_ids"]))
+    report("daily-first", first)
+    changed = change_orders(server, args.changes)
+    daily = run_cli(["sync", "--date", str(day)], env)
+    daily.update(run_phases(objects, daily["run_ids"]))
+    daily["changed_orders"] = changed
+    # Project time: everything but the poll wait (zero here, but say so).
+    daily["project_s"] = daily["wall_s"] - daily["phases"].get("request/poll", 0.0)
+    report("daily", daily)
+    return {"first": first, "incremental": daily}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--orders", type=int, default=1_000_000, help="orders of the shop over --days")
+    p.add_argument("--days", type=int, default=30)
+    p.add_argument("--backends", default="sqlite,postgres,mariadb")
+    p.add_argument("--changes", type=int, default=5000, help="orders changed before the incremental (0: skip)")
+    p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS,
+                   help="the floor's chunk size; the runs use SHOPIFY_SYNC_CHUNK_ROWS' default, the same")
+    p.add_argument("--no-baseline", dest="baseline", action="store_false")
+    args = p.parse_args(argv)
+    # The dataset ends a minute ago (the default anchor is the next full hour): an order
+    # changed now is then newer than the watermark the first daily sync leaves.
+    anchor = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    config = EmulatorConfig(seed=11, orders_per_shop=args.orders, days=args.days, completion_seconds=0.0,
+                            anchor=anchor)
+    print(f"e2e: {args.orders:,} orders over {args.days} days; load average {os.getloadavg()}", flush=True)
+    results = []
+    with EmulatorServer(config) as server, tempfile.TemporaryDirectory(prefix="ss_e2e_") as tmp:
+        for backend in args.backends.split(","):
+            print(f"[{backend}]", flush=True)
+            results.append(bench_backend(backend, server, args, Path(tmp)))
+    print(f"load average at the end {os.getloadavg()}", flush=True)
+    for result in results:
+        print(json.dumps(result, default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
