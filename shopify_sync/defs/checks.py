@@ -11,6 +11,7 @@ run on their own from the UI.
 # No `from __future__ import annotations` here: Dagster reads the parameter annotations
 # (context type, resources) of these functions as objects when it decorates them.
 import io
+import itertools
 import random
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -274,8 +275,9 @@ def compare_product_sample(engine: Engine, shop: str, limit: int) -> list[tuple[
     if not sample:
         return []
     earliest = min(p.as_of for p in sample) - timedelta(days=30)
-    by_product: dict[int, list[RecheckLine]] = {}
-    for ln in recheck_lines(engine, shop, [p.product_id for p in sample], earliest):
-        by_product.setdefault(ln.product_id, []).append(ln)
-    return [(p.product_id, stored_figures(p), recompute_figures(by_product.get(p.product_id, []), p.as_of))
+    as_of = {p.product_id: p.as_of for p in sample}
+    # The lines come by product: one product's in memory at a time.
+    recomputed = {product_id: recompute_figures(list(lines), as_of[product_id]) for product_id, lines in
+                  itertools.groupby(recheck_lines(engine, shop, list(as_of), earliest), key=lambda ln: ln.product_id)}
+    return [(p.product_id, stored_figures(p), recomputed.get(p.product_id) or recompute_figures([], p.as_of))
             for p in sample]
