@@ -32,6 +32,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -39,7 +40,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import _pace_text, fresh_database, machine_busy_seconds, machine_pace, run_phase  # noqa: E402
+from ingest import (  # noqa: E402
+    _pace_text,
+    fresh_database,
+    machine_busy_seconds,
+    machine_pace,
+    own_peak_rss_mb,
+    run_phase,
+)
 
 from shopify_sync.config import DEFAULT_CHUNK_ROWS  # noqa: E402
 from shopify_sync.emulator import EmulatorConfig, EmulatorServer  # noqa: E402
@@ -63,24 +71,35 @@ def _env(url: str, work: Path, base_url: str) -> dict[str, str]:
 
 
 def run_cli(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """One CLI invocation: wall, CPU of its process tree, peak RSS of its largest process."""
+    """One CLI invocation: wall, CPU of its process tree, its own peak RSS (sampled)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy = machine_busy_seconds()
     t0 = time.perf_counter()
-    proc = subprocess.run([str(CLI), *argv], env=env, capture_output=True, text=True)
+    proc = subprocess.Popen([str(CLI), *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = [0.0]
+
+    def sample() -> None:
+        # VmHWM is monotonic: the last reading before the exit is within 0.2 s of the peak.
+        while proc.poll() is None:
+            peak[0] = max(peak[0], own_peak_rss_mb(pid=proc.pid))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = proc.communicate()
     wall = time.perf_counter() - t0
+    sampler.join()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.strip()[-500:]}")
+        raise RuntimeError(f"{' '.join(argv)} failed: {stderr.strip()[-500:]}")
     # A backfill is one run per calendar month (progress lines name runs by their first 8
     # characters); a sync prints the full id.
-    run_ids = RUN_ID.findall(proc.stdout)
+    run_ids = RUN_ID.findall(stdout)
     busy_after = machine_busy_seconds()
     return {"run_ids": run_ids, "wall_s": wall,
             "cpu_s": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
             "machine_cpu_s": None if busy is None or busy_after is None else busy_after - busy,
-            # ru_maxrss of children: the largest descendant so far (KiB on Linux).
-            "peak_rss_mb": after.ru_maxrss / 1024}
+            "peak_rss_mb": peak[0]}
 
 
 def run_phases(objects: Path, run_ids: list[str]) -> dict[str, Any]:
@@ -205,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         for backend in args.backends.split(","):
             print(f"[{backend}]", flush=True)
             results.append(bench_backend(backend, server, args, Path(tmp)))
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    own = own_peak_rss_mb()
     print(f"load average at the end {_load()}; the bench's own process (emulator) peaked at {own:.0f} MB",
           flush=True)
     for result in results:
