@@ -15,6 +15,8 @@ CANCELED (§2.1 "partial JSONL of a FAILED op").
 from __future__ import annotations
 
 import itertools
+import os
+import re
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from pathlib import Path
 from graphql import FieldNode, GraphQLError, OperationDefinitionNode, parse
 
 from shopify_sync.emulator.bulk_rules import bulk_query_errors
+from shopify_sync.emulator.dataset import DatasetParams
 from shopify_sync.emulator.results import (
     ResultFile,
     damage_result,
@@ -38,6 +41,10 @@ URL_LIFETIME = timedelta(days=7)  # Shopify: result URLs expire 7 days after com
 TERMINAL = {"COMPLETED", "FAILED", "CANCELED", "EXPIRED"}
 ACTIVE = {"CREATED", "RUNNING", "CANCELING"}  # CANCELING still blocks new submissions
 DEFAULT_BLOCKER = "gid://shopify/BulkOperation/7749099028786"
+RENDERED_KEPT = 6  # rendered results kept for reuse (1M orders: about 2 GB each; a bench backend makes 4)
+# (shop, query, grouped, ungrouped page size, dataset parameters, orders signature)
+_RenderKey = tuple[str, str, bool, int, DatasetParams, int]
+_NOW = re.compile(r"\bnow\b", re.IGNORECASE)
 
 # A userError as GraphQL returns it: field path (or null), message, and from 2025-01 a code.
 UserError = dict[str, str | list[str] | None]
@@ -129,6 +136,11 @@ class BulkMachine:
         self._ops: dict[int, BulkOp] = {}
         self._seq = itertools.count(7_933_223_797_042)
         self._tmp = tempfile.TemporaryDirectory(prefix="shopify-emulator-")
+        # Rendered orders results by (shop, query, grouping, dataset, orders signature), oldest first: the
+        # same query over an unchanged dataset gets the same bytes, rendered once (a
+        # benchmark's backends send the same windows; rendering 1M orders takes minutes).
+        self._rendered: dict[_RenderKey, ResultFile] = {}
+        self._kept_seq = itertools.count()
 
     def close(self) -> None:
         self._tmp.cleanup()
@@ -253,7 +265,30 @@ class BulkMachine:
         if op.large_size is not None:
             return synthetic_result(self.state, op.shop, op.grouped, op.large_size)
         path = self._path(name or f"bulk-{op.num}.jsonl")
-        return render_result(self.state, op.shop, op.query, op.grouped, path)
+        key = (op.shop, op.query, op.grouped, self.state.config.ungrouped_page, self.state.params(op.shop),
+               self.state.orders_signature(op.shop))
+        with self._lock:
+            cached = self._rendered.get(key)
+            if cached is not None and cached.path is not None:
+                os.link(cached.path, path)
+                return ResultFile(path, cached.size, cached.object_count, cached.root_count)
+        result = render_result(self.state, op.shop, op.query, op.grouped, path)
+        # Only orders results, and only without "now" in the search: the catalog's stock
+        # moves with the clock, and so does a "now" window.
+        if result.path is not None and root_field(op.query) == "orders" and not _NOW.search(op.query):
+            self._remember(key, result)
+        return result
+
+    def _remember(self, key: _RenderKey, result: ResultFile) -> None:
+        assert result.path is not None
+        with self._lock:
+            kept = self._path(f"rendered-{next(self._kept_seq)}.jsonl")
+            os.link(result.path, kept)
+            self._rendered[key] = ResultFile(kept, result.size, result.object_count, result.root_count)
+            while len(self._rendered) > RENDERED_KEPT:
+                oldest = self._rendered.pop(next(iter(self._rendered)))
+                if oldest.path is not None:
+                    oldest.path.unlink(missing_ok=True)
 
     def _path(self, name: str) -> Path:
         return Path(self._tmp.name) / name

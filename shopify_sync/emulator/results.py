@@ -19,6 +19,7 @@ from graphql import FieldNode, FragmentDefinitionNode, OperationDefinitionNode, 
 from shopify_sync.emulator import jsonl
 from shopify_sync.emulator.dataset import catalog
 from shopify_sync.emulator.fast import iter_lines
+from shopify_sync.emulator.fast_results import render_orders
 from shopify_sync.emulator.search import compile_query, sort_orders
 from shopify_sync.emulator.state import EmulatorState
 
@@ -34,6 +35,11 @@ class ResultFile:
 
 def render_result(state: EmulatorState, shop: str, query: str, grouped: bool, path: Path) -> ResultFile:
     """Run the bulk ``query`` over ``shop``'s current orders into ``path`` (JSONL)."""
+    if state.params(shop).orders > state.MATERIALISE_UP_TO:
+        # Big datasets: the sync's own query through the fast writer (same bytes).
+        counts = render_orders(state, shop, query, grouped, path)
+        if counts is not None:
+            return ResultFile(path, path.stat().st_size, *counts)
     doc = parse(query)
     fragments = {d.name.value: d for d in doc.definitions if isinstance(d, FragmentDefinitionNode)}
     projector = jsonl.Projector(fragments)

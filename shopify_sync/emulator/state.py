@@ -159,6 +159,23 @@ class EmulatorState:
             raise KeyError(f"shop {shop} has no order {order_id}")
         return found
 
+    def overrides(self, shop: str) -> dict[int, Order]:
+        """The shop's orders changed by ``update_order``, by id (a copy)."""
+        with self._lock:
+            return dict(self._overrides.get(shop, {}))
+
+    def orders_signature(self, shop: str) -> int:
+        """Equal while the shop's orders are the same (changed, or reset to the generated ones):
+        what a rendered result can be reused for."""
+        with self._lock:
+            return hash(frozenset(self._overrides.get(shop, {}).items()))
+
+    def reset_orders(self, shop: str) -> None:
+        """Undo every ``update_order`` of ``shop``: its orders are the generated ones again."""
+        with self._lock:
+            self._overrides.pop(shop, None)
+            self._orders.pop(shop, None)
+
     def product_titles(self, shop: str) -> dict[int, str]:
         return {p.id: p.title for p in catalog(self.config.seed, shop)}
 

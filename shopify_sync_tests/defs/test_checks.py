@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import sqlalchemy as sa
@@ -15,6 +15,7 @@ from shopify_sync.defs.checks import (
     evaluate_rows_match_object_count,
     evaluate_shop_freshness,
     evaluate_telemetry_completed,
+    sample_days,
 )
 from shopify_sync.defs.partitions import split_by_shop
 from shopify_sync.launch.plan import daily_launch
@@ -121,3 +122,15 @@ def test_a_failing_blocking_check_stops_downstream_assets(harness: Harness) -> N
     assert "measurement_sales" not in {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()
                                        } and object_count > cut
     assert harness.watermark("DEMO") is None  # the run did not complete: watermark untouched
+
+
+def test_the_measurement_sample_stays_bounded_for_a_long_backfill() -> None:
+    stored = [date(2026, 1, 1) + timedelta(days=k) for k in range(90)]
+    backfill = tuple(stored[40:70])
+    picked = sample_days(stored, backfill, 8, "run-1/S/sales")
+    assert len(picked) == 8
+    assert {stored[40], stored[69], stored[0], stored[-1]} <= set(picked)
+    assert len(set(picked) & set(backfill)) >= 4
+    # A daily run's own day is always looked at; a small history is checked whole.
+    assert stored[55] in sample_days(stored, (stored[55],), 8, "run-2/S/sales")
+    assert sample_days(stored[:6], tuple(stored[:6]), 8, "run-3/S/sales") == stored[:6]
