@@ -11,6 +11,7 @@ import os
 import signal
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -76,6 +77,13 @@ def mysql_url() -> Iterator[str]:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     _require(POSTGRES_URL, "PostgreSQL")
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new empty database on the test server, dropped (with its sessions) afterwards."""
     name = f"ss_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

@@ -3,7 +3,6 @@ environment every process of a deployment gets (docs/deploy.md)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from shopify_sync.emulator import EmulatorConfig, EmulatorServer
+from shopify_sync_tests.conftest import fresh_postgres_database
 from shopify_sync_tests.deploy.backfill import SHOPS
 from shopify_sync_tests.deploy.deployment import deployment_env
 from shopify_sync_tests.storage.s3_server import make_bucket, moto_endpoint  # noqa: F401
@@ -25,16 +25,8 @@ def emulator() -> Iterator[EmulatorServer]:
 @pytest.fixture
 def postgres_url_2(postgres_url: str) -> Iterator[str]:
     """A second fresh database on the same server (the warehouse, apart from instance storage)."""
-    name = f"ss_{os.urandom(6).hex()}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,6 +185,17 @@ class Deployment:
         for key, value in self.env.items():
             if key.startswith(("SHOPIFY_", "DAGSTER_")):
                 monkeypatch.setenv(key, value)
+
+    @contextmanager
+    def running(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
+        """Activated, started and ready; every process stopped afterwards, also on failure."""
+        self.activate(monkeypatch)
+        try:
+            self.start_all()
+            self.wait_ready()
+            yield self
+        finally:
+            self.stop_all()
 
 
 def deployment_env(*, storage_url: str, warehouse_url: str, objects: Path, s3_endpoint: str, bucket: str,

@@ -57,13 +57,8 @@ def redis_up() -> None:
 def deployment(redis_up: None, tmp_path: Path, deploy_env: dict[str, str],
                monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
     dep = Deployment(tmp_path / "deploy", deploy_env)
-    dep.activate(monkeypatch)
-    try:
-        dep.start_all()
-        dep.wait_ready()
+    with dep.running(monkeypatch):
         yield dep
-    finally:
-        dep.stop_all()
 
 
 def _celery_workers(instance: dg.DagsterInstance, run_ids: list[str]) -> set[str]:

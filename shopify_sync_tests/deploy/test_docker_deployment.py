@@ -57,13 +57,8 @@ def deployment(docker_image: str, tmp_path: Path, deploy_env: dict[str, str],
     env = {**deploy_env, "SHOPIFY_SYNC_IMAGE": docker_image,
            "SHOPIFY_SYNC_STORAGE_URL": f"s3://{make_bucket(endpoint)}/objects"}
     dep = DockerDeployment(tmp_path / "deploy", env, image=docker_image)
-    dep.activate(monkeypatch)
-    try:
-        dep.start_all()
-        dep.wait_ready()
+    with dep.running(monkeypatch):
         yield dep
-    finally:
-        dep.stop_all()
 
 
 def _objects_to_dir(storage_url: str, endpoint: str, into: Path) -> Path:
