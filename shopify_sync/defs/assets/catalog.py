@@ -124,12 +124,12 @@ def product_variant(
         with asset_step(context, warehouse, object_store) as ctx:
             if not catalog_wanted(ctx.run.mode):
                 return dg.MaterializeResult(metadata={"skipped": dg.MetadataValue.text(_SKIPPED)})
-            parts = shop_days_for_context(context)
+            parts = [(sd, this_runs_job(ctx, sd.shop, sd.key)) for sd in shop_days_for_context(context)]
             # A shop whose fetch failed (its job failed, already reported) has nothing to load.
-            failed += [f"{sd.shop}: not loaded, the catalog fetch failed" for sd in parts
-                       if ctx.run.mode is Mode.DAILY_INCREMENTAL and this_runs_job(ctx, sd.shop, sd.key) is None]
-            loads = [load_catalog(ctx, sd.shop, sd.key) for sd in parts if this_runs_job(ctx, sd.shop, sd.key)]
-            counts = catalog.variant_counts(ctx.engine, [sd.shop for sd in parts])
+            failed += [f"{sd.shop}: not loaded, the catalog fetch failed" for sd, job in parts
+                       if ctx.run.mode is Mode.DAILY_INCREMENTAL and job is None]
+            loads = [load_catalog(ctx, sd.shop, sd.key) for sd, job in parts if job is not None]
+            counts = catalog.variant_counts(ctx.engine, [sd.shop for sd, _ in parts])
     if failed:
         return failed_result(failed)
     if not loads:
