@@ -177,8 +177,10 @@ def evaluate_measurements_current(engine: Engine, store: ObjectStore, run: RunIn
             days = measurement_days(store.list_keys(measurement_prefix(kind, sd.shop)), kind, sd.shop)
             # The sampled days in one aggregate pass (restate.py; a test holds it equal to the
             # one-day frames): one query per day was most of a daily run's check time.
+            # From the lines themselves, not measurement_day_sum the run wrote them from: the
+            # check also catches that table drifting from the lines.
             recomputed = frames_of(engine, sd.shop, sample_days(days, sd.days, sample,
-                                                                f"{run.run_id}/{sd.shop}/{kind}"))
+                                                                f"{run.run_id}/{sd.shop}/{kind}"), from_lines=True)
             for day, frame in sorted(recomputed.items()):
                 checked += 1
                 if not _is_current(store, key_of(sd.shop, day), frame):

@@ -193,10 +193,14 @@ def refresh_products(engine: Engine, shop: str, as_of: date, *, force: bool = Fa
         latest = conn.execute(sa.select(sa.func.max(p.c.metrics_as_of)).where(p.c.shop == shop)).scalar()
     if latest is not None and latest > d and not force:
         d = latest
+    # The windows as measurement_performance has them (from measurement_day_sum, not every
+    # line of 30 days). restate builds on this module, hence the import here.
+    from shopify_sync.metrics.restate import performance_frames
+
     values = [
-        {"shop": shop, "product_id": g.product_id, "title": g.title,
-         **{k: getattr(g, k) for k in _WINDOW_FIGURES}, "metrics_as_of": d}
-        for g in _product_windows(engine, shop, d)
+        {"shop": shop, "product_id": r["product_id"], "title": r["title"],
+         **{k: r[k] for k in _WINDOW_FIGURES}, "metrics_as_of": d}
+        for r in performance_frames(engine, shop, [d])[d].iter_rows(named=True)
     ]
     with engine.begin() as conn:
         existing = set(conn.execute(sa.select(p.c.product_id).where(p.c.shop == shop)).scalars())

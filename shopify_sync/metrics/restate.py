@@ -3,9 +3,9 @@
 ``sales_frames`` and ``performance_frames`` give, for a set of days, exactly the frames
 ``measurements.sales_frame`` / ``performance_frame`` give for one day each (a test holds
 them equal), but read the warehouse once: daily per-product sums over the days needed
-(``warehouse.daily_sums``), then the 7/30-day windows summed in memory with polars.
-That is what lets a run restate 60 changed days at the cost of a few days, instead of
-90 windows queried one by one.
+(``measurement_day_sum``, kept by the ingest: ``warehouse.rollup``), then the 7/30-day
+windows summed in memory with polars. That is what lets a run restate 30 changed days
+by reading a few thousand rows instead of every line of those days.
 
 ``plan`` decides which objects a run writes for one shop: its own days, plus, for every
 pending changed day X (``warehouse.dirty``), ``measurement_sales`` for X and
@@ -33,10 +33,10 @@ from shopify_sync.metrics.measurements import (
     with_catalog_titles,
 )
 from shopify_sync.storage import ObjectStore, measurement_days, measurement_prefix, performance_key, sales_key
-from shopify_sync.warehouse import dirty
+from shopify_sync.warehouse import daily_sums, dirty
 from shopify_sync.warehouse.catalog import product_titles, variant_skus
-from shopify_sync.warehouse.daily_sums import product_day_sums, variant_day_sums
 from shopify_sync.warehouse.dirty import DirtyDay
+from shopify_sync.warehouse.rollup import read as day_sum_table
 
 WINDOW_DAYS = 30  # measurement_performance as of D covers D-29..D
 SHORT_DAYS = 7
@@ -55,10 +55,15 @@ def _mixed(shop: str, frame: pl.DataFrame, what: pl.Expr) -> None:
             "amounts in different currencies cannot be summed")
 
 
-def sales_frames(engine: Engine, shop: str, days: Iterable[date]) -> dict[date, pl.DataFrame]:
-    """``measurement_sales`` for each of ``days`` (an empty frame for a day without counted lines)."""
+def sales_frames(engine: Engine, shop: str, days: Iterable[date], *, from_lines: bool = False
+                 ) -> dict[date, pl.DataFrame]:
+    """``measurement_sales`` for each of ``days`` (an empty frame for a day without counted lines).
+
+    The sums come from ``measurement_day_sum``; ``from_lines`` aggregates the lines
+    themselves instead (the asset check that holds the stored objects to the warehouse)."""
     wanted = sorted(set(days))
-    sums = with_catalog_skus(variant_day_sums(engine, shop, wanted), variant_skus(engine, shop))
+    source = daily_sums if from_lines else day_sum_table
+    sums = with_catalog_skus(source.variant_day_sums(engine, shop, wanted), variant_skus(engine, shop))
     _mixed(shop, sums, pl.format("{} product {} variant {}", "day", "product_id", "variant_id"))
     frame = sums.select(pl.lit(shop).alias("shop"), pl.col("day").alias("date"), "product_id", "variant_id", "sku",
                         pl.col("cur_high").alias("currency_code"), "orders", "units_ordered", "units_net",
@@ -72,10 +77,13 @@ def _window_days(as_of_days: Sequence[date]) -> list[date]:
     return sorted({d - timedelta(days=k) for d in as_of_days for k in range(WINDOW_DAYS)})
 
 
-def performance_frames(engine: Engine, shop: str, as_of_days: Iterable[date]) -> dict[date, pl.DataFrame]:
-    """``measurement_performance`` as of each of ``as_of_days``, from one read of the daily sums."""
+def performance_frames(engine: Engine, shop: str, as_of_days: Iterable[date], *, from_lines: bool = False
+                       ) -> dict[date, pl.DataFrame]:
+    """``measurement_performance`` as of each of ``as_of_days``, from one read of the daily sums
+    (``from_lines``: as ``sales_frames``)."""
     wanted = sorted(set(as_of_days))
-    sums = product_day_sums(engine, shop, _window_days(wanted))
+    source = daily_sums if from_lines else day_sum_table
+    sums = source.product_day_sums(engine, shop, _window_days(wanted))
     # Each (day, product) row counts towards the as-of days day..day+29: spread it over them,
     # keep the wanted ones, and sum. ``age`` (as_of - day) < 7 is the 7-day window.
     spread = (

@@ -216,3 +216,33 @@ measurement_dirty = sa.Table(
     sa.Column("token", sa.String(40), nullable=False),
     sa.Column("sales_token", sa.String(40)),
 )
+
+# Not in SPEC: the counted lines' sums per (shop, day, product, variant, currency), kept
+# by the ingest in each chunk's own transaction (``warehouse.rollup``). Restating a day's
+# measurements then reads a few hundred of these rows instead of re-aggregating every
+# line of the day: a daily run that changes orders on all 30 stored days restates them
+# without reading 30 days of lines (docs/benchmarks.md). ``variant_key`` is the line's
+# ``variant_id`` (0: no variant); the product's own row, whose ``orders`` counts an order
+# once across its variants, has ``variant_key = -1``. ``currency_code`` is '' when neither
+# the line nor the order has one. Money sums are exact (Money); ``latest_*`` is the most
+# recent counted line of the row (by processed_at, then line id) and its SKU (variant
+# rows) or title (the product's row), as measurement_sales / measurement_performance name
+# them. A row exists only while ``line_count`` > 0.
+measurement_day_sum = sa.Table(
+    "measurement_day_sum",
+    metadata,
+    sa.Column("shop", SHOP, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("product_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("variant_key", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("currency_code", sa.String(8), primary_key=True),
+    sa.Column("line_count", sa.BigInteger, nullable=False),
+    sa.Column("orders", sa.BigInteger, nullable=False),
+    sa.Column("units_ordered", sa.BigInteger, nullable=False),
+    sa.Column("units_net", sa.BigInteger, nullable=False),
+    sa.Column("gross_sales", Money(), nullable=False),
+    sa.Column("net_sales", Money(), nullable=False),
+    sa.Column("latest_at", UtcDateTime(), nullable=False),
+    sa.Column("latest_line_id", sa.BigInteger, nullable=False),
+    sa.Column("latest_text", sa.String(1024)),
+)

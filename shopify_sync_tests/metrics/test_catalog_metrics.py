@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from shopify_sync.metrics.measurements import performance_frame, refresh_products, sales_frame
 from shopify_sync.metrics.restate import performance_frames, sales_frames
 from shopify_sync.vocab import Mode
-from shopify_sync.warehouse import catalog, dirty, jobs, make_engine
+from shopify_sync.warehouse import catalog, dirty, jobs, make_engine, rollup
 from shopify_sync.warehouse.tables import order_header, order_line_item, product
 from shopify_sync_tests.warehouse.test_catalog import variant_line, write
 
@@ -35,6 +35,7 @@ def test_sales_sku_and_product_title_come_from_the_catalog(db_url: str, tmp_path
                                                       created_at=AT, test=False, currency_code="EUR"))
             conn.execute(order_line_item.insert(), [_line(11, 7, 70, None, "Mug (line)"),
                                                     _line(12, 8, 80, "PEN-1", "Pen (line)")])
+        rollup.rebuild(engine, "DE")  # the lines were written past the ingest
         refresh_products(engine, "DE", DAY)
         job = jobs.create_job(engine, shop="DE", job_type=Mode.CATALOG, partition_key=str(DAY))
         catalog.ingest_catalog(engine, write(tmp_path / "c.jsonl", [variant_line(70, 7, sku="MUG-1", title="Mug")]),

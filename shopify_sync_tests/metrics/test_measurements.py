@@ -32,7 +32,7 @@ from shopify_sync.metrics.measurements import (
 )
 from shopify_sync.storage import LocalObjectStore, sales_key
 from shopify_sync.timeutil import day_start
-from shopify_sync.warehouse import make_engine
+from shopify_sync.warehouse import make_engine, rollup
 from shopify_sync.warehouse.queries import shop_currency_totals
 from shopify_sync.warehouse.tables import order_header, order_line_item, product
 
@@ -140,6 +140,9 @@ def load(engine: sa.Engine, orders: list[Order]) -> None:
     with engine.begin() as conn:
         conn.execute(order_header.insert(), heads)
         conn.execute(order_line_item.insert(), lines)
+    # Written past the ingest: measurement_day_sum is rebuilt from the lines, as a repair would.
+    for shop in sorted({o.shop for o in orders}):
+        rollup.rebuild(engine, shop)
 
 
 # -- the independent recomputation ---------------------------------------------------------

@@ -54,13 +54,14 @@ class Ord:
     refunded: str = "0.0"
     cancelled_at: str | None = None
     test: bool = False
+    processed_at: str = "2026-11-20T09:00:01Z"
     lines: list[Line] = field(default_factory=list)
     refunds: list[tuple[int, str, str]] = field(default_factory=list)  # (id, createdAt, amount)
 
     def obj(self) -> dict[str, Any]:
         return {
             "id": f"gid://shopify/Order/{self.id}", "name": f"#{self.id}", "createdAt": "2026-11-20T09:00:00Z",
-            "updatedAt": self.updated_at, "processedAt": "2026-11-20T09:00:01Z", "cancelledAt": self.cancelled_at,
+            "updatedAt": self.updated_at, "processedAt": self.processed_at, "cancelledAt": self.cancelled_at,
             "test": self.test, "currencyCode": "EUR", "displayFinancialStatus": self.financial,
             "displayFulfillmentStatus": self.fulfillment,
             "currentTotalPriceSet": _money(self.total), "currentSubtotalPriceSet": _money(self.total),

@@ -10,13 +10,11 @@ so ``Parents`` keeps a compact frame of every order seen so far.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import polars as pl
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from shopify_sync.vocab import ChangeKind
@@ -62,23 +60,8 @@ def stored_versions(conn: Connection, shop: str, order_ids: pl.Series) -> pl.Dat
     dialect = conn.dialect.name
     select = (f"SELECT {_STORED_COLUMNS}, {_refunded_units(dialect)}, cancelled_at, processed_at, "
               "CASE WHEN test THEN 1 ELSE 0 END FROM order_header")
-    rows: list[Sequence[object]] = []
-    if dialect == "postgresql":
-        # An array parameter: PostgreSQL plans a long literal IN list slowly, and the statement
-        # text stays constant. It goes as one text literal rendered by polars: psycopg's
-        # per-element list adaptation cost more than the lookup (docs/benchmarks.md).
-        ids_text = "{" + order_ids.cast(pl.Int64).cast(pl.String).str.join(",").item() + "}"
-        rows.extend(conn.execute(sa.text(
-            f"{select} WHERE shop = :shop AND order_id = ANY(CAST(:ids AS BIGINT[]))"
-        ), {"shop": shop, "ids": ids_text}).all())
-    elif dialect == "sqlite":
-        # One constant statement with a JSON array: Python's sqlite3 keeps the last 128
-        # prepared statements, and distinct literal IN lists made that cache grow with the
-        # file (docs/benchmarks.md).
-        rows.extend(conn.exec_driver_sql(
-            f"{select} WHERE shop = ? AND order_id IN (SELECT value FROM json_each(?))",
-            (shop, f"[{upsert.id_list(order_ids)}]"),
-        ).all())
+    rows = upsert.rows_for_orders(conn, select, shop, order_ids)
+    if dialect == "sqlite":
         # Raw reads return SQLAlchemy's stored text format on SQLite.
         frame = pl.DataFrame(rows, schema={**_STORED_SCHEMA, "stored_updated_at": pl.String(),
                                            "stored_cancelled_at": pl.String(), "stored_processed_at": pl.String(),
@@ -89,10 +72,6 @@ def stored_versions(conn: Connection, shop: str, order_ids: pl.Series) -> pl.Dat
             pl.col("stored_processed_at").str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us", strict=False),
             pl.col("stored_test").cast(pl.Boolean),
         )
-    else:
-        for part in upsert.parts(order_ids.to_list(), 20_000):
-            rows.extend(upsert.run_uncached(
-                conn, f"{select} WHERE shop = :shop AND order_id IN ({upsert.id_list(part)})", shop).all())
     frame = pl.DataFrame(rows, schema={**_STORED_SCHEMA, "stored_test": pl.Int64()}, orient="row")
     return frame.with_columns(pl.col("stored_test").cast(pl.Boolean))
 

@@ -182,6 +182,35 @@ def run_uncached(conn: Connection, sql: str, shop: str) -> sa.CursorResult[tuple
     return conn.exec_driver_sql(sql.replace(":shop", placeholder), params)
 
 
+def rows_for_orders(conn: Connection, select: str, shop: str, order_ids: pl.Series, alias: str = "",
+                    suffix: str = "", column: str = "order_id") -> list[Sequence[object]]:
+    """``{select} WHERE {alias}shop = <shop> AND {alias}{column} IN <order_ids>{suffix}``: the rows.
+
+    The ids go the way each backend takes a long list best: PostgreSQL as one array
+    parameter (a long literal IN list is planned slowly; psycopg's per-element list
+    adaptation cost more than the lookup, so polars renders the array text), SQLite as one
+    JSON array (Python's sqlite3 keeps the last 128 prepared statements, and distinct
+    literal IN lists made that cache grow with the file), MySQL as inline lists of 20,000
+    (docs/benchmarks.md).
+    """
+    if order_ids.len() == 0:
+        return []
+    dialect = conn.dialect.name
+    where = f"{select} WHERE {alias}shop = :shop AND {alias}{column}"
+    rows: list[Sequence[object]] = []
+    if dialect == "postgresql":
+        ids_text = "{" + order_ids.cast(pl.Int64).cast(pl.String).str.join(",").item() + "}"
+        rows.extend(conn.execute(sa.text(f"{where} = ANY(CAST(:ids AS BIGINT[])){suffix}"),
+                                 {"shop": shop, "ids": ids_text}).all())
+    elif dialect == "sqlite":
+        rows.extend(conn.exec_driver_sql(f"{where.replace(':shop', '?')} IN (SELECT value FROM json_each(?)){suffix}",
+                                         (shop, f"[{id_list(order_ids)}]")).all())
+    else:
+        for part in parts(order_ids.to_list(), 20_000):
+            rows.extend(run_uncached(conn, f"{where} IN ({id_list(part)}){suffix}", shop).all())
+    return rows
+
+
 def parts(items: list[int], size: int) -> list[list[int]]:
     return [items[i:i + size] for i in range(0, len(items), size)] if items else []
 

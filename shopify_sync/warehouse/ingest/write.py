@@ -22,12 +22,14 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from shopify_sync.warehouse import rollup
 from shopify_sync.warehouse.dirty import mark_days
 from shopify_sync.warehouse.ingest import upsert
 from shopify_sync.warehouse.ingest.change_store import store_changes
 from shopify_sync.warehouse.ingest.decide import Decision, Parents, decide_chunk, parent_versions
 from shopify_sync.warehouse.ingest.model import ChunkFrames, Clock
 from shopify_sync.warehouse.jobs import record_chunk
+from shopify_sync.warehouse.rollup import lines as rollup_lines
 
 # 64 MB of 4 KB pages: the WAL file's size while a bulk load runs.
 _WAL_RESTART_FRAMES = 16_384
@@ -179,6 +181,25 @@ def _write_rows(conn: Connection, decision: Decision, shop: str, statement_bytes
     clock.lap("upsert_order_line_item")
 
 
+def _touched_orders(conn: Connection, shop: str, decision: Decision, insert_fresh: bool
+                    ) -> tuple[pl.DataFrame, pl.Series]:
+    """For ``measurement_day_sum``: the chunk's orders whose stored lines after the chunk are
+    exactly their lines in it (headers), and the ids of every other order whose lines it
+    changes, to read before and after the writes.
+
+    A new order's rows are inserted: had any of its lines existed, the insert would have
+    failed (``FreshRowExists``). Without that guarantee (the chunk redone with upserts) every
+    order is read. Lines written by upsert may have been stored under another order (an id
+    first seen elsewhere): that order is read too."""
+    lines = decision.lines
+    fresh = decision.applied.filter(pl.col("fresh")) if insert_fresh else decision.applied.clear()
+    upserted = lines.filter(~pl.col("fresh")) if insert_fresh else lines
+    touched = pl.concat([decision.applied.get_column("order_id"), lines.get_column("order_id"),
+                         rollup_lines.owners_of_lines(conn, shop, upserted.get_column("line_item_id"))]).unique()
+    stored = touched.filter(~touched.is_in(fresh.get_column("order_id").implode()))
+    return fresh, stored.sort()
+
+
 class ChunkWriter:
     """Commits chunks, one transaction each, retrying what a retry can fix: a statement
     refused for its size (sent again in smaller statements), a "fresh" row that existed
@@ -194,7 +215,13 @@ class ChunkWriter:
                  insert_fresh: bool) -> Committed:
         with chunk_transaction(self.engine, self._checkpointer) as conn:
             decision = decide_chunk(conn, frames, parents, self.shop, self.path, self.clock)
+            fresh, stored_ids = _touched_orders(conn, self.shop, decision, insert_fresh)
+            before = rollup_lines.lines_of_orders(conn, self.shop, stored_ids)
             _write_rows(conn, decision, self.shop, statement_bytes, insert_fresh, self.clock)
+            after = pl.concat([rollup_lines.lines_of_orders(conn, self.shop, stored_ids),
+                               rollup_lines.lines_of_frames(fresh, decision.lines)])
+            rollup.apply(conn, self.shop, before, after)
+            self.clock.lap("day_sums")
             # With the rows: a crash before the transform leaves the days pending, never lost.
             mark_days(conn, self.shop, decision.dirty)
             if mark is not None:

@@ -1,0 +1,9 @@
+"""``measurement_day_sum``: the counted lines' daily sums, kept by the ingest, read by the restatement.
+
+``maintain`` keeps the table (chunk by chunk, or a rebuild from the lines), ``read``
+gives the per-day frames the measurements are summed from, ``lines`` is what both share.
+"""
+
+from shopify_sync.warehouse.rollup.maintain import apply, rebuild, rebuild_days
+
+__all__ = ["apply", "rebuild", "rebuild_days"]
