@@ -61,6 +61,9 @@ PHASES = [("request/poll", "requested", "downloading"), ("download+archive", "do
           ("parse+upsert", "upserting", "transforming"), ("transform", "transforming", "completed")]
 
 
+PROFILE_DIR: Path | None = None
+
+
 def _env(url: str, work: Path, base_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SHOPIFY_", "DAGSTER_"))}
     env.update({"SHOPIFY_SHOPS": SHOP, f"SHOPIFY_{SHOP}_STORE": base_url, f"SHOPIFY_{SHOP}_TOKEN": "shpat_emulator",
@@ -75,7 +78,12 @@ def run_cli(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy = machine_busy_seconds()
     t0 = time.perf_counter()
-    proc = subprocess.Popen([str(CLI), *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [str(CLI), *argv]
+    if PROFILE_DIR is not None:  # diagnosis only: py-spy's collapsed stacks of the CLI (RSS is then py-spy's)
+        label = f"{argv[0]}-{len(list(PROFILE_DIR.glob('*.txt')))}"
+        command = ["py-spy", "record", "--rate", "50", "--format", "raw", "--output",
+                   str(PROFILE_DIR / f"{label}.txt"), "--", *command]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = [0.0]
 
     def sample() -> None:
@@ -212,7 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS,
                    help="the floor's chunk size; the runs use SHOPIFY_SYNC_CHUNK_ROWS' default, the same")
     p.add_argument("--no-baseline", dest="baseline", action="store_false")
+    p.add_argument("--profile", type=Path, help="record each CLI run with py-spy into this folder (diagnosis)")
     args = p.parse_args(argv)
+    global PROFILE_DIR
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        PROFILE_DIR = args.profile
     # The dataset ends a minute ago (the default anchor is the next full hour): an order
     # changed now is then newer than the watermark the first daily sync leaves.
     anchor = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)

@@ -27,6 +27,7 @@ from shopify_sync.storage import measurement_days, measurement_prefix, performan
 from shopify_sync.sync.rules import RunInfo
 from shopify_sync.vocab import Initiator, Mode
 from shopify_sync.warehouse import dirty
+from shopify_sync.warehouse.tables import measurement_day_sum
 from shopify_sync_tests.defs import expected
 from shopify_sync_tests.defs.conftest import Harness, make_harness, yesterday
 
@@ -156,8 +157,16 @@ def test_daily_sync_restates_earlier_days_then_replay_changes_nothing(backend_ha
                   created_at=datetime.now(UTC))
     engine = h.engine()
     result = evaluate_measurements_current(engine, store, run, [ShopDays(SHOP, (day,))], sample=100)
-    engine.dispose()
     assert not result.passed and victim in result.metadata["stale_keys"].value
+    assert result.metadata["day_sums_drifted"].value == "none"
+    # ... and measurement_day_sum drifting from the lines on the run's day.
+    t = measurement_day_sum
+    with engine.begin() as conn:
+        conn.execute(t.update().where(t.c.shop == SHOP, t.c.day == day, t.c.variant_key == -1)
+                     .values(units_net=t.c.units_net + 1))
+    result = evaluate_measurements_current(engine, store, run, [ShopDays(SHOP, (day,))], sample=100)
+    engine.dispose()
+    assert not result.passed and f"{SHOP} {day}: " in result.metadata["day_sums_drifted"].value
 
 
 def test_backfill_restates_stored_days_outside_its_range(harness: Harness) -> None:

@@ -128,3 +128,15 @@ def rebuild(engine: Engine, shop: str) -> int:
             return 0
         first, last = bounds[0].date(), bounds[1].date()
         return rebuild_days(conn, shop, [first + timedelta(days=i) for i in range((last - first).days + 1)])
+
+
+def mismatched_rows(engine: Engine, shop: str, day: date) -> int:
+    """How many of ``day``'s rows differ from a recomputation from its lines (0: they agree).
+    Read-only: the asset check's look at the table itself."""
+    with engine.connect() as conn:
+        want = sums(lines_of_days(conn, shop, day, day))
+        got = _stored(conn, shop, [day])
+    key = list(KEY)
+    joined = want.join(got, on=key, how="full", suffix="_stored", coalesce=True, nulls_equal=True)
+    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_stored")) for c in (*SUMS, *LATEST))
+    return joined.filter(~same).height
