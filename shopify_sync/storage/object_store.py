@@ -73,6 +73,10 @@ class ObjectStore(ABC):
     def download_file(self, key: str, path: str | os.PathLike[str]) -> None:
         """Stream the object to ``path`` (written atomically); ``ObjectNotFoundError`` when missing."""
 
+    def local_file(self, key: str) -> Path | None:
+        """The object's own file when the store is a local folder (to read, never to write), else None."""
+        return None
+
     @abstractmethod
     def exists(self, key: str) -> bool: ...
 
@@ -163,6 +167,14 @@ class LocalObjectStore(ObjectStore):
             raise ObjectNotFoundError(key, self.url)
 
         self._atomic_write(Path(path), lambda fh: _copy_from(source, fh))
+
+    def local_file(self, key: str) -> Path | None:
+        # Objects are replaced by rename, never rewritten in place: a reader's open file
+        # keeps its content.
+        path = self._path(key)
+        if not path.is_file():
+            raise ObjectNotFoundError(key, self.url)
+        return path
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

@@ -78,8 +78,12 @@ def load_orders(ctx: StepContext, shop: str, partition_key: str) -> LoadOutcome:
         start_line = job.lines_committed
         rec.report(bulk_operation_id=job.bulk_operation_id, object_count=job.object_count)
         with tempfile.TemporaryDirectory(prefix="shopify_sync_") as tmp:
-            path = Path(tmp) / Path(archive_key).name
-            ctx.store.download_file(archive_key, path)
+            # A local store's archive is read where it is: a 1M-order file is a gigabyte,
+            # and copying it cost seconds of the ingest (docs/benchmarks.md, session 8).
+            local = ctx.store.local_file(archive_key)
+            path = local or Path(tmp) / Path(archive_key).name
+            if local is None:
+                ctx.store.download_file(archive_key, path)
             if start_line:
                 ctx.info(f"{shop}: resuming the ingest after line {start_line}")
             result = warehouse.ingest_jsonl(ctx.engine, path, shop=shop, job_id=job.job_id,

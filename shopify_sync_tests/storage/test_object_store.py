@@ -78,6 +78,17 @@ def test_file_round_trip_preserves_bytes(store: ObjectStore, tmp_path: Path) -> 
     assert store.get_bytes("raw/shopify/shop=DE/REPLAY/date=2026-01-01/r.jsonl") == payload
 
 
+def test_local_file_is_the_object_itself_only_on_a_local_store(store: ObjectStore, tmp_path: Path) -> None:
+    store.put_bytes("raw/a.jsonl", b"x\n")
+    local = store.local_file("raw/a.jsonl")
+    if isinstance(store, LocalObjectStore):
+        assert local is not None and local.read_bytes() == b"x\n"
+        with pytest.raises(ObjectNotFoundError):
+            store.local_file("raw/missing.jsonl")
+    else:
+        assert local is None  # S3: the caller downloads
+
+
 def test_put_file_of_a_missing_path_names_it(store: ObjectStore, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no local file"):
         store.put_file("k", tmp_path / "missing.jsonl")

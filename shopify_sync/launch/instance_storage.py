@@ -1,0 +1,86 @@
+"""The embedded instance's storage: Dagster's SQLite storage, with the event log's engines kept.
+
+Dagster's ``SqliteEventLogStorage`` builds a new SQLAlchemy engine for every event it
+writes (one per run shard and one per index write), and a run of this project writes
+hundreds: a 30-day backfill plans and materializes 9 assets per day, and a daily run
+restating 30 days logs 60 restated partitions. Building the engine cost about as much as
+the write itself (docs/benchmarks.md, session 8). This storage is the same files, tables
+and behaviour, except that it keeps the engines of the last few shards it wrote (still
+``NullPool``: a connection per use, so nothing stays open on the files between events).
+
+``dagster.yaml`` selects it for the embedded default (``storage: custom``); a deployed
+instance uses PostgreSQL storage (``deploy/dagster.yaml``) and never loads this module.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import dagster as dg
+import sqlalchemy as sa
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
+from sqlalchemy.pool import NullPool
+
+# Dagster's own busy timeout for its SQLite files.
+_BUSY_TIMEOUT_SECONDS = 30
+# Engines kept: the index shard and the runs of one process (a CLI's months of a backfill).
+_KEPT_ENGINES = 8
+
+
+class KeptEngineSqliteEventLogStorage(SqliteEventLogStorage):
+    """``SqliteEventLogStorage`` reusing an engine per shard instead of building one per event."""
+
+    def __init__(self, base_dir: str, inst_data: Any = None) -> None:
+        self._engines: OrderedDict[str, sa.Engine] = OrderedDict()
+        super().__init__(base_dir, inst_data)
+
+    def _engine(self, shard: str) -> sa.Engine:
+        engine = self._engines.pop(shard, None)
+        if engine is None:
+            engine = sa.create_engine(self.conn_string_for_shard(shard), poolclass=NullPool,
+                                      connect_args={"timeout": _BUSY_TIMEOUT_SECONDS})
+        self._engines[shard] = engine  # most recently used last
+        while len(self._engines) > _KEPT_ENGINES:
+            _, old = self._engines.popitem(last=False)
+            old.dispose()
+        return engine
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[sa.Connection]:
+        with self._db_lock:
+            engine = self._engine(shard)
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+            with engine.connect() as conn, conn.begin():
+                yield conn
+
+    def dispose(self) -> None:
+        with self._db_lock:
+            for engine in self._engines.values():
+                engine.dispose()
+            self._engines.clear()
+        super().dispose()
+
+
+class EmbeddedSqliteStorage(DagsterSqliteStorage):
+    """Dagster's SQLite storage under ``base_dir`` (default ``$DAGSTER_HOME/storage``, where
+    Dagster's own default keeps it) with ``KeptEngineSqliteEventLogStorage`` for events."""
+
+    def __init__(self, base_dir: str, inst_data: Any = None) -> None:
+        super().__init__(base_dir, inst_data)
+        self._event_log_storage = KeptEngineSqliteEventLogStorage(_event_logs_directory(base_dir))
+
+    @classmethod
+    def config_type(cls) -> dict[str, Any]:
+        return {"base_dir": dg.Field(dg.StringSource, is_required=False)}
+
+    @classmethod
+    def from_config_value(cls, inst_data: Any, config_value: Mapping[str, Any]) -> EmbeddedSqliteStorage:
+        base_dir = config_value.get("base_dir") or os.path.join(os.environ["DAGSTER_HOME"], "storage")
+        return cls.from_local(base_dir, inst_data=inst_data)
