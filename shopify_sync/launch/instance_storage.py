@@ -8,22 +8,20 @@ the write itself (docs/benchmarks.md, session 8). This storage is the same files
 and behaviour, except that it keeps the engines of the last few shards it wrote (still
 ``NullPool``: a connection per use, so nothing stays open on the files between events).
 
-``dagster.yaml`` selects it for the embedded default (``storage: custom``); a deployed
-instance uses PostgreSQL storage (``deploy/dagster.yaml``) and never loads this module.
+The CLI's in-process runs switch their instance to it (``keep_event_log_engines``); a
+deployed instance uses PostgreSQL storage (``deploy/dagster.yaml``) and is left alone.
 """
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 from sqlalchemy.pool import NullPool
 
 # Dagster's own busy timeout for its SQLite files.
@@ -68,19 +66,16 @@ class KeptEngineSqliteEventLogStorage(SqliteEventLogStorage):
         super().dispose()
 
 
-class EmbeddedSqliteStorage(DagsterSqliteStorage):
-    """Dagster's SQLite storage under ``base_dir`` (default ``$DAGSTER_HOME/storage``, where
-    Dagster's own default keeps it) with ``KeptEngineSqliteEventLogStorage`` for events."""
+def keep_event_log_engines(instance: dg.DagsterInstance) -> None:
+    """Let this process's ``instance`` keep its event log's engines, when that log is Dagster's
+    per-run SQLite one (the embedded default); any other storage is left as it is.
 
-    def __init__(self, base_dir: str, inst_data: Any = None) -> None:
-        super().__init__(base_dir, inst_data)
-        self._event_log_storage = KeptEngineSqliteEventLogStorage(_event_logs_directory(base_dir))
-
-    @classmethod
-    def config_type(cls) -> dict[str, Any]:
-        return {"base_dir": dg.Field(dg.StringSource, is_required=False)}
-
-    @classmethod
-    def from_config_value(cls, inst_data: Any, config_value: Mapping[str, Any]) -> EmbeddedSqliteStorage:
-        base_dir = config_value.get("base_dir") or os.path.join(os.environ["DAGSTER_HOME"], "storage")
-        return cls.from_local(base_dir, inst_data=inst_data)
+    The object becomes the subclass in place rather than through ``dagster.yaml``: a custom
+    storage class there cannot find the instance's folder without ``DAGSTER_HOME``, which
+    Dagster itself does not need to open an instance, and the webserver and daemon gain
+    little from it. Same files and rows either way.
+    """
+    storage = instance.event_log_storage
+    if type(storage) is SqliteEventLogStorage:
+        storage._engines = OrderedDict()  # type: ignore[attr-defined]
+        storage.__class__ = KeptEngineSqliteEventLogStorage

@@ -14,7 +14,7 @@ not with Python memory. Results come back as typed rows, with the drivers' diffe
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -370,13 +370,11 @@ def _day(value: date | datetime) -> date:
     return utc_day(value) if isinstance(value, datetime) else value
 
 
-def product_sample(engine: sa.Engine, shop: str, limit: int) -> list[StoredProductFigures]:
-    """Up to ``limit`` of the shop's products (lowest ids) that have figures."""
+def product_sample(engine: sa.Engine, shop: str) -> list[StoredProductFigures]:
+    """The shop's products that have figures, by id."""
     p = product
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(p).where(p.c.shop == shop).order_by(p.c.product_id).limit(limit)
-        ).mappings().all()
+        rows = conn.execute(sa.select(p).where(p.c.shop == shop).order_by(p.c.product_id)).mappings().all()
     return [
         StoredProductFigures(
             int(r["product_id"]), _day(r["metrics_as_of"]), int(r["units_7d"]), _money(r["net_sales_7d"]),
@@ -385,37 +383,43 @@ def product_sample(engine: sa.Engine, shop: str, limit: int) -> list[StoredProdu
     ]
 
 
-RECHECK_BATCH = 20_000  # lines fetched at a time by the product check
+# (units, net sales, orders) over 7 days, then over 30 days.
+ProductFigures = tuple[int, Decimal, int, int, Decimal, int]
 
 
-@dataclass(frozen=True)
-class RecheckLine:
-    """A line item of a counted order (not test, not cancelled)."""
+def recheck_product_figures(engine: sa.Engine, shop: str, product_ids: Sequence[int],
+                            as_of: date) -> dict[int, ProductFigures]:
+    """Each product's 7/30-day figures as of ``as_of``, summed in SQL straight from
+    ``order_line_item`` ⋈ ``order_header`` (SPEC §5); a product without lines gets zeros.
 
-    product_id: int
-    order_id: int
-    current_quantity: int
-    discounted_unit_price: Decimal
-    processed_at: datetime | None
-
-
-def recheck_lines(engine: sa.Engine, shop: str, product_ids: Sequence[int], since: date) -> Iterator[RecheckLine]:
-    """Lines of ``product_ids`` in counted orders processed on or after ``since``, by product.
-
-    Written out here rather than through ``shopify_sync.metrics``: the product check
-    recomputes the figures independently of the code that stored them (SPEC §5).
-    One query for the whole sample, through the (shop, processed_at) and (shop, order_id)
-    indexes: lines have no product index (it slowed every ingest). Streamed in product
-    order: 20 of 40 products of a 1M-order shop are 1.7M lines, 1.5 GB as one list.
+    Written out here for the product check: the metrics sum ``measurement_day_sum`` with
+    polars, so this is a recomputation by other code from the lines themselves. It reads
+    the window's lines through the (shop, processed_at) and (shop, order_id) indexes; lines
+    have no product index (it made the ingest half again slower: docs/benchmarks.md).
     """
     li, oh = order_line_item, order_header
-    stmt = (sa.select(li.c.product_id, li.c.order_id, li.c.current_quantity, li.c.discounted_unit_price,
-                      oh.c.processed_at)
-            .join(oh, sa.and_(oh.c.shop == li.c.shop, oh.c.order_id == li.c.order_id))
-            .where(oh.c.shop == shop, oh.c.processed_at >= datetime.combine(since, datetime.min.time()),
-                   li.c.product_id.in_(list(product_ids)), oh.c.test.is_(False), oh.c.cancelled_at.is_(None))
-            .order_by(li.c.product_id))
+    first, end = day_start(as_of - timedelta(days=29)), day_start(as_of + timedelta(days=1))
+    in_7 = oh.c.processed_at >= day_start(as_of - timedelta(days=6))
+    units, amount = li.c.current_quantity, li.c.current_quantity * li.c.discounted_unit_price
+    held = li.c.current_quantity > 0
+
+    def money(expr: sa.ColumnElement[Decimal]) -> sa.ColumnElement[Decimal]:
+        return sa.type_coerce(sa.func.sum(expr), Money())
+
+    stmt = (sa.select(li.c.product_id,
+                      sa.func.sum(sa.case((in_7, units), else_=0)), money(sa.case((in_7, amount), else_=0)),
+                      sa.func.count(sa.distinct(sa.case((sa.and_(in_7, held), li.c.order_id)))),
+                      sa.func.sum(units), money(amount), sa.func.count(sa.distinct(sa.case((held, li.c.order_id)))))
+            .select_from(li.join(oh, sa.and_(oh.c.shop == li.c.shop, oh.c.order_id == li.c.order_id)))
+            .where(oh.c.shop == shop, oh.c.processed_at >= first, oh.c.processed_at < end,
+                   oh.c.test == sa.false(), oh.c.cancelled_at.is_(None),
+                   # "+ 0": SQLite must drive by the processed_at index, not a product scan.
+                   (li.c.product_id + 0).in_(list(product_ids)))
+            .group_by(li.c.product_id))
+    zero: ProductFigures = (0, ZERO_MONEY, 0, 0, ZERO_MONEY, 0)
+    out = dict.fromkeys(product_ids, zero)
     with engine.connect() as conn:
-        for r in conn.execution_options(yield_per=RECHECK_BATCH).execute(stmt):
-            yield RecheckLine(int(r.product_id), int(r.order_id), int(r.current_quantity or 0),
-                              _money(r.discounted_unit_price), r.processed_at)
+        for r in conn.execute(stmt):
+            out[int(r[0])] = (as_count(r[1]), as_money(r[2]), as_count(r[3]), as_count(r[4]), as_money(r[5]),
+                              as_count(r[6]))
+    return out

@@ -1,0 +1,46 @@
+"""The CLI's instance keeps its SQLite event log's engines: same events, readable by any instance."""
+
+# No `from __future__ import annotations`: Dagster reads the asset's context annotation as an object.
+import shutil
+from pathlib import Path
+
+import dagster as dg
+
+from shopify_sync.launch.instance_storage import KeptEngineSqliteEventLogStorage, keep_event_log_engines
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dg.asset(partitions_def=dg.StaticPartitionsDefinition(["a", "b"]))
+def thing(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"partition": context.partition_key})
+
+
+def test_kept_engines_write_what_a_plain_instance_reads(tmp_path: Path) -> None:
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    job = dg.Definitions(assets=[thing]).resolve_implicit_global_asset_job_def()
+    run_ids = []
+    with dg.DagsterInstance.from_config(str(tmp_path)) as inst:
+        keep_event_log_engines(inst)
+        storage = inst.event_log_storage
+        assert isinstance(storage, KeptEngineSqliteEventLogStorage)
+        for i in range(12):
+            result = job.execute_in_process(instance=inst, partition_key="ab"[i % 2])
+            assert result.success
+            run_ids.append(result.run_id)
+        assert 1 <= len(storage._engines) <= 8  # the index shard and the latest runs, not one per run
+    with dg.DagsterInstance.from_config(str(tmp_path)) as plain:
+        assert type(plain.event_log_storage).__name__ == "SqliteEventLogStorage"
+        for run_id in run_ids:
+            types = [e.dagster_event.event_type_value for e in plain.all_logs(run_id) if e.dagster_event]
+            assert "ASSET_MATERIALIZATION" in types and types[-1] == "PIPELINE_SUCCESS"  # the run's success, by its stored name
+        records = plain.fetch_materializations(dg.AssetKey("thing"), limit=100).records
+        assert len(records) == 12
+        assert plain.get_materialized_partitions(dg.AssetKey("thing")) == {"a", "b"}
+
+
+def test_other_event_logs_are_left_alone() -> None:
+    with dg.DagsterInstance.ephemeral() as inst:
+        before = type(inst.event_log_storage)
+        keep_event_log_engines(inst)
+        assert type(inst.event_log_storage) is before
