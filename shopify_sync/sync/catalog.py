@@ -235,7 +235,7 @@ def fetch_catalog(ctx: StepContext, shop: str, partition_key: str, *, first_day:
                 cctx.shopify.client_for(shop, log=cctx.log) as client:
             result = run_bulk(cctx, rec, client, job, window.query(), Path(tmp) / "catalog.jsonl")
             key = raw_key(shop, Mode.CATALOG, first_day, cctx.run.run_id)
-            cctx.store.put_file(key, result.path)  # archived before any parsing
+            cctx.store.move_file(key, result.path)  # archived before any parsing
         with cctx.engine.begin() as conn:
             jobs.mark_downloaded(conn, job.job_id, archive_key=key, object_count=result.object_count)
             if job.lines_committed:

@@ -130,7 +130,7 @@ def _download(ctx: StepContext, rec: StepRecorder, shop: str, partition_key: str
         result = run_bulk(ctx, rec, client, job, claim.window.query(), Path(tmp) / "bulk.jsonl", after_submit)
         key = raw_key(shop, ctx.run.mode, first_day, ctx.run.run_id)
         # Archived before any parsing: the audit trail and the replay source.
-        ctx.store.put_file(key, result.path)
+        ctx.store.move_file(key, result.path)
     with ctx.engine.begin() as conn:
         jobs.mark_downloaded(conn, job.job_id, archive_key=key, object_count=result.object_count)
         if job.lines_committed:

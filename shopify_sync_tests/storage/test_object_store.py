@@ -89,6 +89,18 @@ def test_local_file_is_the_object_itself_only_on_a_local_store(store: ObjectStor
         assert local is None  # S3: the caller downloads
 
 
+def test_move_file_stores_the_bytes_and_takes_the_file(store: ObjectStore, tmp_path: Path) -> None:
+    src = tmp_path / "download.jsonl"
+    payload = os.urandom(200_000)
+    src.write_bytes(payload)
+    store.put_bytes("raw/m.jsonl", b"old")
+    store.move_file("raw/m.jsonl", src)
+    assert store.get_bytes("raw/m.jsonl") == payload and not src.exists()
+    with pytest.raises(FileNotFoundError, match="no local file"):
+        store.move_file("raw/m.jsonl", src)
+    assert store.get_bytes("raw/m.jsonl") == payload
+
+
 def test_put_file_of_a_missing_path_names_it(store: ObjectStore, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no local file"):
         store.put_file("k", tmp_path / "missing.jsonl")
