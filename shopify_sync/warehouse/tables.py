@@ -246,3 +246,13 @@ measurement_day_sum = sa.Table(
     sa.Column("latest_line_id", sa.BigInteger, nullable=False),
     sa.Column("latest_text", sa.String(1024)),
 )
+
+# Not in SPEC: one row per shop, written first by every order-ingest chunk's transaction, so
+# chunks of one shop commit one after another even when two ingests of it run at once (a
+# daily sync beside a backfill). measurement_day_sum adds each chunk's ``after - before``,
+# which is only right when no other chunk of the shop changes the same orders in between.
+shop_ingest_lock = sa.Table(
+    "shop_ingest_lock",
+    metadata,
+    sa.Column("shop", SHOP, primary_key=True),
+)

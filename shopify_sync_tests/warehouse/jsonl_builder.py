@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from shopify_sync.warehouse.tables import order_header, order_line_item, order_refund
+from shopify_sync.warehouse.tables import measurement_day_sum, order_header, order_line_item, order_refund
 
 
 def _money(amount: str, currency: str = "EUR") -> dict[str, Any]:
@@ -115,5 +115,5 @@ def snapshot(engine: Engine, *, with_synced_at: bool = False) -> dict[str, list[
 
 def clear(engine: Engine) -> None:
     with engine.begin() as conn:
-        for table in (order_header, order_line_item, order_refund):
+        for table in (order_header, order_line_item, order_refund, measurement_day_sum):
             conn.execute(table.delete())

@@ -18,7 +18,7 @@ from shopify_sync.emulator import write_jsonl
 from shopify_sync.warehouse import IngestError, OrderChange, ingest_jsonl, iter_job_changes, jobs, make_engine
 from shopify_sync.warehouse.ingest import read as ingest_read
 from shopify_sync.warehouse.ingest import write as ingest_write
-from shopify_sync.warehouse.tables import order_header, order_line_item, order_refund
+from shopify_sync.warehouse.tables import measurement_day_sum, order_header, order_line_item, order_refund
 from shopify_sync_tests.warehouse.jsonl_builder import Line, Ord, clear, snapshot, write
 
 ANCHOR = datetime(2026, 11, 23, tzinfo=UTC)
@@ -420,6 +420,12 @@ def test_chunks_of_random_files_match_a_line_iterator(tmp_path: Path, monkeypatc
         assert got == expected, (data, chunk_rows)
 
 
+def _day_sums(engine) -> list:
+    t = measurement_day_sum
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.select(t).order_by(*t.primary_key.columns))]
+
+
 def test_concurrent_ingests_of_one_shop_end_like_one(engine, tmp_path: Path) -> None:
     """A daily sync and a backfill may ingest the same orders at once: both start on the
     insert-only path for what looks new, one of them meets the other's rows (a key conflict,
@@ -433,9 +439,11 @@ def test_concurrent_ingests_of_one_shop_end_like_one(engine, tmp_path: Path) -> 
         runs = [pool.submit(ingest_jsonl, engine, path, shop="DEMO", job_id=None, chunk_rows=40) for _ in range(2)]
         results = [r.result(timeout=120) for r in runs]
     together = snapshot(engine)
+    day_sums = _day_sums(engine)
     clear(engine)
     alone = ingest_jsonl(engine, path, shop="DEMO", job_id=None, chunk_rows=40)
     assert snapshot(engine) == together
+    assert _day_sums(engine) == day_sums  # the chunks took turns: each added its own change once
     assert all(r.rows == alone.rows for r in results)
     assert len(together["order_header"]) == 300
 

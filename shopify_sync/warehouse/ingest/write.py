@@ -214,6 +214,7 @@ class ChunkWriter:
     def _attempt(self, frames: ChunkFrames, parents: Parents, mark: JobMark | None, statement_bytes: int,
                  insert_fresh: bool) -> Committed:
         with chunk_transaction(self.engine, self._checkpointer) as conn:
+            rollup.lock_shop(conn, self.shop)  # before any read: chunks of a shop commit in turn
             decision = decide_chunk(conn, frames, parents, self.shop, self.path, self.clock)
             fresh, stored_ids = _touched_orders(conn, self.shop, decision, insert_fresh)
             before = rollup_lines.lines_of_orders(conn, self.shop, stored_ids)

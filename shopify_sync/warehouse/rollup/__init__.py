@@ -4,6 +4,6 @@
 gives the per-day frames the measurements are summed from, ``lines`` is what both share.
 """
 
-from shopify_sync.warehouse.rollup.maintain import apply, mismatched_rows, rebuild, rebuild_days
+from shopify_sync.warehouse.rollup.maintain import apply, lock_shop, mismatched_rows, rebuild, rebuild_days
 
-__all__ = ["apply", "mismatched_rows", "rebuild", "rebuild_days"]
+__all__ = ["apply", "lock_shop", "mismatched_rows", "rebuild", "rebuild_days"]

@@ -13,9 +13,9 @@ longer the latest (its order cancelled, moved to another day, its line deleted),
 day is rebuilt from its lines, as is any day whose sums would come out negative (the
 table disagreeing with the lines, which only a write outside the ingest can cause).
 
-This assumes one writer per shop at a time (the run queue's per-shop limit and
-``sync_job``'s open lane) and that a line item id belongs to one order (Shopify's global
-ids).
+Two ingests of one shop may run at once (a daily sync beside a backfill): every chunk
+transaction first writes the shop's ``shop_ingest_lock`` row (``lock_shop``), so the chunks
+of a shop commit one after another and each reads the other's committed rows.
 """
 
 from __future__ import annotations
@@ -26,13 +26,31 @@ from decimal import Decimal
 
 import polars as pl
 import sqlalchemy as sa
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from shopify_sync.warehouse.rollup.lines import KEY, LATEST, SUMS, SUMS_SCHEMA, lines_of_days, sums
 from shopify_sync.warehouse.tables import measurement_day_sum as _T
+from shopify_sync.warehouse.tables import shop_ingest_lock
 from shopify_sync.warehouse.types import MONEY_SCALE
 
 _MONEY = ("gross_sales", "net_sales")
+
+
+def lock_shop(conn: Connection, shop: str) -> None:
+    """First statement of a chunk's transaction: hold ``shop``'s row until the commit."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        pg = pg_insert(shop_ingest_lock).values(shop=shop)
+        conn.execute(pg.on_conflict_do_update(index_elements=["shop"], set_={"shop": pg.excluded.shop}))
+    elif dialect == "sqlite":
+        lite = sqlite_insert(shop_ingest_lock).values(shop=shop)
+        conn.execute(lite.on_conflict_do_update(index_elements=["shop"], set_={"shop": lite.excluded.shop}))
+    else:
+        my = mysql_insert(shop_ingest_lock).values(shop=shop)
+        conn.execute(my.on_duplicate_key_update(shop=my.inserted.shop))
 
 
 def _stored(conn: Connection, shop: str, days: Sequence[date]) -> pl.DataFrame:

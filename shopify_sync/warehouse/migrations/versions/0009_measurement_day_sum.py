@@ -1,4 +1,4 @@
-"""measurement_day_sum: the counted lines' sums per day, kept by the ingest
+"""measurement_day_sum: the counted lines' sums per day, kept by the ingest; shop_ingest_lock
 
 Revision ID: 0009_measurement_day_sum
 Revises: 0008_product_catalog
@@ -72,10 +72,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("shop", "day", "product_id", "variant_key", "currency_code"),
         mysql_charset="utf8mb4",
     )
+    op.create_table(
+        "shop_ingest_lock",
+        sa.Column("shop", sa.String(32), nullable=False),
+        sa.PrimaryKeyConstraint("shop"),
+        mysql_charset="utf8mb4",
+    )
     dialect = op.get_bind().dialect.name
     op.execute(_fill(dialect, variant=True))
     op.execute(_fill(dialect, variant=False))
 
 
 def downgrade() -> None:
+    op.drop_table("shop_ingest_lock")
     op.drop_table("measurement_day_sum")
