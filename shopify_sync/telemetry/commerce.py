@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
@@ -27,7 +28,7 @@ EVENT_FIELDS = ("shop", "order_id", "order_name", "event", "at", "before", "afte
 # Lines per batch of events rendered in Python, and bytes per batch of the stored object read back.
 _BATCH_EVENTS = 50_000
 _BATCH_BYTES = 16 << 20
-# Two independent hashes make one 128-bit key per line (see ``_Unique``).
+# Two independent hashes make one 128-bit key per line (see ``_write_unique``).
 _SEEDS = (0x5EED_0001, 0x5EED_0002)
 
 
@@ -81,36 +82,31 @@ def _existing_lines(path: Path) -> Iterator[pl.Series]:
             yield pl.Series("line", [ln.rstrip("\n") for ln in batch if ln.strip()], pl.String)
 
 
-class _Unique:
-    """Which lines were already written in this call.
-
-    A line is known by two seeded 64-bit polars hashes (16 bytes a line, in one frame),
-    compared only within this call: a first load passes one event per order, millions for
-    a big shop. Per batch: the first of equal lines, and only if not seen before.
-    """
-
-    def __init__(self) -> None:
-        self._seen: list[pl.DataFrame] = []
-
-    def new(self, lines: pl.Series) -> pl.Series:
-        keyed = pl.DataFrame({"line": lines}).with_columns(
-            pl.col("line").hash(_SEEDS[0]).alias("_h0"), pl.col("line").hash(_SEEDS[1]).alias("_h1"))
-        keyed = keyed.filter(pl.struct("_h0", "_h1").is_first_distinct())
-        if self._seen:
-            seen = pl.concat(self._seen)
-            self._seen = [seen]
-            keyed = keyed.join(seen, on=["_h0", "_h1"], how="anti", maintain_order="left")
-        self._seen.append(keyed.select("_h0", "_h1"))
-        return keyed["line"]
-
-
 def _write_unique(batches: Iterable[pl.Series], out: Path) -> None:
-    unique = _Unique()
+    """The lines, each only the first time it comes.
+
+    A line is known by two seeded 64-bit polars hashes (one 128-bit key, 16 bytes a line in
+    a frame), compared only within this call: a first load passes one event per order,
+    millions for a big shop. Every line is written as it comes, with its key kept; the
+    first of each key is found once at the end, and only when some line came twice (a
+    re-run, a resumed load) is the file written again without the repeats.
+    """
+    keys: list[pl.DataFrame] = []
     with open(out, "wb") as fh:
         for batch in batches:
-            lines = unique.new(batch)
-            if lines.len():
-                fh.write((lines.str.join("\n").item() + "\n").encode())
+            keys.append(pl.DataFrame({"h0": batch.hash(_SEEDS[0]), "h1": batch.hash(_SEEDS[1])}))
+            fh.write((batch.str.join("\n").item() + "\n").encode())
+    if not keys:
+        return
+    first = pl.concat(keys).select(pl.struct("h0", "h1").is_first_distinct()).to_series()
+    if first.all():
+        return
+    # One line of the file per line given: none holds a raw newline (JSON escapes it, and
+    # the stored object's lines were split at every one).
+    kept = out.with_name(out.name + ".unique")
+    with open(out, "rb") as src, open(kept, "wb") as dst:
+        dst.writelines(itertools.compress(src, first.to_list()))
+    os.replace(kept, out)
 
 
 def _event_lines(events: Iterable[CommerceEvent], shop: str | None) -> Iterator[pl.Series]:
