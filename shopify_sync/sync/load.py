@@ -7,11 +7,9 @@ events (every committed chunk's, an earlier attempt's included) and closes the l
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Generic, TypeVar
 
 # The package, not its names: the crash tests replace ``delete_job_changes`` on it to
 # kill a load between writing its events and deleting their records.
@@ -19,12 +17,11 @@ from shopify_sync import warehouse
 from shopify_sync.storage.keys import commerce_telemetry_key
 from shopify_sync.sync.context import StepContext
 from shopify_sync.sync.step_telemetry import step_telemetry
-from shopify_sync.telemetry import write_commerce_events
+from shopify_sync.telemetry.commerce import write_commerce_lines
+from shopify_sync.telemetry.commerce_frames import change_event_lines
 from shopify_sync.timeutil import utc_day
 from shopify_sync.vocab import Step
 from shopify_sync.warehouse import jobs
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,19 +43,6 @@ class LoadOutcome:
     # Where the commerce events went: this run's object, or an earlier attempt's that the
     # load completed (see ``sync_job.events_key``).
     events_key: str | None = None
-
-
-class _Counted(Iterator[T], Generic[T]):
-    """Counts what passes through an iterator (the events written, for the outcome)."""
-
-    def __init__(self, items: Iterable[T]) -> None:
-        self._it = iter(items)
-        self.count = 0
-
-    def __next__(self) -> T:
-        item = next(self._it)
-        self.count += 1
-        return item
 
 
 def _require_job(ctx: StepContext, shop: str, partition_key: str) -> tuple[jobs.SyncJob, str]:
@@ -102,9 +86,10 @@ def publish_job_events(ctx: StepContext, shop: str, job: jobs.SyncJob) -> tuple[
     """Write the job's COMMERCE_TELEMETRY events; returns their object and how many there were.
 
     Every committed chunk's changes, an earlier attempt's included (stored with the
-    chunks, so a crash mid-ingest loses none); streamed: a first load has one per order.
+    chunks, so a crash mid-ingest loses none); streamed a chunk at a time, each chunk's
+    lines built from its change frame in polars: a first load has one per order.
     """
-    counted = _Counted(warehouse.iter_job_changes(ctx.engine, job.job_id))
+    frames = warehouse.iter_job_change_frames(ctx.engine, job.job_id)
     # The object is chosen before it is written: if this process dies after the write
     # but before the job's change records are deleted, the resumed load merges the
     # same records into the same object (deduplicated) rather than into its own run's.
@@ -112,5 +97,5 @@ def publish_job_events(ctx: StepContext, shop: str, job: jobs.SyncJob) -> tuple[
     if events_key is None:
         events_key = commerce_telemetry_key(utc_day(ctx.run.created_at), ctx.run.run_id)
         jobs.set_events_key(ctx.engine, job.job_id, events_key)
-    write_commerce_events(ctx.store, events_key, counted, shop=shop)
-    return events_key, counted.count
+    _, count = write_commerce_lines(ctx.store, events_key, (change_event_lines(f, shop) for f in frames))
+    return events_key, count

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Protocol, TypeAlias
+
+import polars as pl
 
 from shopify_sync.storage.keys import COMMERCE_TELEMETRY_PREFIX, commerce_telemetry_key
 from shopify_sync.storage.object_store import ObjectNotFoundError, ObjectStore
@@ -22,7 +25,11 @@ from shopify_sync.vocab import ChangeKind
 
 COMMERCE_EVENTS = tuple(k.value for k in ChangeKind)
 EVENT_FIELDS = ("shop", "order_id", "order_name", "event", "at", "before", "after")
-_MASK64 = (1 << 64) - 1
+# Lines per batch of events rendered in Python, and bytes per batch of the stored object read back.
+_BATCH_EVENTS = 50_000
+_BATCH_BYTES = 16 << 20
+# Two independent hashes make one 128-bit key per line (see ``_write_unique``).
+_SEEDS = (0x5EED_0001, 0x5EED_0002)
 
 
 class OrderChangeLike(Protocol):
@@ -67,22 +74,45 @@ def _event_dict(event: CommerceEvent, shop: str | None) -> dict[str, JsonValue]:
     return {name: jsonable(values[name], name) for name in EVENT_FIELDS}
 
 
-def _lines_of(path: Path) -> Iterator[str]:
+def _existing_lines(path: Path) -> Iterator[pl.Series]:
+    """The stored object's lines in batches, read as text (universal newlines, blank lines
+    dropped) exactly as the writer always read them."""
     with open(path, encoding="utf-8") as fh:
-        yield from (ln.rstrip("\n") for ln in fh if ln.strip())
+        while batch := fh.readlines(_BATCH_BYTES):
+            yield pl.Series("line", [ln.rstrip("\n") for ln in batch if ln.strip()], pl.String)
 
 
-def _write_unique(lines: Iterable[str], out: Path) -> None:
-    # A line is known by two of Python's (per-process keyed) str hashes as one 128-bit
-    # int: about 80 bytes a line in the set, instead of the line. Only compared within
-    # this call. A first load passes one event per order, millions for a big shop.
-    seen: set[int] = set()
-    with open(out, "w", encoding="utf-8") as fh:
-        for line in lines:
-            digest = (hash(line) & _MASK64) << 64 | (hash(line + "\x1f") & _MASK64)
-            if digest not in seen:
-                seen.add(digest)
-                fh.write(line + "\n")
+def _write_unique(batches: Iterable[pl.Series], out: Path) -> None:
+    """The lines, each only the first time it comes.
+
+    A line is known by two seeded 64-bit polars hashes (one 128-bit key, 16 bytes a line in
+    a frame), compared only within this call: a first load passes one event per order,
+    millions for a big shop. Every line is written as it comes, with its key kept; the
+    first of each key is found once at the end, and only when some line came twice (a
+    re-run, a resumed load) is the file written again without the repeats.
+    """
+    keys: list[pl.DataFrame] = []
+    with open(out, "wb") as fh:
+        for batch in batches:
+            keys.append(pl.DataFrame({"h0": batch.hash(_SEEDS[0]), "h1": batch.hash(_SEEDS[1])}))
+            fh.write((batch.str.join("\n").item() + "\n").encode())
+    if not keys:
+        return
+    first = pl.concat(keys).select(pl.struct("h0", "h1").is_first_distinct()).to_series()
+    if first.all():
+        return
+    # One line of the file per line given: none holds a raw newline (JSON escapes it, and
+    # the stored object's lines were split at every one).
+    kept = out.with_name(out.name + ".unique")
+    with open(out, "rb") as src, open(kept, "wb") as dst:
+        dst.writelines(itertools.compress(src, first.to_list()))
+    os.replace(kept, out)
+
+
+def _event_lines(events: Iterable[CommerceEvent], shop: str | None) -> Iterator[pl.Series]:
+    items = iter(events)
+    while batch := [json.dumps(_event_dict(e, shop), ensure_ascii=False) for e in itertools.islice(items, _BATCH_EVENTS)]:
+        yield pl.Series("line", batch, pl.String)
 
 
 def write_commerce_events(
@@ -99,23 +129,44 @@ def write_commerce_events(
     Streams: ``events`` may be a generator of millions. Lines go through a temporary file
     uploaded at the end in one piece, so a bad event leaves the stored object as it was.
     """
+    written, _ = write_commerce_lines(store, key, _event_lines(events, shop))
+    return written
+
+
+def write_commerce_lines(store: ObjectStore, key: str, batches: Iterable[pl.Series]) -> tuple[str | None, int]:
+    """``write_commerce_events`` for events already rendered as lines (polars String series,
+    no newline; ``commerce_frames.change_event_lines``); returns the object (None when
+    there was nothing to write) and how many lines were given, duplicates included."""
     if not key.startswith(COMMERCE_TELEMETRY_PREFIX):
         raise ValueError(f"not a commerce telemetry key: {key!r}")
-    items = iter(events)
+    items = (b for b in batches if b.len())
     first = next(items, None)
     if first is None:
-        return None
-    new_lines = (json.dumps(_event_dict(e, shop), ensure_ascii=False) for e in itertools.chain([first], items))
+        return None, 0
+    given = _Counter()
+    new_lines = given.through(itertools.chain([first], items))
     with tempfile.TemporaryDirectory(prefix="shopify_sync_events_") as tmp:
         existing, merged = Path(tmp) / "existing.jsonl", Path(tmp) / "out.jsonl"
         try:
             store.download_file(key, existing)
-            lines: Iterable[str] = itertools.chain(_lines_of(existing), new_lines)
+            lines: Iterable[pl.Series] = itertools.chain(_existing_lines(existing), new_lines)
         except ObjectNotFoundError:
             lines = new_lines
         _write_unique(lines, merged)
         store.put_file(key, merged)
-    return key
+    return key, given.count
+
+
+class _Counter:
+    """Counts the lines of the batches that pass through."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def through(self, batches: Iterable[pl.Series]) -> Iterator[pl.Series]:
+        for batch in batches:
+            self.count += batch.len()
+            yield batch
 
 
 def read_commerce_events(store: ObjectStore, day: date, run_id: str) -> list[dict[str, JsonValue]]:
@@ -124,4 +175,6 @@ def read_commerce_events(store: ObjectStore, day: date, run_id: str) -> list[dic
         raw = store.get_bytes(commerce_telemetry_key(as_day(day), run_id))
     except ObjectNotFoundError:
         return []
-    return [json.loads(ln) for ln in raw.decode().splitlines() if ln.strip()]
+    # Split on newlines only: str.splitlines also breaks at U+2028, U+0085 and the like,
+    # which json.dumps(ensure_ascii=False) leaves raw inside an order name.
+    return [json.loads(ln) for ln in raw.decode().split("\n") if ln.strip()]

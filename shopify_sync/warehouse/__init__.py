@@ -9,6 +9,7 @@ from shopify_sync.warehouse.ingest import (
     OrderChange,
     delete_job_changes,
     ingest_jsonl,
+    iter_job_change_frames,
     iter_job_changes,
     restart_job_ingest,
 )
@@ -16,5 +17,5 @@ from shopify_sync.warehouse.types import Money, UtcDateTime
 
 __all__ = [
     "ChunkProgress", "IngestError", "IngestResult", "Money", "OrderChange", "UtcDateTime", "delete_job_changes",
-    "ensure_schema", "ingest_jsonl", "iter_job_changes", "jobs", "make_engine", "restart_job_ingest",
+    "ensure_schema", "ingest_jsonl", "iter_job_change_frames", "iter_job_changes", "jobs", "make_engine", "restart_job_ingest",
 ]

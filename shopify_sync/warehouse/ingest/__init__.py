@@ -16,6 +16,7 @@ file changes nothing and a concurrent writer cannot regress a row either.
 
 from shopify_sync.warehouse.ingest.change_store import (
     delete_job_changes,
+    iter_job_change_frames,
     iter_job_changes,
     restart_job_ingest,
 )
@@ -25,5 +26,5 @@ from shopify_sync.warehouse.ingest.run import ingest_jsonl
 
 __all__ = [
     "ChunkProgress", "IngestError", "IngestResult", "JSONL_SCHEMA", "OrderChange", "delete_job_changes",
-    "ingest_jsonl", "iter_job_changes", "restart_job_ingest",
+    "ingest_jsonl", "iter_job_change_frames", "iter_job_changes", "restart_job_ingest",
 ]

@@ -2,7 +2,7 @@
 
 Each chunk's records are written in the chunk's own transaction, so they are committed
 exactly with its rows: a crash loses none, a resume writes none twice. The load step
-reads them back with ``iter_job_changes`` (an attempt that crashed included), writes the
+reads them back with ``iter_job_change_frames`` (an attempt that crashed included), writes the
 events, then deletes them.
 """
 
@@ -70,9 +70,10 @@ def changes_from_frame(frame: pl.DataFrame) -> list[OrderChange]:
     return out
 
 
-def iter_job_changes(engine: Engine, job_id: str) -> Iterator[OrderChange]:
-    """Every change record a job's committed chunks produced, in file order, whichever run
-    committed them (an attempt that crashed included); one chunk in memory at a time."""
+def iter_job_change_frames(engine: Engine, job_id: str) -> Iterator[pl.DataFrame]:
+    """The compact change frame (``CHANGES_SCHEMA``) of each of a job's committed chunks, in
+    file order, whichever run committed them (an attempt that crashed included); one chunk
+    in memory at a time."""
     with engine.connect() as conn:
         starts = conn.execute(sa.select(sync_job_changes.c.start_line)
                               .where(sync_job_changes.c.job_id == job_id)
@@ -83,6 +84,13 @@ def iter_job_changes(engine: Engine, job_id: str) -> Iterator[OrderChange]:
                 sync_job_changes.c.job_id == job_id, sync_job_changes.c.start_line == start)).scalar_one()
         frame = pl.from_arrow(pa.ipc.open_stream(payload).read_all())
         assert isinstance(frame, pl.DataFrame)
+        yield frame
+
+
+def iter_job_changes(engine: Engine, job_id: str) -> Iterator[OrderChange]:
+    """Every change record of a job's committed chunks as ``OrderChange`` objects (see
+    ``iter_job_change_frames``; the load writes its events from the frames directly)."""
+    for frame in iter_job_change_frames(engine, job_id):
         yield from changes_from_frame(frame)
 
 
