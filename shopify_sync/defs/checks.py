@@ -13,6 +13,7 @@ run on their own from the UI.
 import io
 import itertools
 import random
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -24,7 +25,7 @@ from shopify_sync.defs.assets.keys import ORDER_HEADER, PERFORMANCE, PRODUCT, SA
 from shopify_sync.defs.metadata import Metadata, per_shop
 from shopify_sync.defs.partitions import ShopDays, shop_days_for_context
 from shopify_sync.defs.resources import ObjectStoreResource, WarehouseResource
-from shopify_sync.defs.run_context import run_info
+from shopify_sync.defs.run_context import memory_released, run_info
 from shopify_sync.metrics.measurements import parquet_bytes
 from shopify_sync.metrics.restate import performance_frames, sales_frames
 from shopify_sync.storage import ObjectStore, measurement_days, measurement_prefix, performance_key, sales_key
@@ -213,7 +214,8 @@ def evaluate_measurements_current(engine: Engine, store: ObjectStore, run: RunIn
                 description="Lines loaded from the raw file equal the bulk operation's objectCount. "
                 "Failing means rows were lost or doubled on the way in; the metrics after it do not run.")
 def rows_match_object_count(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    return evaluate_rows_match_object_count(warehouse.get_engine(), run_info(context), shop_days_for_context(context))
+    with memory_released():
+        return evaluate_rows_match_object_count(warehouse.get_engine(), run_info(context), shop_days_for_context(context))
 
 
 @dg.asset_check(asset=SALES, blocking=True,
@@ -222,7 +224,8 @@ def rows_match_object_count(context: dg.AssetCheckExecutionContext, warehouse: W
 def no_duplicate_sales_keys(
     context: dg.AssetCheckExecutionContext, object_store: ObjectStoreResource
 ) -> dg.AssetCheckResult:
-    return evaluate_no_duplicate_sales_keys(object_store.get_store(), shop_days_for_context(context))
+    with memory_released():
+        return evaluate_no_duplicate_sales_keys(object_store.get_store(), shop_days_for_context(context))
 
 
 @dg.asset_check(asset=PRODUCT, blocking=True,
@@ -231,21 +234,24 @@ def no_duplicate_sales_keys(
 def product_figures_match_line_items(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
-    return evaluate_product_figures(warehouse.get_engine(), shop_days_for_context(context))
+    with memory_released():
+        return evaluate_product_figures(warehouse.get_engine(), shop_days_for_context(context))
 
 
 @dg.asset_check(asset=PERFORMANCE,
                 description="The run's sync telemetry ends with a completed record for every shop, so the "
                 "staff API and dashboards see the run as done.")
 def telemetry_completed(context: dg.AssetCheckExecutionContext, object_store: ObjectStoreResource) -> dg.AssetCheckResult:
-    return evaluate_telemetry_completed(object_store.get_store(), run_info(context), shop_days_for_context(context))
+    with memory_released():
+        return evaluate_telemetry_completed(object_store.get_store(), run_info(context), shop_days_for_context(context))
 
 
 @dg.asset_check(asset=PERFORMANCE,
                 description=f"Each shop's last successful daily sync is under {FRESHNESS_HOURS} h old "
                 "(a warning only in backfill and replay runs).")
 def shop_freshness(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    return evaluate_shop_freshness(warehouse.get_engine(), run_info(context), shop_days_for_context(context))
+    with memory_released():
+        return evaluate_shop_freshness(warehouse.get_engine(), run_info(context), shop_days_for_context(context))
 
 
 @dg.asset_check(asset=PERFORMANCE,
@@ -255,30 +261,52 @@ def shop_freshness(context: dg.AssetCheckExecutionContext, warehouse: WarehouseR
 def stored_measurements_are_current(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, object_store: ObjectStoreResource
 ) -> dg.AssetCheckResult:
-    return evaluate_measurements_current(warehouse.get_engine(), object_store.get_store(), run_info(context),
-                                         shop_days_for_context(context))
+    with memory_released():
+        return evaluate_measurements_current(warehouse.get_engine(), object_store.get_store(), run_info(context),
+                                             shop_days_for_context(context))
 
 
 CHECKS = [rows_match_object_count, no_duplicate_sales_keys, product_figures_match_line_items,
           telemetry_completed, shop_freshness, stored_measurements_are_current]
 
 
-def _window_figures(lines: list[RecheckLine], first: date, last: date) -> tuple[int, Decimal, int]:
-    units, net, orders = 0, Decimal(0), set()
+class _Fold:
+    """A product's 7/30-day figures, folded line by line with Decimal arithmetic (SPEC §5).
+
+    The lines come order by order (``recheck_lines``), so an order's distinct count needs
+    only the last order counted: the lines are not held. A sampled product of a 1M-order
+    shop has about 85k lines in 30 days; held, they were most of the check's memory
+    (docs/benchmarks.md, session 8).
+    """
+
+    __slots__ = ("units", "net", "orders", "last_order")
+
+    def __init__(self) -> None:
+        self.units = [0, 0]  # [7 days, 30 days]
+        self.net = [Decimal(0), Decimal(0)]
+        self.orders = [0, 0]
+        self.last_order: list[int | None] = [None, None]
+
+    def add(self, ln: RecheckLine) -> None:
+        amount = ln.current_quantity * ln.discounted_unit_price
+        for w in ((0, 1) if ln.in_7_days else (1,)):
+            self.units[w] += ln.current_quantity
+            self.net[w] += amount
+            if ln.current_quantity > 0 and self.last_order[w] != ln.order_id:
+                self.orders[w] += 1
+                self.last_order[w] = ln.order_id
+
+    def figures(self) -> Figures:
+        return self.units[0], self.net[0], self.orders[0], self.units[1], self.net[1], self.orders[1]
+
+
+def recompute_figures(lines: Iterable[RecheckLine], product_ids: Iterable[int]) -> dict[int, Figures]:
+    """Each product's figures from its counted lines of the 30 days (``recheck_lines``, in its
+    order: an order's lines together); a product without lines gets zeros."""
+    folds = {product_id: _Fold() for product_id in product_ids}
     for ln in lines:
-        if ln.processed_at is None or not first <= utc_day(ln.processed_at) <= last:
-            continue
-        units += ln.current_quantity
-        net += ln.current_quantity * ln.discounted_unit_price
-        if ln.current_quantity > 0:
-            orders.add(ln.order_id)
-    return units, net, len(orders)
-
-
-def recompute_figures(lines: list[RecheckLine], as_of: date) -> Figures:
-    """A product's figures as of ``as_of`` from its counted lines, with Decimal arithmetic (SPEC §5)."""
-    return (*_window_figures(lines, as_of - timedelta(days=6), as_of),
-            *_window_figures(lines, as_of - timedelta(days=29), as_of))
+        folds[ln.product_id].add(ln)
+    return {product_id: fold.figures() for product_id, fold in folds.items()}
 
 
 def stored_figures(p: StoredProductFigures) -> Figures:
@@ -289,15 +317,12 @@ def compare_product_sample(engine: Engine, shop: str, limit: int) -> list[tuple[
     """(product_id, stored figures, recomputed figures) for up to ``limit`` products.
 
     Recomputed here from ``order_line_item`` ⋈ ``order_header``, independently of
-    ``shopify_sync.metrics``, per SPEC §5.
+    ``shopify_sync.metrics``, per SPEC §5: one pass over the lines per as-of day (the
+    products of a shop share it unless a run failed between refreshing some of them).
     """
     sample = product_sample(engine, shop, limit)
-    if not sample:
-        return []
-    earliest = min(p.as_of for p in sample) - timedelta(days=30)
-    as_of = {p.product_id: p.as_of for p in sample}
-    # The lines come by product: one product's in memory at a time.
-    recomputed = {product_id: recompute_figures(list(lines), as_of[product_id]) for product_id, lines in
-                  itertools.groupby(recheck_lines(engine, shop, list(as_of), earliest), key=lambda ln: ln.product_id)}
-    return [(p.product_id, stored_figures(p), recomputed.get(p.product_id) or recompute_figures([], p.as_of))
-            for p in sample]
+    recomputed: dict[int, Figures] = {}
+    for as_of, group in itertools.groupby(sorted(sample, key=lambda p: p.as_of), key=lambda p: p.as_of):
+        ids = [p.product_id for p in group]
+        recomputed |= recompute_figures(recheck_lines(engine, shop, ids, as_of), ids)
+    return [(p.product_id, stored_figures(p), recomputed[p.product_id]) for p in sample]

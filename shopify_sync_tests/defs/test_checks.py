@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import random
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import polars as pl
 import sqlalchemy as sa
@@ -15,11 +17,13 @@ from shopify_sync.defs.checks import (
     evaluate_rows_match_object_count,
     evaluate_shop_freshness,
     evaluate_telemetry_completed,
+    recompute_figures,
     sample_days,
 )
 from shopify_sync.defs.partitions import split_by_shop
 from shopify_sync.launch.plan import daily_launch
 from shopify_sync.sync import FinishOutcome, Initiator, Mode, RunInfo
+from shopify_sync.warehouse.queries import RecheckLine
 from shopify_sync_tests.defs.conftest import Harness, yesterday
 
 
@@ -134,3 +138,63 @@ def test_the_measurement_sample_stays_bounded_for_a_long_backfill() -> None:
     # A daily run's own day is always looked at; a small history is checked whole.
     assert stored[55] in sample_days(stored, (stored[55],), 8, "run-2/S/sales")
     assert sample_days(stored[:6], tuple(stored[:6]), 8, "run-3/S/sales") == stored[:6]
+
+
+def _naive_figures(lines: list[RecheckLine], product_id: int) -> tuple[object, ...]:
+    """The SPEC §5 figures the plain way: every line held, distinct orders as sets."""
+    mine = [ln for ln in lines if ln.product_id == product_id]
+    out: list[object] = []
+    for window in (lambda ln: ln.in_7_days, lambda ln: True):
+        kept = [ln for ln in mine if window(ln)]
+        out += [sum(ln.current_quantity for ln in kept),
+                sum((ln.current_quantity * ln.discounted_unit_price for ln in kept), Decimal(0)),
+                len({ln.order_id for ln in kept if ln.current_quantity > 0})]
+    return tuple(out)
+
+
+def test_the_product_recomputation_folds_lines_as_holding_them_would() -> None:
+    rng = random.Random(7)
+    lines: list[RecheckLine] = []
+    # Orders one after another (recheck_lines' order), each with lines of a few products,
+    # some refunded to 0 or below, some ordered twice for one product.
+    for order_id in range(1000, 1400):
+        in_7 = rng.random() < 0.3
+        for _ in range(rng.randint(1, 4)):
+            lines.append(RecheckLine(rng.choice([1, 2, 3]), order_id, rng.choice([-1, 0, 1, 2, 3]),
+                                     Decimal(rng.randint(1, 99_999)) / 100, in_7))
+    got = recompute_figures(lines, [1, 2, 3, 4])
+    for product_id in (1, 2, 3):
+        assert got[product_id] == _naive_figures(lines, product_id)
+    assert got[4] == (0, Decimal(0), 0, 0, Decimal(0), 0)  # no line in the 30 days: zeros, not missing
+
+
+def test_the_product_check_reads_the_30_days_order_by_order(harness: Harness) -> None:
+    from shopify_sync.warehouse.queries import product_sample, recheck_lines
+    from shopify_sync.warehouse.tables import order_header, product
+
+    day = yesterday()
+    assert harness.daily("DEMO", day).success
+    eng = harness.engine()
+    sample = product_sample(eng, "DEMO", 1000)
+    as_of = sample[0].as_of
+    lines = list(recheck_lines(eng, "DEMO", [p.product_id for p in sample], as_of))
+    assert lines
+    # An order's lines come together: the fold counts distinct orders by the last one seen.
+    orders = [ln.order_id for i, ln in enumerate(lines) if i == 0 or lines[i - 1].order_id != ln.order_id]
+    assert len(orders) == len(set(orders))
+    with eng.connect() as conn:
+        processed = dict(conn.execute(sa.select(order_header.c.order_id, order_header.c.processed_at)
+                                      .where(order_header.c.shop == "DEMO")).tuples().all())
+    for ln in lines:
+        when = processed[ln.order_id].date()
+        assert as_of - timedelta(days=29) <= when <= as_of
+        assert ln.in_7_days == (when >= as_of - timedelta(days=6))
+
+    # A figure of the 7-day window that is off fails the check too.
+    parts = split_by_shop([f"{day}|DEMO"])
+    with eng.begin() as conn:
+        pid = conn.execute(sa.select(product.c.product_id).where(product.c.orders_7d > 0).limit(1)).scalar_one()
+        conn.execute(sa.update(product).where(product.c.product_id == pid).values(orders_7d=product.c.orders_7d - 1))
+    wrong = evaluate_product_figures(eng, parts, sample=1000)
+    assert not wrong.passed and str(pid) in wrong.metadata["mismatches"].value
+    eng.dispose()
