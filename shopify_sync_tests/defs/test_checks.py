@@ -6,8 +6,10 @@ import io
 import random
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import polars as pl
+import pytest
 import sqlalchemy as sa
 
 from shopify_sync.defs.assets.metrics import watermark_check
@@ -24,7 +26,7 @@ from shopify_sync.defs.partitions import split_by_shop
 from shopify_sync.launch.plan import daily_launch
 from shopify_sync.sync import FinishOutcome, Initiator, Mode, RunInfo
 from shopify_sync.warehouse.queries import RecheckLine
-from shopify_sync_tests.defs.conftest import Harness, yesterday
+from shopify_sync_tests.defs.conftest import Harness, make_harness, yesterday
 
 
 def test_checks_fail_on_broken_data(harness: Harness) -> None:
@@ -168,7 +170,15 @@ def test_the_product_recomputation_folds_lines_as_holding_them_would() -> None:
     assert got[4] == (0, Decimal(0), 0, 0, Decimal(0), 0)  # no line in the 30 days: zeros, not missing
 
 
-def test_the_product_check_reads_the_30_days_order_by_order(harness: Harness) -> None:
+def test_the_product_check_reads_the_30_days_order_by_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str
+) -> None:
+    # Every backend: the in-7-days flag is a comparison in SQL, the order is the database's.
+    for harness in make_harness(tmp_path, monkeypatch, db_url):
+        _reads_the_30_days_order_by_order(harness)
+
+
+def _reads_the_30_days_order_by_order(harness: Harness) -> None:
     from shopify_sync.warehouse.queries import product_sample, recheck_lines
     from shopify_sync.warehouse.tables import order_header, product
 
