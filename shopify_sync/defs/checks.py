@@ -23,7 +23,7 @@ from shopify_sync.defs.assets.keys import ORDER_HEADER, PERFORMANCE, PRODUCT, SA
 from shopify_sync.defs.metadata import Metadata, per_shop
 from shopify_sync.defs.partitions import ShopDays, shop_days_for_context
 from shopify_sync.defs.resources import ObjectStoreResource, WarehouseResource
-from shopify_sync.defs.run_context import run_info
+from shopify_sync.defs.run_context import memory_released, run_info
 from shopify_sync.metrics.measurements import parquet_bytes
 from shopify_sync.metrics.restate import performance_frames, sales_frames
 from shopify_sync.storage import ObjectStore, measurement_days, measurement_prefix, performance_key, sales_key
@@ -216,7 +216,8 @@ def evaluate_measurements_current(engine: Engine, store: ObjectStore, run: RunIn
                 description="Lines loaded from the raw file equal the bulk operation's objectCount. "
                 "Failing means rows were lost or doubled on the way in; the metrics after it do not run.")
 def rows_match_object_count(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    return evaluate_rows_match_object_count(warehouse.get_engine(), run_info(context), shop_days_for_context(context))
+    with memory_released():
+        return evaluate_rows_match_object_count(warehouse.get_engine(), run_info(context), shop_days_for_context(context))
 
 
 @dg.asset_check(asset=SALES, blocking=True,
@@ -225,7 +226,8 @@ def rows_match_object_count(context: dg.AssetCheckExecutionContext, warehouse: W
 def no_duplicate_sales_keys(
     context: dg.AssetCheckExecutionContext, object_store: ObjectStoreResource
 ) -> dg.AssetCheckResult:
-    return evaluate_no_duplicate_sales_keys(object_store.get_store(), shop_days_for_context(context))
+    with memory_released():
+        return evaluate_no_duplicate_sales_keys(object_store.get_store(), shop_days_for_context(context))
 
 
 @dg.asset_check(asset=PRODUCT, blocking=True,
@@ -234,22 +236,25 @@ def no_duplicate_sales_keys(
 def product_figures_match_line_items(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
 ) -> dg.AssetCheckResult:
-    return evaluate_product_figures(warehouse.get_engine(), shop_days_for_context(context),
-                                    seed=run_info(context).run_id)
+    with memory_released():
+        return evaluate_product_figures(warehouse.get_engine(), shop_days_for_context(context),
+                                        seed=run_info(context).run_id)
 
 
 @dg.asset_check(asset=PERFORMANCE,
                 description="The run's sync telemetry ends with a completed record for every shop, so the "
                 "staff API and dashboards see the run as done.")
 def telemetry_completed(context: dg.AssetCheckExecutionContext, object_store: ObjectStoreResource) -> dg.AssetCheckResult:
-    return evaluate_telemetry_completed(object_store.get_store(), run_info(context), shop_days_for_context(context))
+    with memory_released():
+        return evaluate_telemetry_completed(object_store.get_store(), run_info(context), shop_days_for_context(context))
 
 
 @dg.asset_check(asset=PERFORMANCE,
                 description=f"Each shop's last successful daily sync is under {FRESHNESS_HOURS} h old "
                 "(a warning only in backfill and replay runs).")
 def shop_freshness(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    return evaluate_shop_freshness(warehouse.get_engine(), run_info(context), shop_days_for_context(context))
+    with memory_released():
+        return evaluate_shop_freshness(warehouse.get_engine(), run_info(context), shop_days_for_context(context))
 
 
 @dg.asset_check(asset=PERFORMANCE,
@@ -259,8 +264,9 @@ def shop_freshness(context: dg.AssetCheckExecutionContext, warehouse: WarehouseR
 def stored_measurements_are_current(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, object_store: ObjectStoreResource
 ) -> dg.AssetCheckResult:
-    return evaluate_measurements_current(warehouse.get_engine(), object_store.get_store(), run_info(context),
-                                         shop_days_for_context(context))
+    with memory_released():
+        return evaluate_measurements_current(warehouse.get_engine(), object_store.get_store(), run_info(context),
+                                             shop_days_for_context(context))
 
 
 CHECKS = [rows_match_object_count, no_duplicate_sales_keys, product_figures_match_line_items,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 
 import polars as pl
+import pytest
 import sqlalchemy as sa
 
 from shopify_sync.defs.assets.metrics import watermark_check
@@ -20,7 +23,7 @@ from shopify_sync.defs.checks import (
 from shopify_sync.defs.partitions import split_by_shop
 from shopify_sync.launch.plan import daily_launch
 from shopify_sync.sync import FinishOutcome, Initiator, Mode, RunInfo
-from shopify_sync_tests.defs.conftest import Harness, yesterday
+from shopify_sync_tests.defs.conftest import Harness, make_harness, yesterday
 
 
 def test_checks_fail_on_broken_data(harness: Harness) -> None:
@@ -134,3 +137,56 @@ def test_the_measurement_sample_stays_bounded_for_a_long_backfill() -> None:
     # A daily run's own day is always looked at; a small history is checked whole.
     assert stored[55] in sample_days(stored, (stored[55],), 8, "run-2/S/sales")
     assert sample_days(stored[:6], tuple(stored[:6]), 8, "run-3/S/sales") == stored[:6]
+
+
+def test_the_product_recomputation_equals_a_plain_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str
+) -> None:
+    # Every backend: the windows are comparisons in SQL, the money sums the Money type's.
+    for harness in make_harness(tmp_path, monkeypatch, db_url):
+        _equals_a_plain_count(harness)
+
+
+def _plain_figures(lines: list[tuple[int, int, int, Decimal, datetime]], product_id: int,
+                   as_of: date) -> tuple[object, ...]:
+    """The SPEC §5 figures the plain way: every line held, distinct orders as sets."""
+    out: list[object] = []
+    for first in (as_of - timedelta(days=6), as_of - timedelta(days=29)):
+        kept = [ln for ln in lines if ln[0] == product_id and first <= ln[4].date() <= as_of]
+        out += [sum(ln[2] for ln in kept), sum((ln[2] * ln[3] for ln in kept), Decimal(0)),
+                len({ln[1] for ln in kept if ln[2] > 0})]
+    return tuple(out)
+
+
+def _equals_a_plain_count(harness: Harness) -> None:
+    from shopify_sync.warehouse.queries import product_sample, recheck_product_figures
+    from shopify_sync.warehouse.tables import order_header, order_line_item, product
+
+    day = yesterday()
+    assert harness.daily("DEMO", day).success
+    eng = harness.engine()
+    sample = product_sample(eng, "DEMO")
+    as_of = sample[0].as_of
+    li, oh = order_line_item, order_header
+    with eng.connect() as conn:
+        lines = [(int(r[0]), int(r[1]), int(r[2] or 0), r[3], r[4]) for r in conn.execute(
+            sa.select(li.c.product_id, li.c.order_id, li.c.current_quantity, li.c.discounted_unit_price,
+                      oh.c.processed_at)
+            .join(oh, sa.and_(oh.c.shop == li.c.shop, oh.c.order_id == li.c.order_id))
+            .where(oh.c.shop == "DEMO", oh.c.test.is_(False), oh.c.cancelled_at.is_(None),
+                   li.c.product_id.is_not(None)))]
+    ids = [p.product_id for p in sample]
+    got = recheck_product_figures(eng, "DEMO", [*ids, 999_999], as_of)
+    assert got[999_999] == (0, Decimal(0), 0, 0, Decimal(0), 0)  # no line in the 30 days: zeros
+    assert any(got[i][3] for i in ids)
+    for product_id in ids:
+        assert got[product_id] == _plain_figures(lines, product_id, as_of)
+
+    # A figure of the 7-day window that is off fails the check too.
+    parts = split_by_shop([f"{day}|DEMO"])
+    with eng.begin() as conn:
+        pid = conn.execute(sa.select(product.c.product_id).where(product.c.orders_7d > 0).limit(1)).scalar_one()
+        conn.execute(sa.update(product).where(product.c.product_id == pid).values(orders_7d=product.c.orders_7d - 1))
+    wrong = evaluate_product_figures(eng, parts, sample=1000)
+    assert not wrong.passed and str(pid) in wrong.metadata["mismatches"].value
+    eng.dispose()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from shopify_sync.defs.run_context import missing_run_tags
 from shopify_sync.sync import RunInfo
 
@@ -32,3 +34,16 @@ def test_tagged_runs_are_left_alone() -> None:
     tags = {"shopify_sync/mode": "DAILY_INCREMENTAL", "shopify_sync/initiator": "cron", "shopify_sync/shop": "DA",
             "dagster/partition/shop": "DA"}
     assert _missing(tags) == {}
+
+
+def test_a_step_hands_its_freed_memory_back_when_it_ends_even_failing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shopify_sync.defs import run_context
+
+    trims: list[int] = []
+    monkeypatch.setattr(run_context, "malloc_trim", lambda: trims.append(1))
+    with run_context.memory_released():
+        assert trims == []
+    assert trims == [1]
+    with pytest.raises(RuntimeError), run_context.memory_released():
+        raise RuntimeError("step failed")
+    assert trims == [1, 1]
