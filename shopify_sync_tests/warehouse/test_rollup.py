@@ -170,3 +170,28 @@ def test_migration_fills_the_table_from_existing_lines(db_url: str, tmp_path: Pa
         assert table(engine) == kept
     finally:
         engine.dispose()
+
+
+def test_a_resumed_ingest_counts_each_line_once(engine, tmp_path: Path) -> None:
+    """A crash between chunks leaves orders whose lines come in the next chunk: the resumed
+    ingest (an equal version of those orders) still adds their lines, and nothing twice."""
+    path = tmp_path / "demo.jsonl"
+    write_jsonl(path, "DEMO", orders=120, seed=9, anchor=ANCHOR)
+
+    class Crash(Exception):
+        pass
+
+    def crash(progress) -> None:  # noqa: ANN001 - the ingest's progress record
+        if progress.end_line >= 100:
+            raise Crash
+
+    with pytest.raises(Crash):
+        ingest_jsonl(engine, path, shop="DEMO", job_id=None, chunk_rows=37, on_chunk=crash)
+    ingest_jsonl(engine, path, shop="DEMO", job_id=None, chunk_rows=37, start_line=111)
+    resumed = assert_equals_rebuild(engine)
+    with engine.begin() as conn:
+        conn.execute(measurement_day_sum.delete())
+    ingest_jsonl(engine, path, shop="DEMO", job_id=None, chunk_rows=50)  # a replay: equal versions only
+    assert table(engine) == []  # read no lines: nothing changed, nothing added
+    rollup.rebuild(engine, "DEMO")
+    assert table(engine) == resumed

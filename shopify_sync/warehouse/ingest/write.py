@@ -184,20 +184,31 @@ def _write_rows(conn: Connection, decision: Decision, shop: str, statement_bytes
 def _touched_orders(conn: Connection, shop: str, decision: Decision, insert_fresh: bool
                     ) -> tuple[pl.DataFrame, pl.Series]:
     """For ``measurement_day_sum``: the chunk's orders whose stored lines after the chunk are
-    exactly their lines in it (headers), and the ids of every other order whose lines it
-    changes, to read before and after the writes.
+    exactly their lines in it (headers), and the ids of the stored orders whose counted lines
+    it may change, to read before and after the writes.
 
     A new order's rows are inserted: had any of its lines existed, the insert would have
-    failed (``FreshRowExists``). Without that guarantee (the chunk redone with upserts) every
-    order is read. Lines written by upsert may have been stored under another order (an id
-    first seen elsewhere): that order is read too."""
-    lines = decision.lines
-    fresh = decision.applied.filter(pl.col("fresh")) if insert_fresh else decision.applied.clear()
-    upserted = lines.filter(~pl.col("fresh")) if insert_fresh else lines
-    touched = pl.concat([decision.applied.get_column("order_id"), lines.get_column("order_id"),
-                         rollup_lines.owners_of_lines(conn, shop, upserted.get_column("line_item_id"))]).unique()
-    stored = touched.filter(~touched.is_in(fresh.get_column("order_id").implode()))
-    return fresh, stored.sort()
+    failed (``FreshRowExists``); without that guarantee (the chunk redone with upserts) its
+    lines count as upserted. A stored order changes with a newer version of its header, or
+    with a line upserted that is not stored yet, is stored under another order (whose order
+    is read too) or with another order version. An equal version rewriting the same rows
+    changes nothing, as for ``measurement_dirty``: a replay or an overlapping backfill reads
+    no lines here (docs/benchmarks.md, session 8)."""
+    applied, lines = decision.applied, decision.lines
+    fresh = applied.filter(pl.col("fresh")) if insert_fresh else applied.clear()
+    newer = applied.filter(pl.col("stored_updated_at").is_not_null()
+                           & (pl.col("updated_at") > pl.col("stored_updated_at"))).get_column("order_id")
+    # Every line but those of this chunk's new orders (a new order's lines in a later chunk
+    # are not stored yet: that makes its order read).
+    upserted = lines.filter(~pl.col("order_id").is_in(fresh.get_column("order_id").implode())).select(
+        "line_item_id", "order_id", "order_updated_at")
+    stored = upserted.join(rollup_lines.stored_line_versions(conn, shop, upserted.get_column("line_item_id")),
+                           on="line_item_id", how="left")
+    moved = stored.filter(pl.col("stored_order_id").ne_missing(pl.col("order_id"))
+                          | pl.col("stored_version").ne_missing(pl.col("order_updated_at")))
+    touched = pl.concat([newer, moved.get_column("order_id"),
+                         moved.get_column("stored_order_id").drop_nulls()]).unique()
+    return fresh, touched.filter(~touched.is_in(fresh.get_column("order_id").implode())).sort()
 
 
 class ChunkWriter:

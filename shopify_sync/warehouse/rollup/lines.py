@@ -80,11 +80,16 @@ def lines_of_orders(conn: Connection, shop: str, order_ids: pl.Series) -> pl.Dat
     return _frame(conn.dialect.name, rows)
 
 
-def owners_of_lines(conn: Connection, shop: str, line_ids: pl.Series) -> pl.Series:
-    """The orders these line items are stored under now (a line may be written under another)."""
-    rows = upsert.rows_for_orders(conn, "SELECT DISTINCT order_id FROM order_line_item", shop, line_ids,
-                                  column="line_item_id")
-    return pl.Series("order_id", [r[0] for r in rows], dtype=pl.Int64)
+def stored_line_versions(conn: Connection, shop: str, line_ids: pl.Series) -> pl.DataFrame:
+    """Each stored line's order and the order version it was written with (absent: not stored)."""
+    rows = upsert.rows_for_orders(conn, "SELECT line_item_id, order_id, order_updated_at FROM order_line_item",
+                                  shop, line_ids, column="line_item_id")
+    schema = {"line_item_id": pl.Int64(), "stored_order_id": pl.Int64(), "stored_version": pl.Datetime("us")}
+    if conn.dialect.name != "sqlite":
+        return pl.DataFrame(rows, schema=schema, orient="row")
+    # Raw reads return SQLAlchemy's stored text format on SQLite.
+    frame = pl.DataFrame(rows, schema={**schema, "stored_version": pl.String()}, orient="row")
+    return frame.with_columns(pl.col("stored_version").str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us"))
 
 
 def lines_of_days(conn: Connection, shop: str, first: date, last: date) -> pl.DataFrame:
