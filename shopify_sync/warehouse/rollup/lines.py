@@ -107,7 +107,9 @@ def lines_of_days(conn: Connection, shop: str, first: date, last: date) -> pl.Da
     # lifted the CLI's peak by about 100 MB (the stored-measurements check reads one).
     result = conn.execute(stmt.execution_options(yield_per=_BATCH_ROWS),
                           {"shop": shop, "start": bound(start), "end": bound(end)})
-    frames = [_frame(dialect, part) for part in result.partitions()]
+    # The size is given: without it SQLite's DBAPI fetches one row at a time (arraysize 1),
+    # and a frame per row took minutes and gigabytes (docs/benchmarks.md, session 8).
+    frames = [_frame(dialect, part) for part in result.partitions(_BATCH_ROWS)]
     return pl.concat(frames) if frames else pl.DataFrame(schema=LINES_SCHEMA)
 
 
