@@ -5,8 +5,12 @@ writes (one per run shard and one per index write), and a run of this project wr
 hundreds: a 30-day backfill plans and materializes 9 assets per day, and a daily run
 restating 30 days logs 60 restated partitions. Building the engine cost about as much as
 the write itself (docs/benchmarks.md, session 8). This storage is the same files, tables
-and behaviour, except that it keeps the engines of the last few shards it wrote (still
-``NullPool``: a connection per use, so nothing stays open on the files between events).
+and behaviour, except that it keeps the engines of the last few shards it wrote, each
+with its connection open (one per thread; ``dispose`` and the end of the process close
+them), and commits with ``synchronous=NORMAL``: in WAL mode, which Dagster sets on these
+files, a commit then no longer waits for the disk, and a crash of the process still
+loses nothing; a power cut may lose the last events, never corrupt the file. Opening,
+closing and syncing were about half of an event's cost (docs/benchmarks.md, session 9).
 
 The CLI's in-process runs switch their instance to it (``keep_event_log_engines``); a
 deployed instance uses PostgreSQL storage (``deploy/dagster.yaml``) and is left alone.
@@ -22,7 +26,7 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import SingletonThreadPool
 
 # Dagster's own busy timeout for its SQLite files.
 _BUSY_TIMEOUT_SECONDS = 30
@@ -31,7 +35,8 @@ _KEPT_ENGINES = 8
 
 
 class KeptEngineSqliteEventLogStorage(SqliteEventLogStorage):
-    """``SqliteEventLogStorage`` reusing an engine per shard instead of building one per event."""
+    """``SqliteEventLogStorage`` reusing an engine and its connection per shard instead of
+    building an engine and opening the file for every event."""
 
     def __init__(self, base_dir: str, inst_data: Any = None) -> None:
         self._engines: OrderedDict[str, sa.Engine] = OrderedDict()
@@ -40,8 +45,9 @@ class KeptEngineSqliteEventLogStorage(SqliteEventLogStorage):
     def _engine(self, shard: str) -> sa.Engine:
         engine = self._engines.pop(shard, None)
         if engine is None:
-            engine = sa.create_engine(self.conn_string_for_shard(shard), poolclass=NullPool,
+            engine = sa.create_engine(self.conn_string_for_shard(shard), poolclass=SingletonThreadPool,
                                       connect_args={"timeout": _BUSY_TIMEOUT_SECONDS})
+            sa.event.listen(engine, "connect", _normal_sync)
         self._engines[shard] = engine  # most recently used last
         while len(self._engines) > _KEPT_ENGINES:
             _, old = self._engines.popitem(last=False)
@@ -58,12 +64,27 @@ class KeptEngineSqliteEventLogStorage(SqliteEventLogStorage):
             with engine.connect() as conn, conn.begin():
                 yield conn
 
-    def dispose(self) -> None:
+    def _close_engines(self) -> None:
         with self._db_lock:
             for engine in self._engines.values():
                 engine.dispose()
             self._engines.clear()
+
+    def wipe(self) -> None:
+        self._close_engines()  # the files are deleted: no connection may stay on them
+        super().wipe()
+
+    def dispose(self) -> None:
+        self._close_engines()
         super().dispose()
+
+
+def _normal_sync(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
 
 
 def keep_event_log_engines(instance: dg.DagsterInstance) -> None:

@@ -6,6 +6,7 @@ import io
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from unittest import mock
 
 import polars as pl
 import pytest
@@ -181,6 +182,11 @@ def _equals_a_plain_count(harness: Harness) -> None:
     assert any(got[i][3] for i in ids)
     for product_id in ids:
         assert got[product_id] == _plain_figures(lines, product_id, as_of)
+    # SQLite reads either the window's orders or every line (by the shop's history): both agree.
+    from shopify_sync.warehouse import queries
+    for line_driven in (False, True):
+        with mock.patch.object(queries, "_window_is_most_history", lambda *_a, _v=line_driven: _v):
+            assert recheck_product_figures(eng, "DEMO", [*ids, 999_999], as_of) == got
 
     # A figure of the 7-day window that is off fails the check too.
     parts = split_by_shop([f"{day}|DEMO"])

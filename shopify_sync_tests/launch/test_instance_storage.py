@@ -44,3 +44,28 @@ def test_other_event_logs_are_left_alone() -> None:
         before = type(inst.event_log_storage)
         keep_event_log_engines(inst)
         assert type(inst.event_log_storage) is before
+
+
+def test_open_connections_let_another_instance_read_and_wipe_closes_them(tmp_path: Path) -> None:
+    """The kept connections stay open between events (WAL, synchronous=NORMAL): another
+    instance reads every committed event meanwhile, and a wipe first closes them."""
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    job = dg.Definitions(assets=[thing]).resolve_implicit_global_asset_job_def()
+    with dg.DagsterInstance.from_config(str(tmp_path)) as inst, \
+            dg.DagsterInstance.from_config(str(tmp_path)) as reader:
+        keep_event_log_engines(inst)
+        storage = inst.event_log_storage
+        assert isinstance(storage, KeptEngineSqliteEventLogStorage)
+        for key in "ab":
+            result = job.execute_in_process(instance=inst, partition_key=key)
+            assert result.success
+            logged = [e.dagster_event.event_type_value for e in reader.all_logs(result.run_id) if e.dagster_event]
+            assert logged[-1] == "PIPELINE_SUCCESS"
+        assert reader.get_materialized_partitions(dg.AssetKey("thing")) == {"a", "b"}
+        with storage.index_connection() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        storage.wipe()
+        assert set(storage._engines) <= {"index"}  # the index is emptied, not deleted: it may reopen
+        assert not list((tmp_path / "history" / "runs").glob("*-*.db"))  # the run shards are gone
+        assert reader.get_materialized_partitions(dg.AssetKey("thing")) == set()

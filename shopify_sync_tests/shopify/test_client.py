@@ -690,7 +690,8 @@ def test_signed_url_is_not_logged(make_client, server, tmp_path, caplog) -> None
 def test_count_lines_counts_non_empty_lines_across_blocks(tmp_path, block):
     from shopify_sync.shopify.download import count_lines
 
-    cases = [(b"", 0), (b"a\n", 1), (b"a", 1), (b"a\nb", 2), (b"a\n\nb\n", 2), (b"\n\n\n", 0), (b"ab\ncd\n", 2)]
+    cases = [(b"", 0), (b"a\n", 1), (b"a", 1), (b"a\nb", 2), (b"a\n\nb\n", 2), (b"\n\n\n", 0), (b"ab\ncd\n", 2),
+             (b"\nab\n\n\ncd", 2), (b"abc\ndef\n\nghi\n", 3), (b"abcd\nefgh", 2)]
     for data, expected in cases:
         (tmp_path / "f.jsonl").write_bytes(data)
         assert count_lines(tmp_path / "f.jsonl", block_bytes=block) == expected, data
