@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the floor's chunk size; the runs use SHOPIFY_SYNC_CHUNK_ROWS' default, the same")
     p.add_argument("--no-baseline", dest="baseline", action="store_false")
     p.add_argument("--profile", type=Path, help="record each CLI run with py-spy into this folder (diagnosis)")
+    p.add_argument("--emulator-tmp", type=Path,
+                   help="the emulator's folder for result files (default: /dev/shm where it exists)")
     p.add_argument("--keep", type=Path, help="work in this (new) folder and keep it: databases, objects, homes")
     args = p.parse_args(argv)
     global PROFILE_DIR
@@ -249,7 +251,18 @@ def main(argv: list[str] | None = None) -> int:
                             anchor=anchor)
     print(f"e2e: {args.orders:,} orders over {args.days} days; load average {_load()}", flush=True)
     results = []
-    with EmulatorServer(config) as server, tempfile.TemporaryDirectory(prefix="ss_e2e_") as tmp:
+    # The emulator plays Shopify and its storage host, which are other machines: its result
+    # files go to memory (/dev/shm) where there is one, so that writing them does not
+    # queue the client's own writes behind them on this machine's disk.
+    emulator_tmp = args.emulator_tmp if args.emulator_tmp is not None else (
+        Path("/dev/shm") if Path("/dev/shm").is_dir() else None)
+    tempfile.tempdir = None if emulator_tmp is None else str(emulator_tmp)
+    try:
+        server = EmulatorServer(config)
+    finally:
+        tempfile.tempdir = None
+    print(f"emulator files in {emulator_tmp or tempfile.gettempdir()}", flush=True)
+    with server, tempfile.TemporaryDirectory(prefix="ss_e2e_") as tmp:
         work = Path(tmp)
         if args.keep is not None:
             args.keep.mkdir(parents=True)

@@ -186,18 +186,15 @@ def _url_expiry(params: dict[str, list[str]]) -> float | None:
 def count_lines(path: str | os.PathLike[str], block_bytes: int = 1 << 20) -> int:
     """Non-empty lines of a JSONL file (the last one may lack its newline), read in blocks.
 
-    Counts where lines start: a byte that is not a newline, right after a newline or at
-    the file's start. A block without an empty line in it (every block of a real result)
-    is counted with ``bytes.count``: splitting 1M orders' 4.5M lines into objects took 2 s.
+    Split into lines, not ``bytes.count``: CPython counts a byte one at a time, while
+    ``split`` finds newlines with memchr. On a 2.1 GB result, 2.4 s against 3.3 s for
+    ``count`` plus a ``b"\\n\\n" in block`` test for empty lines (docs/benchmarks.md).
     """
-    count, after_newline = 0, True  # after_newline: the previous block ended with a newline
+    count, pending = 0, False  # pending: the last block ended inside a non-empty line
     with open(path, "rb") as fh:
         while block := fh.read(block_bytes):
-            if b"\n\n" in block:
-                parts = block.split(b"\n")
-                count += sum(1 for part in parts[1:] if part)
-            else:
-                count += block.count(b"\n") - block.endswith(b"\n")
-            count += block[0] != 0x0A and after_newline
-            after_newline = block.endswith(b"\n")
-    return count
+            parts = block.split(b"\n")
+            for i, part in enumerate(parts[:-1]):
+                count += bool(part) or (i == 0 and pending)
+            pending = bool(parts[-1]) or (len(parts) == 1 and pending)
+    return count + pending

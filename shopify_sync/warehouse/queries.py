@@ -428,6 +428,10 @@ def recheck_product_figures(engine: sa.Engine, shop: str, product_ids: Sequence[
     zero: ProductFigures = (0, ZERO_MONEY, 0, 0, ZERO_MONEY, 0)
     out = dict.fromkeys(product_ids, zero)
     with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            # The distinct-order counts sort the sampled lines: in the default 4 MB they spilled
+            # to disk (1M orders, 5 products: 2.3 s against 1.2 s). For this transaction only.
+            conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
         for r in conn.execute(stmt):
             out[int(r[0])] = (as_count(r[1]), as_money(r[2]), as_count(r[3]), as_count(r[4]), as_money(r[5]),
                               as_count(r[6]))

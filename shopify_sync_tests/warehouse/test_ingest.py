@@ -538,3 +538,31 @@ def test_no_checkpointer_off_sqlite_or_in_memory(db_url: str, tmp_path: Path) ->
         assert ingest_write.wal_mode(eng) is (eng.dialect.name == "sqlite")
     finally:
         eng.dispose()
+
+
+def test_a_bulk_load_refreshes_postgresql_statistics(engine, tmp_path: Path, monkeypatch) -> None:
+    """Past ANALYZE_AFTER_ROWS rows PostgreSQL's tables are analyzed at the end of the load
+    (the checks right after it were planned on empty-table estimates); a smaller load leaves
+    that to autovacuum, and the other backends have nothing to do."""
+    from shopify_sync.warehouse.ingest import run as ingest_run
+
+    path = tmp_path / "demo.jsonl"
+    write_jsonl(path, "DEMO", orders=40, seed=3, anchor=ANCHOR)
+
+    def analyzed() -> dict[str, bool]:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables "
+                "WHERE relname IN ('order_header', 'order_line_item', 'order_refund', 'measurement_day_sum')").all()
+        return {name: bool(done) for name, done in rows}
+
+    small = ingest_jsonl(engine, path, shop="DEMO", job_id=_job(engine), chunk_rows=50)
+    if engine.dialect.name == "postgresql":
+        assert sum(small.rows.values()) < ingest_run.ANALYZE_AFTER_ROWS
+        assert not any(analyzed().values())
+    monkeypatch.setattr(ingest_run, "ANALYZE_AFTER_ROWS", 10)
+    big = ingest_jsonl(engine, path, shop="DEMO", job_id=_job(engine, "2026-11-23"), chunk_rows=50)
+    assert big.rows == small.rows and "analyze" in big.timings
+    if engine.dialect.name == "postgresql":
+        assert analyzed() == dict.fromkeys(("order_header", "order_line_item", "order_refund",
+                                            "measurement_day_sum"), True)
