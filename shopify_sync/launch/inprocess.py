@@ -26,7 +26,7 @@ from shopify_sync.defs import build_definitions
 from shopify_sync.defs.sensors import complete_run_telemetry
 from shopify_sync.errors import ErrorSummary, summarize_error, summarize_text
 from shopify_sync.failures import HOME
-from shopify_sync.launch.instance_storage import keep_event_log_engines
+from shopify_sync.launch.instance_storage import keep_event_log_engines, release_event_log_connections
 from shopify_sync.launch.plan import (
     SYNC_JOB_NAME,
     Launch,
@@ -228,8 +228,11 @@ class InProcessLauncher:
         keep_event_log_engines(self.instance)
 
     def run(self, launch: Launch) -> RunOutcome:
-        return run_sync_job(self.settings, self.instance, tags=launch.tags, partition_key=launch.partition_key,
-                            verbose=self.verbose)
+        try:
+            return run_sync_job(self.settings, self.instance, tags=launch.tags, partition_key=launch.partition_key,
+                                verbose=self.verbose)
+        finally:
+            release_event_log_connections(self.instance)
 
     def status(self) -> str:
         return status_table(self.settings, self.instance)

@@ -6,8 +6,10 @@ hundreds: a 30-day backfill plans and materializes 9 assets per day, and a daily
 restating 30 days logs 60 restated partitions. Building the engine cost about as much as
 the write itself (docs/benchmarks.md, session 8). This storage is the same files, tables
 and behaviour, except that it keeps the engines of the last few shards it wrote, each
-with its connection open (one per thread; ``dispose`` and the end of the process close
-them), and commits with ``synchronous=NORMAL``: in WAL mode, which Dagster sets on these
+with its connection open (one per thread) until the run ends (``release_connections``,
+which the launcher calls after every run: the last connection to close checkpoints a
+file's write-ahead log and deletes it, and a process that just exits leaves a 3 MB
+``-wal`` beside every run's file), and commits with ``synchronous=NORMAL``: in WAL mode, which Dagster sets on these
 files, a commit then no longer waits for the disk, and a crash of the process still
 loses nothing; a power cut may lose the last events, never corrupt the file. Opening,
 closing and syncing were about half of an event's cost (docs/benchmarks.md, session 9).
@@ -64,6 +66,10 @@ class KeptEngineSqliteEventLogStorage(SqliteEventLogStorage):
             with engine.connect() as conn, conn.begin():
                 yield conn
 
+    def release_connections(self) -> None:
+        """Close every kept connection (the engines are built again on the next event)."""
+        self._close_engines()
+
     def _close_engines(self) -> None:
         with self._db_lock:
             for engine in self._engines.values():
@@ -85,6 +91,13 @@ def _normal_sync(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
+
+
+def release_event_log_connections(instance: dg.DagsterInstance) -> None:
+    """After a run: close the connections ``keep_event_log_engines`` kept open, if any."""
+    storage = instance.event_log_storage
+    if isinstance(storage, KeptEngineSqliteEventLogStorage):
+        storage.release_connections()
 
 
 def keep_event_log_engines(instance: dg.DagsterInstance) -> None:

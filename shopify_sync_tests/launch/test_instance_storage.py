@@ -6,7 +6,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from shopify_sync.launch.instance_storage import KeptEngineSqliteEventLogStorage, keep_event_log_engines
+from shopify_sync.launch.instance_storage import (
+    KeptEngineSqliteEventLogStorage,
+    keep_event_log_engines,
+    release_event_log_connections,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,6 +33,9 @@ def test_kept_engines_write_what_a_plain_instance_reads(tmp_path: Path) -> None:
             assert result.success
             run_ids.append(result.run_id)
         assert 1 <= len(storage._engines) <= 8  # the index shard and the latest runs, not one per run
+        assert list(tmp_path.glob("history/runs/*.db-wal"))  # open connections: write-ahead logs
+        release_event_log_connections(inst)  # what the launcher does after every run
+        assert not list(tmp_path.glob("history/runs/*.db-wal"))  # checkpointed and deleted on close
     with dg.DagsterInstance.from_config(str(tmp_path)) as plain:
         assert type(plain.event_log_storage).__name__ == "SqliteEventLogStorage"
         for run_id in run_ids:
