@@ -6,13 +6,16 @@ hundreds: a 30-day backfill plans and materializes 9 assets per day, and a daily
 restating 30 days logs 60 restated partitions. Building the engine cost about as much as
 the write itself (docs/benchmarks.md, session 8). This storage is the same files, tables
 and behaviour, except that it keeps the engines of the last few shards it wrote, each
-with its connection open (one per thread) until the run ends (``release_connections``,
-which the launcher calls after every run: the last connection to close checkpoints a
-file's write-ahead log and deletes it, and a process that just exits leaves a 3 MB
-``-wal`` beside every run's file), and commits with ``synchronous=NORMAL``: in WAL mode, which Dagster sets on these
-files, a commit then no longer waits for the disk, and a crash of the process still
-loses nothing; a power cut may lose the last events, never corrupt the file. Opening,
-closing and syncing were about half of an event's cost (docs/benchmarks.md, session 9).
+with its connection open (one per thread) until the run ends, and commits with
+``synchronous=NORMAL``. Opening, closing and syncing were about half of an event's cost
+(docs/benchmarks.md, session 9).
+
+- The launcher calls ``release_event_log_connections`` after every run: the last
+  connection to close checkpoints a file's write-ahead log and deletes it, where a
+  process that just exits leaves a 3 MB ``-wal`` beside every run's file.
+- The files are in WAL mode (Dagster sets it), where ``NORMAL`` means a commit no longer
+  waits for the disk: a crash of the process still loses nothing, a power cut may lose
+  the last events but never corrupts the file.
 
 The CLI's in-process runs switch their instance to it (``keep_event_log_engines``); a
 deployed instance uses PostgreSQL storage (``deploy/dagster.yaml``) and is left alone.
@@ -68,20 +71,17 @@ class KeptEngineSqliteEventLogStorage(SqliteEventLogStorage):
 
     def release_connections(self) -> None:
         """Close every kept connection (the engines are built again on the next event)."""
-        self._close_engines()
-
-    def _close_engines(self) -> None:
         with self._db_lock:
             for engine in self._engines.values():
                 engine.dispose()
             self._engines.clear()
 
     def wipe(self) -> None:
-        self._close_engines()  # the files are deleted: no connection may stay on them
+        self.release_connections()  # the files are deleted: no connection may stay on them
         super().wipe()
 
     def dispose(self) -> None:
-        self._close_engines()
+        self.release_connections()
         super().dispose()
 
 

@@ -328,7 +328,7 @@ def order_table_rows(engine: sa.Engine, table: str, shops: Sequence[str]) -> int
     stmt = sa.select(sa.func.count()).select_from(t).where(t.c.shop.in_(shops))
     # InnoDB counted by the clustered primary key, which holds the whole rows: at 1M orders
     # 4.9 s for order_line_item and 2.0 s for order_header with MariaDB's default buffer pool,
-    # against 1.4 s and 0.5 s through the (shop, …) secondary index (docs/benchmarks.md).
+    # against 1.3 s and 0.5 s through the (shop, …) secondary index (docs/benchmarks.md).
     index = next((i.name for i in sorted(t.indexes, key=lambda i: str(i.name))
                   if next(iter(i.columns)).name == "shop"), None)
     if index is not None:
