@@ -187,6 +187,17 @@ def _equals_a_plain_count(harness: Harness) -> None:
     for line_driven in (False, True):
         with mock.patch.object(queries, "_window_is_most_history", lambda *_a, _v=line_driven: _v):
             assert recheck_product_figures(eng, "DEMO", [*ids, 999_999], as_of) == got
+    if getattr(eng.dialect, "is_mariadb", False):
+        # MariaDB joins by batched key access for the check, and the session is put back.
+        with eng.connect() as conn:
+            def settings() -> tuple[object, ...]:
+                return tuple(conn.exec_driver_sql(
+                    "SELECT @@SESSION.join_cache_level, @@SESSION.optimizer_switch, @@SESSION.join_buffer_size").one())
+            before = settings()
+            with queries._batched_key_access(conn):
+                level, switches, _ = settings()
+                assert level == 6 and {"mrr=on", "mrr_sort_keys=on", "join_cache_bka=on"} <= set(str(switches).split(","))
+            assert settings() == before
 
     # A figure of the 7-day window that is off fails the check too.
     parts = split_by_shop([f"{day}|DEMO"])
