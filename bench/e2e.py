@@ -22,11 +22,13 @@ never asserted; docs/benchmarks.md records them with the machine's load.
 
     .venv/bin/python bench/e2e.py --orders 100000 --backends sqlite       # quick
     .venv/bin/python bench/e2e.py --orders 1000000                        # the full run
+    .venv/bin/python bench/e2e.py --backends mariadb --mariadb-buffer-pool 1G   # a sized server
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -44,6 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import ingest as ingest_bench  # noqa: E402
 from ingest import (  # noqa: E402
     _pace_text,
     fresh_database,
@@ -52,6 +55,7 @@ from ingest import (  # noqa: E402
     own_peak_rss_mb,
     run_phase,
 )
+from mariadb_server import private_mariadb, server_settings  # noqa: E402
 
 from shopify_sync.config import DEFAULT_CHUNK_ROWS  # noqa: E402
 from shopify_sync.emulator import EmulatorConfig, EmulatorServer  # noqa: E402
@@ -239,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--emulator-tmp", type=Path,
                    help="the emulator's folder for result files (default: /dev/shm where it exists)")
     p.add_argument("--keep", type=Path, help="work in this (new) folder and keep it: databases, objects, homes")
+    p.add_argument("--mariadb-buffer-pool", metavar="SIZE",
+                   help="run MariaDB on a private server with this InnoDB buffer pool (e.g. 1G), started for the "
+                        "bench in its work folder; default: the server of SHOPIFY_SYNC_TEST_MYSQL_URL as it is")
     args = p.parse_args(argv)
     global PROFILE_DIR
     if args.profile is not None:
@@ -268,8 +275,17 @@ def main(argv: list[str] | None = None) -> int:
             args.keep.mkdir(parents=True)
             work = args.keep
         for backend in args.backends.split(","):
-            print(f"[{backend}]", flush=True)
-            results.append(bench_backend(backend, server, args, work))
+            with contextlib.ExitStack() as stack:
+                header = ""
+                if backend == "mariadb":
+                    if args.mariadb_buffer_pool:
+                        ingest_bench.MYSQL_URL = stack.enter_context(
+                            private_mariadb(work / "mariadb-server", args.mariadb_buffer_pool))
+                    header = f" {server_settings(ingest_bench.MYSQL_URL)}"
+                print(f"[{backend}]{header}", flush=True)
+                result = bench_backend(backend, server, args, work)
+                result["server"] = header.strip() or None
+                results.append(result)
     own = own_peak_rss_mb()
     print(f"load average at the end {_load()}; the bench's own process (emulator) peaked at {own:.0f} MB",
           flush=True)

@@ -49,3 +49,23 @@ def test_mariadb_floor_bench_runs_and_leaves_no_database(mysql_url: str) -> None
         left = [n for (n,) in conn.exec_driver_sql("SHOW DATABASES") if n.startswith("ss_floor_")]
     engine.dispose()
     assert left == []
+
+
+def test_a_private_mariadb_has_the_buffer_pool_asked_for_and_goes_away(tmp_path: Path) -> None:
+    import shutil
+
+    if not (shutil.which("mariadbd") or Path("/usr/sbin/mariadbd").exists()):
+        pytest.skip("mariadbd is not installed here: bench/e2e.py --mariadb-buffer-pool cannot start a server")
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from mariadb_server import private_mariadb, server_settings
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    with private_mariadb(tmp_path, "48M") as url:
+        assert url.startswith("mysql+pymysql://root@127.0.0.1:") and url.endswith("/test")
+        assert "innodb_buffer_pool_size 48 MB" in server_settings(url)
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+    assert not (tmp_path / "mariadb-data").exists()
+    import socket
+    with socket.socket() as s:  # stopped: nothing listens on its port any more
+        assert s.connect_ex(("127.0.0.1", port)) != 0

@@ -132,6 +132,7 @@ def test_daily_run_end_to_end_on_every_backend(backend_harness: Harness) -> None
     tables_md = result.asset_materializations_for_node("order_tables")[0].metadata
     assert tables_md["ingest_rows_per_s"].value > 0 and tables_md["ingest_seconds"].value > 0
     assert tables_md["orders_skipped_older"].value == 0 and tables_md["chunks_redone_as_upserts"].value == 0
+    assert "warehouse_cache_warning" not in tables_md  # a few orders fit any buffer pool
     # The rows as a Markdown table: per order table, upserted by the run and stored for the shop.
     for mat in result.asset_materializations_for_node("order_tables"):
         table = mat.asset_key.path[-1]
@@ -500,3 +501,16 @@ def test_a_rejected_token_fails_clearly_and_never_leaks(harness: Harness, monkey
     [job] = _jobs(harness, "DEMO")
     assert job.status == "failed" and secret not in (job.last_error or "") and job.last_error
     assert harness.watermark("DEMO") is None
+
+
+def test_an_undersized_buffer_pool_is_a_warning_not_a_failure(harness: Harness,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from shopify_sync.defs.assets import ingest as ingest_assets
+    from shopify_sync.warehouse.queries import CacheFootprint
+
+    monkeypatch.setattr(ingest_assets, "cache_footprint", lambda _engine: CacheFootprint(128 << 20, 615 << 20))
+    result = harness.daily("DEMO", yesterday())
+    assert result.success
+    for mat in result.asset_materializations_for_node("order_tables"):
+        warning = mat.metadata["warehouse_cache_warning"].value
+        assert "128 MB" in warning and "615 MB" in warning and "docs/deploy.md" in warning

@@ -20,7 +20,7 @@ from shopify_sync.defs.partitions import shop_days_for_context
 from shopify_sync.defs.resources import ObjectStoreResource, ShopifyBulkResource, WarehouseResource
 from shopify_sync.defs.run_context import asset_step
 from shopify_sync.sync import FetchOutcome, LoadOutcome, fetch_raw, load_orders
-from shopify_sync.warehouse.queries import order_table_rows
+from shopify_sync.warehouse.queries import cache_footprint, order_table_rows
 
 _TABLE_DESCRIPTIONS = {
     "order_header": "One row per Shopify order (test and cancelled included, flagged), totals after returns, "
@@ -134,7 +134,12 @@ def order_tables(
         loads = [load_orders(ctx, sd.shop, sd.key) for sd in shop_days_for_context(context)]
         shops = [lo.shop for lo in loads]
         row_counts = {key: order_table_rows(ctx.engine, key.path[-1], shops) for key in ORDER_TABLES}
+        footprint = cache_footprint(ctx.engine)
     common = load_metadata(loads)
+    if footprint is not None and (shortfall := footprint.shortfall()) is not None:
+        # Not an error: the run is right, only slow; the warning says what to change.
+        context.log.warning(shortfall)
+        common["warehouse_cache_warning"] = dg.MetadataValue.text(shortfall)
     common["rows"] = dg.MetadataValue.md(rows_table(loads, {k.path[-1]: n for k, n in row_counts.items()}))
     for key in ORDER_TABLES:
         table = key.path[-1]
