@@ -506,7 +506,7 @@ def test_a_rejected_token_fails_clearly_and_never_leaks(harness: Harness, monkey
 def test_an_undersized_buffer_pool_is_a_warning_not_a_failure(harness: Harness,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from shopify_sync.defs.assets import ingest as ingest_assets
-    from shopify_sync.warehouse.queries import CacheFootprint
+    from shopify_sync.warehouse.sizing import CacheFootprint
 
     monkeypatch.setattr(ingest_assets, "cache_footprint", lambda _engine: CacheFootprint(128 << 20, 615 << 20))
     result = harness.daily("DEMO", yesterday())

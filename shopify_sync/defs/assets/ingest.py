@@ -20,7 +20,8 @@ from shopify_sync.defs.partitions import shop_days_for_context
 from shopify_sync.defs.resources import ObjectStoreResource, ShopifyBulkResource, WarehouseResource
 from shopify_sync.defs.run_context import asset_step
 from shopify_sync.sync import FetchOutcome, LoadOutcome, fetch_raw, load_orders
-from shopify_sync.warehouse.queries import cache_footprint, order_table_rows
+from shopify_sync.warehouse.queries import order_table_rows
+from shopify_sync.warehouse.sizing import cache_footprint
 
 _TABLE_DESCRIPTIONS = {
     "order_header": "One row per Shopify order (test and cancelled included, flagged), totals after returns, "

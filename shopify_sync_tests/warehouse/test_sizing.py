@@ -1,9 +1,9 @@
-"""Reads about the warehouse server itself (``warehouse.queries``), on the real backends."""
+"""The warehouse server's memory against the order tables (``warehouse.sizing``), on the real backends."""
 
 from __future__ import annotations
 
 from shopify_sync.warehouse import make_engine
-from shopify_sync.warehouse.queries import CacheFootprint, cache_footprint
+from shopify_sync.warehouse.sizing import CacheFootprint, cache_footprint
 
 
 def test_the_cache_footprint_is_read_from_innodb_only(db_url: str) -> None:
