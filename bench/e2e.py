@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", type=Path, help="work in this (new) folder and keep it: databases, objects, homes")
     p.add_argument("--mariadb-buffer-pool", metavar="SIZE",
                    help="run MariaDB on a private server with this InnoDB buffer pool (e.g. 1G), started for the "
-                        "bench in its work folder; default: the server of SHOPIFY_SYNC_TEST_MYSQL_URL as it is")
+                        "bench; default: the server of SHOPIFY_SYNC_TEST_MYSQL_URL as it is")
     args = p.parse_args(argv)
     global PROFILE_DIR
     if args.profile is not None:
@@ -279,8 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                 header = ""
                 if backend == "mariadb":
                     if args.mariadb_buffer_pool:
-                        ingest_bench.MYSQL_URL = stack.enter_context(
-                            private_mariadb(work / "mariadb-server", args.mariadb_buffer_pool))
+                        ingest_bench.MYSQL_URL = stack.enter_context(private_mariadb(args.mariadb_buffer_pool)).url()
                     header = f" {server_settings(ingest_bench.MYSQL_URL)}"
                 print(f"[{backend}]{header}", flush=True)
                 result = bench_backend(backend, server, args, work)

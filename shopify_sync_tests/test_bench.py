@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,21 +52,23 @@ def test_mariadb_floor_bench_runs_and_leaves_no_database(mysql_url: str) -> None
     assert left == []
 
 
-def test_a_private_mariadb_has_the_buffer_pool_asked_for_and_goes_away(tmp_path: Path) -> None:
-    import shutil
+def test_a_private_mariadb_has_the_buffer_pool_asked_for_and_goes_away() -> None:
+    from shopify_sync_tests.faults.private_servers import PrivateMariaDB
 
-    if not (shutil.which("mariadbd") or Path("/usr/sbin/mariadbd").exists()):
-        pytest.skip("mariadbd is not installed here: bench/e2e.py --mariadb-buffer-pool cannot start a server")
+    if PrivateMariaDB.missing():
+        pytest.skip(f"bench/e2e.py --mariadb-buffer-pool cannot start a server here ({PrivateMariaDB.missing()})")
     sys.path.insert(0, str(ROOT / "bench"))
     try:
         from mariadb_server import private_mariadb, server_settings
     finally:
         sys.path.remove(str(ROOT / "bench"))
-    with private_mariadb(tmp_path, "48M") as url:
-        assert url.startswith("mysql+pymysql://root@127.0.0.1:") and url.endswith("/test")
-        assert "innodb_buffer_pool_size 48 MB" in server_settings(url)
-        port = int(url.rsplit(":", 1)[1].split("/")[0])
-    assert not (tmp_path / "mariadb-data").exists()
+    with private_mariadb("48M") as server:
+        assert "innodb_buffer_pool_size 48 MB" in server_settings(server.url())
+        engine = sa.create_engine(server.url())
+        with engine.connect() as conn:  # the shared server's durable commits: only the pool differs
+            assert conn.exec_driver_sql("SELECT @@innodb_flush_log_at_trx_commit").scalar_one() == 1
+        engine.dispose()
+    assert not server.dir.exists()
     import socket
     with socket.socket() as s:  # stopped: nothing listens on its port any more
-        assert s.connect_ex(("127.0.0.1", port)) != 0
+        assert s.connect_ex(("127.0.0.1", server.port)) != 0

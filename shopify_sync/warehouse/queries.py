@@ -339,7 +339,6 @@ def order_table_rows(engine: sa.Engine, table: str, shops: Sequence[str]) -> int
         return int(conn.execute(stmt).scalar_one())
 
 
-
 @dataclass(frozen=True)
 class TopProduct:
     product_id: int
