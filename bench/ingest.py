@@ -246,7 +246,17 @@ def machine_pace(path: Path) -> dict[str, float]:
     """CPU seconds of two fixed workloads: a pure-Python loop and pyarrow parsing the file's
     first 64 MB with the ingest's options. The machines this runs on change pace (seen: the
     same ingest 3x slower from one session to the next, and by tens of per cent within
-    minutes), so figures are only comparable next to these."""
+    minutes), so figures are only comparable next to these.
+
+    In a spawned process of its own: the parse peaks at about 270 MB, which in
+    ``bench/e2e.py``'s process was counted as the emulator's peak RSS (docs/benchmarks.md,
+    session 11)."""
+    with mp.get_context("spawn").Pool(1) as pool:
+        pace: dict[str, float] = pool.apply(_pace_here, (path,))
+    return pace
+
+
+def _pace_here(path: Path) -> dict[str, float]:
     import pyarrow as pa
     import pyarrow.json as pj
 

@@ -37,7 +37,7 @@ from shopify_sync.shopify.documents import (
     run_query_mutation,
     version_at_least,
 )
-from shopify_sync.shopify.download import ResultDownloader, count_lines
+from shopify_sync.shopify.download import ResultDownloader, count_lines_durably
 from shopify_sync.shopify.errors import (
     BulkOperationCanceled,
     BulkOperationExpired,
@@ -438,7 +438,7 @@ class ShopifyBulkClient:
             self._log.info(f"bulk operation {final.id} COMPLETED with no results (url null)")
             return BulkResult(final, dest, 0, 0)
         size = self.download(final.url, dest, final.file_size, operation_id=final.id)
-        lines = count_lines(dest)
+        lines = count_lines_durably(dest)
         if lines != final.object_count:  # one line per object: a file Shopify did not finish writing
             raise ObjectCountMismatch(final.id, final.object_count, lines)
         return BulkResult(final, dest, size, final.object_count)

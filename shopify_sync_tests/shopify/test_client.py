@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from pathlib import Path
@@ -695,3 +696,36 @@ def test_count_lines_counts_non_empty_lines_across_blocks(tmp_path, block):
     for data, expected in cases:
         (tmp_path / "f.jsonl").write_bytes(data)
         assert count_lines(tmp_path / "f.jsonl", block_bytes=block) == expected, data
+
+
+def test_count_lines_durably_counts_and_flushes_the_file(tmp_path, monkeypatch):
+    from shopify_sync.shopify import download
+
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b'{"a":1}\n\n{"b":2}\n{"c":3}')
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.fstat(fd).st_ino)
+        real_fsync(fd)
+
+    monkeypatch.setattr(download.os, "fsync", fsync)
+    assert download.count_lines_durably(path) == 3
+    assert synced == [path.stat().st_ino]
+
+
+def test_count_lines_durably_raises_a_failed_flush(tmp_path, monkeypatch):
+    import errno
+
+    from shopify_sync.shopify import download
+
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b'{"a":1}\n')
+
+    def fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(download.os, "fsync", fsync)
+    with pytest.raises(OSError, match="Input/output error"):
+        download.count_lines_durably(path)
