@@ -100,16 +100,16 @@ def _upsert_statement(conn: sa.Connection, table: sa.Table, guard: str) -> Any:
     if name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        stmt = pg_insert(table)
-        return stmt.on_conflict_do_update(index_elements=pk, set_={c: stmt.excluded[c] for c in cols},
-                                          where=stmt.excluded[guard] >= table.c[guard])
+        pg_stmt = pg_insert(table)
+        return pg_stmt.on_conflict_do_update(index_elements=pk, set_={c: pg_stmt.excluded[c] for c in cols},
+                                             where=pg_stmt.excluded[guard] >= table.c[guard])
     from sqlalchemy.dialects.mysql import insert as my_insert
 
-    stmt = my_insert(table)
-    newer = stmt.inserted[guard] >= table.c[guard]
-    sets = {c: sa.func.IF(newer, stmt.inserted[c], table.c[c]) for c in cols if c != guard}
-    sets[guard] = sa.func.GREATEST(table.c[guard], stmt.inserted[guard])
-    return stmt.on_duplicate_key_update(**sets)
+    my_stmt = my_insert(table)
+    newer = my_stmt.inserted[guard] >= table.c[guard]
+    sets = {c: sa.func.IF(newer, my_stmt.inserted[c], table.c[c]) for c in cols if c != guard}
+    sets[guard] = sa.func.GREATEST(table.c[guard], my_stmt.inserted[guard])
+    return my_stmt.on_duplicate_key_update(**sets)
 
 
 def naive_ingest(engine: sa.Engine, path: Path, shop: str, chunk_rows: int) -> dict[str, int]:

@@ -66,7 +66,7 @@ def measure(url: str, frame: pl.DataFrame, ts_form: str, chunk: int = 20_000) ->
     engine = make_engine(url)
     original = upsert._ts_text
     if ts_form == "no fraction":
-        upsert._ts_text = lambda col: pl.col(col).dt.strftime("%Y-%m-%d %H:%M:%S")  # type: ignore[assignment]
+        upsert._ts_text = lambda col: pl.col(col).dt.strftime("%Y-%m-%d %H:%M:%S")
     try:
         with engine.begin() as conn:
             conn.exec_driver_sql("TRUNCATE TABLE order_line_item")  # DDL: no purge work left behind
