@@ -195,3 +195,16 @@ def test_a_resumed_ingest_counts_each_line_once(engine, tmp_path: Path) -> None:
     assert table(engine) == []  # read no lines: nothing changed, nothing added
     rollup.rebuild(engine, "DEMO")
     assert table(engine) == resumed
+
+
+def test_mismatched_rows_names_a_table_that_drifted_from_its_lines(engine, tmp_path: Path) -> None:
+    ingest_jsonl(engine, write(tmp_path / "v1.jsonl", _v1()), shop="DEMO", job_id=None, chunk_rows=100)
+    day = date(2026, 11, 20)
+    assert rollup.mismatched_rows(engine, "DEMO", day) == 0
+    t = measurement_day_sum
+    with engine.begin() as conn:
+        conn.execute(t.update().where(t.c.day == day, t.c.variant_key == -1).values(units_net=t.c.units_net + 1))
+    assert rollup.mismatched_rows(engine, "DEMO", day) == 1
+    with engine.begin() as conn:
+        conn.execute(t.delete().where(t.c.day == day, t.c.variant_key != -1))
+    assert rollup.mismatched_rows(engine, "DEMO", day) > 1
