@@ -227,6 +227,9 @@ def test_commerce_events_one_object_per_run_never_duplicated(store: LocalObjectS
     run_1 = commerce_telemetry_key(date(2026, 11, 22), "run-1")
     key = write_commerce_events(store, run_1, events, shop="DE")
     assert key == "telemetry/commerce/date=2026-11-22/run-1.jsonl"
+    local = store.local_file(key)
+    assert local is not None and local.stat().st_mode & 0o777 == 0o600  # moved in, still owner-only
+    assert not list(local.parent.glob(".*"))  # nothing half-written left beside it
     lines = store.get_bytes(key).decode().splitlines()
     assert len(lines) == 2
     first = json.loads(lines[0])
