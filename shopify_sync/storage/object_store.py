@@ -181,6 +181,8 @@ class LocalObjectStore(ObjectStore):
             raise FileNotFoundError(f"move_file({key!r}): no local file at {source}")
         target.parent.mkdir(parents=True, exist_ok=True)
         with source.open("rb+") as fh:
+            # Owner-only, as put_file's mkstemp copy is: raw files and events hold order data.
+            os.fchmod(fh.fileno(), 0o600)
             os.fsync(fh.fileno())
         try:
             os.replace(source, target)

@@ -96,6 +96,9 @@ def test_move_file_stores_the_bytes_and_takes_the_file(store: ObjectStore, tmp_p
     store.put_bytes("raw/m.jsonl", b"old")
     store.move_file("raw/m.jsonl", src)
     assert store.get_bytes("raw/m.jsonl") == payload and not src.exists()
+    if isinstance(store, LocalObjectStore):  # renamed in, yet owner-only as a put_file copy is
+        local = store.local_file("raw/m.jsonl")
+        assert local is not None and local.stat().st_mode & 0o777 == 0o600
     with pytest.raises(FileNotFoundError, match="no local file"):
         store.move_file("raw/m.jsonl", src)
     assert store.get_bytes("raw/m.jsonl") == payload
