@@ -35,6 +35,7 @@ import random
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -104,7 +105,13 @@ def run_cli(argv: list[str], env: dict[str, str], server: EmulatorServer) -> dic
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    stdout, stderr = proc.communicate()
+    try:
+        stdout, stderr = proc.communicate()
+    except BaseException:
+        # Interrupted or terminated: the CLI would go on retrying against a stopped emulator.
+        proc.kill()
+        proc.wait()
+        raise
     wall = time.perf_counter() - t0
     sampler.join()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -247,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="run MariaDB on a private server with this InnoDB buffer pool (e.g. 1G), started for the "
                         "bench; default: the server of SHOPIFY_SYNC_TEST_MYSQL_URL as it is")
     args = p.parse_args(argv)
+    # A plain `kill` ends the bench like Ctrl-C does: the running CLI is stopped and the
+    # emulator's files, the work folder and a private MariaDB are removed on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     global PROFILE_DIR
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
