@@ -45,7 +45,26 @@ class KeptEngineSqliteEventLogStorage(SqliteEventLogStorage):
 
     def __init__(self, base_dir: str, inst_data: Any = None) -> None:
         self._engines: OrderedDict[str, sa.Engine] = OrderedDict()
+        self._present: set[tuple[str, str]] = set()
         super().__init__(base_dir, inst_data)
+
+    # Only "present" is remembered: a migration can add a table or column while the process
+    # runs, nothing here removes one (``wipe`` forgets them with the files).
+    def has_table(self, table_name: str) -> bool:
+        if ("table", table_name) in self._present:
+            return True
+        present = super().has_table(table_name)
+        if present:
+            self._present.add(("table", table_name))
+        return present
+
+    def _has_asset_key_col_on_connection(self, conn: sa.Connection, column_name: str) -> bool:
+        if ("asset_keys", column_name) in self._present:
+            return True
+        present = super()._has_asset_key_col_on_connection(conn, column_name)
+        if present:
+            self._present.add(("asset_keys", column_name))
+        return present
 
     def _engine(self, shard: str) -> sa.Engine:
         engine = self._engines.pop(shard, None)
@@ -78,6 +97,7 @@ class KeptEngineSqliteEventLogStorage(SqliteEventLogStorage):
 
     def wipe(self) -> None:
         self.release_connections()  # the files are deleted: no connection may stay on them
+        self._present.clear()
         super().wipe()
 
     def dispose(self) -> None:
@@ -112,4 +132,5 @@ def keep_event_log_engines(instance: dg.DagsterInstance) -> None:
     storage = instance.event_log_storage
     if type(storage) is SqliteEventLogStorage:
         storage._engines = OrderedDict()  # type: ignore[attr-defined]
+        storage._present = set()  # type: ignore[attr-defined]
         storage.__class__ = KeptEngineSqliteEventLogStorage

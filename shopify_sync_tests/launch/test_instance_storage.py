@@ -5,6 +5,8 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pytest
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
 from shopify_sync.launch.instance_storage import (
     KeptEngineSqliteEventLogStorage,
@@ -76,3 +78,35 @@ def test_open_connections_let_another_instance_read_and_wipe_closes_them(tmp_pat
         assert set(storage._engines) <= {"index"}  # the index is emptied, not deleted: it may reopen
         assert not list((tmp_path / "history" / "runs").glob("*-*.db"))  # the run shards are gone
         assert reader.get_materialized_partitions(dg.AssetKey("thing")) == set()
+
+
+def test_schema_facts_are_asked_once_and_the_event_tags_still_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dagster asks on every asset event whether the tags table exists (a new engine each
+    time) and whether the asset key table has its index columns (a reflection): the kept
+    storage asks the file once, and the partition tags still reach the tags table."""
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    asked: list[str] = []
+    plain_has_table = SqliteEventLogStorage.has_table
+
+    def counting_has_table(self: SqliteEventLogStorage, table_name: str) -> bool:
+        asked.append(table_name)
+        return plain_has_table(self, table_name)
+
+    monkeypatch.setattr(SqliteEventLogStorage, "has_table", counting_has_table)
+    job = dg.Definitions(assets=[thing]).resolve_implicit_global_asset_job_def()
+    with dg.DagsterInstance.from_config(str(tmp_path)) as inst:
+        keep_event_log_engines(inst)
+        for key in "abab":
+            assert job.execute_in_process(instance=inst, partition_key=key).success
+        assert asked and len(asked) == len(set(asked))  # each table looked up once, not per event
+        with inst.event_log_storage.index_connection() as conn:
+            tagged = conn.exec_driver_sql("SELECT COUNT(*) FROM asset_event_tags").scalar()
+        assert tagged is not None and tagged >= 4  # a partition tag per materialization
+        assert inst.get_materialized_partitions(dg.AssetKey("thing")) == {"a", "b"}
+    monkeypatch.undo()
+    with dg.DagsterInstance.from_config(str(tmp_path)) as plain:
+        records = plain.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("thing"), asset_partitions=["a"]), limit=10).records
+        assert len(records) == 2
