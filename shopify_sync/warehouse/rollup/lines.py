@@ -47,9 +47,19 @@ def _scaled(dialect: str, column: str) -> str:
     return f"CAST({column} * {10 ** MONEY_SCALE} AS {cast})"
 
 
+def _processed_at(dialect: str) -> str:
+    if dialect in ("mysql", "mariadb"):
+        # Microseconds since 1970 as an integer, made a Datetime by polars: PyMySQL parses
+        # each DATETIME in Python, a quarter of the check's read of a day's lines
+        # (117k lines: about 0.9 s against 1.2 s; docs/benchmarks.md, session 12).
+        # TIMESTAMPDIFF is calendar arithmetic on the stored UTC value: no session time zone.
+        return "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', oh.processed_at)"
+    return "oh.processed_at"
+
+
 def _select(dialect: str) -> str:
     return (
-        "SELECT li.order_id, oh.processed_at, li.product_id, COALESCE(li.variant_id, 0), "
+        f"SELECT li.order_id, {_processed_at(dialect)}, li.product_id, COALESCE(li.variant_id, 0), "
         "COALESCE(li.currency_code, oh.currency_code, ''), li.line_item_id, li.sku, li.title, li.quantity, "
         f"li.current_quantity, {_scaled(dialect, 'li.original_unit_price')}, "
         f"{_scaled(dialect, 'li.discounted_unit_price')} "
@@ -63,6 +73,9 @@ _COUNTED = (" AND NOT oh.test AND oh.cancelled_at IS NULL AND oh.processed_at IS
 
 
 def _frame(dialect: str, rows: Sequence[Sequence[object]]) -> pl.DataFrame:
+    if dialect in ("mysql", "mariadb"):  # processed_at as microseconds (``_processed_at``)
+        frame = pl.DataFrame(rows, schema={**LINES_SCHEMA, "processed_at": pl.Int64()}, orient="row")
+        return frame.with_columns(pl.col("processed_at").cast(pl.Datetime("us")))
     if dialect != "sqlite":
         return pl.DataFrame(rows, schema=LINES_SCHEMA, orient="row")
     # Raw reads return SQLAlchemy's stored text format on SQLite.
@@ -101,15 +114,22 @@ def lines_of_days(conn: Connection, shop: str, first: date, last: date) -> pl.Da
         # SQLite keeps SQLAlchemy's text format, which compares in time order.
         return ts.strftime(SQLITE_DATETIME_FORMAT) if dialect == "sqlite" else ts.replace(tzinfo=None)
 
-    stmt = sa.text(f"{_select(dialect)} WHERE oh.shop = :shop AND li.shop = :shop AND oh.processed_at >= :start "
-                   f"AND oh.processed_at < :end{_COUNTED}")
+    sql = (f"{_select(dialect)} WHERE oh.shop = :shop AND li.shop = :shop AND oh.processed_at >= :start "
+           f"AND oh.processed_at < :end{_COUNTED}")
+    params = {"shop": shop, "start": bound(start), "end": bound(end)}
     # In batches: a day of a 1M-order shop is over 100k lines, and as Python rows at once they
     # lifted the CLI's peak by about 100 MB (the stored-measurements check reads one).
-    result = conn.execute(stmt.execution_options(yield_per=_BATCH_ROWS),
-                          {"shop": shop, "start": bound(start), "end": bound(end)})
     # The size is given: without it SQLite's DBAPI fetches one row at a time (arraysize 1),
     # and a frame per row took minutes and gigabytes (docs/benchmarks.md, session 8).
-    frames = [_frame(dialect, part) for part in result.partitions(_BATCH_ROWS)]
+    if dialect == "sqlite":  # sqlite3's own cursor (``upsert.sqlite_cursor``) fetches in batches anyway
+        cursor = upsert.sqlite_cursor(conn, sql, params)
+        try:
+            frames = [_frame(dialect, part) for part in iter(lambda: cursor.fetchmany(_BATCH_ROWS), [])]
+        finally:
+            cursor.close()
+    else:
+        result = conn.execute(sa.text(sql).execution_options(yield_per=_BATCH_ROWS), params)
+        frames = [_frame(dialect, part) for part in result.partitions(_BATCH_ROWS)]
     return pl.concat(frames) if frames else pl.DataFrame(schema=LINES_SCHEMA)
 
 
