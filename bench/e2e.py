@@ -117,7 +117,7 @@ def run_cli(argv: list[str], env: dict[str, str], server: EmulatorServer) -> dic
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {stderr.strip()[-500:]}")
-    # A backfill is one run per calendar month (progress lines name runs by their first 8
+    # A backfill is one run per calendar month, or one for up to 31 days (progress lines name runs by their first 8
     # characters); a sync prints the full id.
     run_ids = RUN_ID.findall(stdout)
     busy_after = machine_busy_seconds()

@@ -92,8 +92,9 @@ def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run_backfill(settings: Settings, shops: list[str], start: date, end: date, verbose: bool = False) -> int:
-    """A month per run, shop after shop, a line per run; a shop stops at its first failed
-    run (a re-run resumes there: the unfinished sync_job of that month is continued)."""
+    """A month per run (a range of up to 31 days in one), shop after shop, a line per run; a
+    shop stops at its first failed run (a re-run resumes there: the unfinished sync_job of
+    that month is continued)."""
     by_shop = {shop: [Piece(shop, first, last) for first, last in month_ranges(start, end)] for shop in shops}
     progress = BackfillProgress([piece for pieces in by_shop.values() for piece in pieces], sys.stdout)
     progress.plan(start, end, shops)  # before Dagster builds anything: the first line comes at once

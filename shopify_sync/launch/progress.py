@@ -66,7 +66,7 @@ class BackfillProgress:
         """The first line, before Dagster loads anything: what will run, and how."""
         self.started_at = self.clock()
         self._print(f"backfill {start}..{end} for {', '.join(shops)}: {len(self.pieces)} runs of at most "
-                    f"one month each, one run per shop at a time")
+                    f"one month (31 days) each, one run per shop at a time")
 
     def run_ended(self, piece: Piece, label: str, run_id: str, rows: Mapping[str, int] | None,
                   seconds: float) -> None:

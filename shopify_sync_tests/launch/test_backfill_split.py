@@ -37,9 +37,19 @@ def test_month_ranges_cut_at_month_ends_and_cover_the_range_once() -> None:
     assert month_ranges(date(2025, 1, 15), date(2025, 3, 2)) == [
         (date(2025, 1, 15), date(2025, 1, 31)), (date(2025, 2, 1), date(2025, 2, 28)),
         (date(2025, 3, 1), date(2025, 3, 2))]
-    assert month_ranges(date(2025, 12, 5), date(2026, 1, 1)) == [
-        (date(2025, 12, 5), date(2025, 12, 31)), (date(2026, 1, 1), date(2026, 1, 1))]
+    assert month_ranges(date(2025, 12, 1), date(2026, 1, 1)) == [
+        (date(2025, 12, 1), date(2025, 12, 31)), (date(2026, 1, 1), date(2026, 1, 1))]  # 32 days
     assert month_ranges(date(2024, 2, 29), date(2024, 2, 29)) == [(date(2024, 2, 29), date(2024, 2, 29))]
+    assert month_ranges(date(2025, 3, 2), date(2025, 3, 1)) == []
+
+
+def test_a_range_no_longer_than_a_month_is_one_run_across_a_month_end() -> None:
+    # The last 30 days on 4 December: one bulk operation, not November's and December's.
+    assert month_ranges(date(2026, 11, 4), date(2026, 12, 3)) == [(date(2026, 11, 4), date(2026, 12, 3))]
+    assert month_ranges(date(2025, 12, 5), date(2026, 1, 1)) == [(date(2025, 12, 5), date(2026, 1, 1))]
+    assert month_ranges(date(2025, 1, 15), date(2025, 2, 14)) == [(date(2025, 1, 15), date(2025, 2, 14))]  # 31 days
+    assert month_ranges(date(2025, 1, 15), date(2025, 2, 15)) == [  # 32 days: cut at the month end
+        (date(2025, 1, 15), date(2025, 1, 31)), (date(2025, 2, 1), date(2025, 2, 15))]
     ten_years = month_ranges(date(2016, 1, 1), date(2026, 11, 30))
     assert len(ten_years) == 131
     days = sum((last - first).days + 1 for first, last in ten_years)
@@ -67,7 +77,7 @@ def test_progress_lines_give_counts_and_an_estimate_by_days() -> None:
     progress.run_ended(pieces[1], "backfill DEMO 2025-02-01..2025-02-28", "fedcba9876543210", None, 28)
     progress.skipped(pieces[2:])
     lines = out.getvalue().splitlines()
-    assert lines[0] == ("backfill 2025-01-01..2025-04-30 for DEMO: 4 runs of at most one month each, "
+    assert lines[0] == ("backfill 2025-01-01..2025-04-30 for DEMO: 4 runs of at most one month (31 days) each, "
                         "one run per shop at a time")
     # 31 of 120 days in 31 s: 89 days left at a day per second.
     assert lines[1] == ("[1/4] ok     backfill DEMO 2025-01-01..2025-01-31  run abcdef01: 1,200 orders, "
