@@ -34,7 +34,6 @@ import os
 import random
 import re
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -200,7 +199,7 @@ def bench_backend(backend: str, server: EmulatorServer, args: argparse.Namespace
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     start = yesterday - timedelta(days=args.days - 1)
     out: dict[str, Any] = {"bench": "e2e", "backend": backend, "orders": args.orders}
-    with fresh_database(backend, work) as url:
+    with fresh_database(backend, work, keep=args.keep is not None) as url:
         env = _env(url, work / backend, server.shop_base_url(SHOP))
         backfill = run_cli(["backfill", "--start", str(start), "--end", str(yesterday)], env, server)
         backfill.update(run_phases(work / backend / "objects", backfill["run_ids"]))
@@ -211,8 +210,6 @@ def bench_backend(backend: str, server: EmulatorServer, args: argparse.Namespace
             out["daily"] = bench_daily(server, args, env, work / backend / "objects", yesterday)
             # The next backend gets the same orders, and the emulator's rendered results.
             server.emulator.reset_orders(SHOP)
-        if args.keep is not None and url.startswith("sqlite:///"):
-            shutil.copyfile(url.removeprefix("sqlite:///"), work / "kept-sqlite.db")
     out["pace"] = machine_pace(raw[0])
     print(f"  pace      {_pace_text(out['pace'])}; load average {_load()}", flush=True)
     with fresh_database(backend, work) as url:
@@ -249,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", type=Path, help="record each CLI run with py-spy into this folder (diagnosis)")
     p.add_argument("--emulator-tmp", type=Path,
                    help="the emulator's folder for result files (default: /dev/shm where it exists)")
-    p.add_argument("--keep", type=Path, help="work in this (new) folder and keep it: databases, objects, homes")
+    p.add_argument("--keep", type=Path, help="work in this (new) folder and keep it: the backfill's and daily's database (a server "
+                        "database is left on the server, its URL printed), objects, homes")
     p.add_argument("--mariadb-buffer-pool", metavar="SIZE",
                    help="run MariaDB on a private server with this InnoDB buffer pool (e.g. 1G), started for the "
                         "bench; default: the server of SHOPIFY_SYNC_TEST_MYSQL_URL as it is")

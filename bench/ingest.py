@@ -49,7 +49,8 @@ LINE_ITEMS_PER_ORDER = 2.39  # the emulator dataset's average (measured), to siz
 
 
 @contextmanager
-def fresh_database(backend: str, workdir: Path) -> Iterator[str]:
+def fresh_database(backend: str, workdir: Path, keep: bool = False) -> Iterator[str]:
+    """A new, empty database for one measured run, removed afterwards unless ``keep``."""
     name = f"ss_bench_{uuid.uuid4().hex[:8]}"
     if backend == "sqlite":
         path = workdir / f"{name}.db"
@@ -57,7 +58,8 @@ def fresh_database(backend: str, workdir: Path) -> Iterator[str]:
             yield f"sqlite:///{path}"
         finally:
             for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
+                if not keep:
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
         return
     admin_url = MYSQL_URL if backend == "mariadb" else POSTGRES_URL
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -67,9 +69,12 @@ def fresh_database(backend: str, workdir: Path) -> Iterator[str]:
     try:
         yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as conn:
-            force = " WITH (FORCE)" if backend == "postgres" else ""
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quote}{name}{quote}{force}"))
+        if keep:
+            print(f"kept database {sa.make_url(admin_url).set(database=name).render_as_string()}", flush=True)
+        else:
+            with admin.connect() as conn:
+                force = " WITH (FORCE)" if backend == "postgres" else ""
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quote}{name}{quote}{force}"))
         admin.dispose()
 
 

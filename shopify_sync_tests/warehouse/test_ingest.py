@@ -566,3 +566,18 @@ def test_a_bulk_load_refreshes_postgresql_statistics(engine, tmp_path: Path, mon
     if engine.dialect.name == "postgresql":
         assert analyzed() == dict.fromkeys(("order_header", "order_line_item", "order_refund",
                                             "measurement_day_sum"), True)
+
+
+def test_sqlite_plain_reads_fail_as_sqlalchemy_errors(sqlite_url: str) -> None:
+    """The plain-tuple reads (``upsert.sqlite_batches``) raise what ``conn.execute`` would: the
+    chunk writer retries a "database is locked" ``DBAPIError``, not a bare sqlite3 error."""
+    from shopify_sync.warehouse.ingest import upsert
+
+    engine = make_engine(sqlite_url)
+    with engine.connect() as conn:
+        assert upsert.sqlite_rows(conn, "SELECT value FROM json_each(?)", ("[3, 1, 2]",)) == [(3,), (1,), (2,)]
+        batches = list(upsert.sqlite_batches(conn, "SELECT value FROM json_each(?)", ("[1, 2, 3, 4, 5]",), 2))
+        assert batches == [[(1,), (2,)], [(3,), (4,)], [(5,)]]
+        with pytest.raises(sa.exc.OperationalError, match="no such table: missing"):
+            upsert.sqlite_rows(conn, "SELECT * FROM missing WHERE shop = ?", ("DA",))
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1  # the connection is still usable

@@ -121,12 +121,8 @@ def lines_of_days(conn: Connection, shop: str, first: date, last: date) -> pl.Da
     # lifted the CLI's peak by about 100 MB (the stored-measurements check reads one).
     # The size is given: without it SQLite's DBAPI fetches one row at a time (arraysize 1),
     # and a frame per row took minutes and gigabytes (docs/benchmarks.md, session 8).
-    if dialect == "sqlite":  # sqlite3's own cursor (``upsert.sqlite_cursor``) fetches in batches anyway
-        cursor = upsert.sqlite_cursor(conn, sql, params)
-        try:
-            frames = [_frame(dialect, part) for part in iter(lambda: cursor.fetchmany(_BATCH_ROWS), [])]
-        finally:
-            cursor.close()
+    if dialect == "sqlite":  # plain tuples, without a SQLAlchemy Row each (``upsert.sqlite_batches``)
+        frames = [_frame(dialect, part) for part in upsert.sqlite_batches(conn, sql, params, _BATCH_ROWS)]
     else:
         result = conn.execute(sa.text(sql).execution_options(yield_per=_BATCH_ROWS), params)
         frames = [_frame(dialect, part) for part in result.partitions(_BATCH_ROWS)]
