@@ -581,3 +581,50 @@ def test_sqlite_plain_reads_fail_as_sqlalchemy_errors(sqlite_url: str) -> None:
         with pytest.raises(sa.exc.OperationalError, match="no such table: missing"):
             upsert.sqlite_rows(conn, "SELECT * FROM missing WHERE shop = ?", ("DA",))
         assert conn.exec_driver_sql("SELECT 1").scalar() == 1  # the connection is still usable
+
+
+@pytest.fixture(params=["mariadb", "postgres"])
+def server_url(request) -> str:
+    return request.getfixturevalue({"mariadb": "mysql_url", "postgres": "postgres_url"}[request.param])
+
+
+def test_driver_errors_of_the_bulk_writes_reach_the_chunk_retry(server_url: str, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bulk writes run on the driver's own cursor (COPY, multi-row INSERT). Their errors
+    must reach ``ChunkWriter.commit`` as SQLAlchemy's, or a deadlock is never retried: here a
+    real lock wait that times out on the server stands in for it (a deadlock's victim is not
+    deterministic), the retry is allowed to see it as retryable, and the pause before the
+    retry releases the lock. The chunk then commits and the newer version is stored."""
+    lock_timeout = ({"init_command": "SET SESSION innodb_lock_wait_timeout = 1"} if "mysql" in server_url
+                    else {"options": "-c lock_timeout=300"})
+    engine = make_engine(server_url, connect_args=lock_timeout)
+    ingest_jsonl(engine, write(tmp_path / "v1.jsonl", [Ord(1, lines=[Line(10)])]), shop="DEMO", job_id=None,
+                 chunk_rows=100)
+    newer = write(tmp_path / "v2.jsonl", [Ord(1, updated_at="2026-11-21T10:00:00Z", total="12.0",
+                                              lines=[Line(10, quantity=2)])])
+
+    holder = make_engine(server_url).connect()
+    holder.begin()
+    holder.exec_driver_sql("SELECT order_id FROM order_header WHERE shop = 'DEMO' AND order_id = 1 FOR UPDATE").all()
+    seen: list[BaseException] = []
+
+    def retryable(exc: BaseException) -> bool:
+        seen.append(exc)
+        return "lock" in str(exc).lower()
+
+    def pause(_seconds: float) -> None:
+        holder.rollback()  # the other transaction ends while the chunk waits to retry
+
+    monkeypatch.setattr(ingest_write, "_retryable", retryable)
+    monkeypatch.setattr(ingest_write.time, "sleep", pause)
+    try:
+        ingest_jsonl(engine, newer, shop="DEMO", job_id=None, chunk_rows=100)
+    finally:
+        holder.close()
+    assert len(seen) == 1 and isinstance(seen[0], sa.exc.OperationalError), seen
+    assert "VALUES (" not in str(seen[0])  # no rendered rows in the message
+    with engine.connect() as conn:
+        total, updated = conn.execute(sa.select(order_header.c.total_price, order_header.c.updated_at)).one()
+        assert (total, updated) == (Decimal("12.0"), datetime(2026, 11, 21, 10, 0))
+        assert conn.execute(sa.select(order_line_item.c.quantity)).scalar() == 2
+    engine.dispose()

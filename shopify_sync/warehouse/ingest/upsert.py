@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -142,10 +143,9 @@ class BulkWriter:
         (the transaction is then unusable: the caller rolls back and upserts instead)."""
         if not frame.height:
             return
-        dbapi_error = getattr(self.conn.dialect.loaded_dbapi, "IntegrityError", sa.exc.IntegrityError)
         try:
             self._insert(spec, frame.select(spec.columns).sort(spec.key))
-        except (sa.exc.IntegrityError, dbapi_error) as exc:  # raw cursors raise the driver's own class
+        except sa.exc.IntegrityError as exc:
             raise FreshRowExists(f"{spec.name}: a row believed new already exists ({type(exc).__name__})") from exc
 
     def _insert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
@@ -217,20 +217,34 @@ def sqlite_batches(conn: Connection, sql: str, params: Sequence[object] | dict[s
 
     SQLAlchemy wraps each fetched row in a ``Row``: about 0.5 µs a row, as much again as
     SQLite's own fetch of these narrow rows (240k version rows: 0.36 s against 0.24 s;
-    docs/benchmarks.md, session 12). Untyped SQL gets the driver's values either way, and a
-    driver error is raised as SQLAlchemy's, as through ``conn.execute`` (the chunk writer
-    retries a "database is locked" ``DBAPIError``).
+    docs/benchmarks.md, session 12). Untyped SQL gets the driver's values either way.
     """
     cursor: sqlite3.Cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(sql, params)
-        while batch := cursor.fetchmany(size):
-            yield batch
-    except sqlite3.Error as exc:
-        raise sa.exc.DBAPIError.instance(sql, params, exc, sqlite3.Error, hide_parameters=True,
-                                         dialect=conn.dialect) from exc
+        with driver_errors(conn, sql):
+            cursor.execute(sql, params)
+            while batch := cursor.fetchmany(size):
+                yield batch
     finally:
         cursor.close()
+
+
+@contextmanager
+def driver_errors(conn: Connection, sql: str) -> Iterator[None]:
+    """Errors of the driver's own cursor raised as SQLAlchemy's, as ``conn.execute`` raises
+    them: the chunk writer retries a deadlock or a busy SQLite file, and shrinks a statement
+    refused for its size, only for a ``DBAPIError``; ``insert`` turns SQLAlchemy's
+    ``IntegrityError`` into ``FreshRowExists``. The statement is cut before its values: a
+    MySQL statement carries megabytes of rendered rows (titles, SKUs), not for a log line."""
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.Error as exc:
+        head, cut, _ = sql.partition(" VALUES ")
+        statement = f"{head} VALUES …" if cut else sql
+        invalidated = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
+        raise sa.exc.DBAPIError.instance(statement, None, exc, dbapi.Error, hide_parameters=True,
+                                         connection_invalidated=invalidated, dialect=conn.dialect) from exc
 
 
 def sqlite_rows(conn: Connection, sql: str, params: Sequence[object] | dict[str, object]) -> list[tuple[object, ...]]:
@@ -288,11 +302,12 @@ class SqliteWriter(BulkWriter):
         assert isinstance(dbapi, sqlite3.Connection)
         cur = dbapi.cursor()
         try:
-            # Slices bound the Python objects alive at once (memory), at no cost in speed.
-            # Rows are zipped from per-column lists: about half the conversion CPU of
-            # ``DataFrame.rows()`` (docs/benchmarks.md).
-            for part in values.iter_slices(5_000):
-                cur.executemany(sql, zip(*(s.to_list() for s in part.get_columns()), strict=True))
+            with driver_errors(self.conn, sql):
+                # Slices bound the Python objects alive at once (memory), at no cost in speed.
+                # Rows are zipped from per-column lists: about half the conversion CPU of
+                # ``DataFrame.rows()`` (docs/benchmarks.md).
+                for part in values.iter_slices(5_000):
+                    cur.executemany(sql, zip(*(s.to_list() for s in part.get_columns()), strict=True))
         finally:
             cur.close()
 
@@ -337,15 +352,16 @@ class PostgresWriter(BulkWriter):
     def _insert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
         # COPY straight into the table: no staging pass, no conflict arbitration.
         raw = self.conn.connection.dbapi_connection
-        with raw.cursor() as cur:  # type: ignore[union-attr]
-            with cur.copy(f"COPY {spec.name} ({', '.join(spec.columns)}) FROM STDIN (FORMAT csv)") as copy:
+        sql = f"COPY {spec.name} ({', '.join(spec.columns)}) FROM STDIN (FORMAT csv)"
+        with raw.cursor() as cur, driver_errors(self.conn, sql):  # type: ignore[union-attr]
+            with cur.copy(sql) as copy:
                 _copy_csv(copy, frame)
 
     def _upsert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
         stage = f"_stage_{spec.name}"
         cols = ", ".join(spec.columns)
         raw = self.conn.connection.dbapi_connection
-        with raw.cursor() as cur:  # type: ignore[union-attr]
+        with raw.cursor() as cur, driver_errors(self.conn, f"upsert into {spec.name} via {stage}"):  # type: ignore[union-attr]
             # Per-connection staging table; ON COMMIT DELETE ROWS empties it at each chunk's commit.
             cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {spec.name}) ON COMMIT DELETE ROWS")
             cur.execute(f"TRUNCATE {stage}")
@@ -418,10 +434,11 @@ class MysqlWriter(BulkWriter):
         raw = self.conn.connection.dbapi_connection
         cur = raw.cursor()  # type: ignore[union-attr]
         try:
-            for start in range(0, tuples.len(), per):
-                body = tuples.slice(start, per).str.join(",").item()
-                # No args: pymysql then sends the text as is (no %-interpolation).
-                cur.execute(prefix + body + suffix)
+            with driver_errors(self.conn, prefix):
+                for start in range(0, tuples.len(), per):
+                    body = tuples.slice(start, per).str.join(",").item()
+                    # No args: pymysql then sends the text as is (no %-interpolation).
+                    cur.execute(prefix + body + suffix)
         finally:
             cur.close()
 
