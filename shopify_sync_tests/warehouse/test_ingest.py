@@ -628,3 +628,80 @@ def test_driver_errors_of_the_bulk_writes_reach_the_chunk_retry(server_url: str,
         assert (total, updated) == (Decimal("12.0"), datetime(2026, 11, 21, 10, 0))
         assert conn.execute(sa.select(order_line_item.c.quantity)).scalar() == 2
     engine.dispose()
+
+
+def _stale_scenario(seed: int) -> list[list[Ord]]:
+    """Files of versions of 6 orders whose lines stay, go, come back, change quantity and
+    now and then move to another order (also one whose version is older than the line's)."""
+    import random
+
+    rng = random.Random(seed)
+    files = []
+    for _ in range(4):
+        taken: set[int] = set()
+        orders = []
+        for oid in rng.sample(range(1, 7), rng.randint(3, 6)):
+            own = [oid * 10 + k for k in range(4) if rng.random() < 0.7]
+            borrowed = [rng.choice([o * 10 + k for o in range(1, 7) if o != oid for k in range(4)])
+                        for _ in range(rng.random() < 0.3)]
+            ids = [i for i in own + borrowed if i not in taken]
+            taken.update(ids)
+            orders.append(Ord(oid, updated_at=f"2026-11-2{rng.randint(0, 5)}T10:00:00Z",
+                              processed_at=f"2026-11-{rng.randint(18, 20)}T09:00:01Z",
+                              lines=[Line(i, quantity=rng.randint(1, 3)) for i in ids]))
+        files.append(orders)
+    return files
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_resent_lines_updated_in_place_end_as_deleted_and_inserted(engine, tmp_path: Path, seed: int,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``delete_stale_lines`` keeps the lines a chunk sends again under the same order and lets
+    the upsert update them; the tables must end exactly as when every line of a replaced
+    order older than its new version is deleted first (the statement used before),
+    whatever the chunking, the child order and the moves between orders."""
+    from shopify_sync.warehouse.ingest import upsert
+
+    files = [write(tmp_path / f"f{seed}_{i}.jsonl", orders, shuffle_seed=seed * 10 + i)
+             for i, orders in enumerate(_stale_scenario(seed))]
+
+    def run(chunk_rows: int) -> tuple[dict, list]:
+        clear(engine)
+        for path in files:
+            ingest_jsonl(engine, path, shop="DEMO", job_id=None, chunk_rows=chunk_rows)
+        return snapshot(engine, with_synced_at=False), _day_sums(engine)
+
+    spared: list[int] = []
+    delete_stale_lines = upsert.BulkWriter.delete_stale_lines
+
+    def spy(self, shop: str, order_ids, resent) -> None:
+        spared.extend(resent.to_list())
+        delete_stale_lines(self, shop, order_ids, resent)
+
+    with monkeypatch.context() as m:
+        m.setattr(upsert.BulkWriter, "delete_stale_lines", spy)
+        kept = {rows: run(rows) for rows in (2, 5, 100)}
+    with monkeypatch.context() as m:
+        m.setattr(upsert.BulkWriter, "delete_stale_lines",
+                  lambda self, shop, order_ids, resent: self.delete_stale("order_line_item", shop, order_ids))
+        deleted_first = {rows: run(rows) for rows in (2, 5, 100)}
+    assert kept == deleted_first
+    assert spared and any(snap["order_line_item"] for snap, _ in kept.values())  # the in-place path ran
+
+
+def test_a_line_claimed_by_an_older_order_version_moves_when_its_order_drops_it(engine, tmp_path: Path) -> None:
+    """Line 100 is stored under order 1 (version of the 20th). A newer order 1 drops it, and
+    order 2, newer than its own stored version but older than the line's, claims it. As
+    before: the line leaves order 1 (stale there) and is inserted under order 2. It is in
+    the chunk, but under another order, so it is not spared from the stale delete."""
+    first = [Ord(1, updated_at="2026-11-20T10:00:00Z", lines=[Line(100)]),
+             Ord(2, updated_at="2026-11-10T10:00:00Z", lines=[Line(200)])]
+    second = [Ord(1, updated_at="2026-11-22T10:00:00Z", lines=[]),
+              Ord(2, updated_at="2026-11-15T10:00:00Z", lines=[Line(200), Line(100, quantity=4)])]
+    ingest_jsonl(engine, write(tmp_path / "a.jsonl", first), shop="DEMO", job_id=None, chunk_rows=100)
+    ingest_jsonl(engine, write(tmp_path / "b.jsonl", second), shop="DEMO", job_id=None, chunk_rows=100)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(order_line_item.c.line_item_id, order_line_item.c.order_id,
+                                      order_line_item.c.quantity, order_line_item.c.order_updated_at)
+                            .order_by(order_line_item.c.line_item_id)).all()
+    assert [tuple(r) for r in rows] == [(100, 2, 4, datetime(2026, 11, 15, 10)), (200, 2, 1, datetime(2026, 11, 15, 10))]

@@ -152,18 +152,38 @@ class BulkWriter:
         # Without a cheaper insert-only statement the guarded upsert is just as right.
         self._upsert(spec, frame)
 
-    def delete_stale(self, table: str, shop: str, order_ids: Sequence[int]) -> None:
-        """Delete children of these orders read with an older order version than the stored header."""
-        for part in parts(list(order_ids), 20_000):
-            self._delete_stale(table, shop, id_list(part))
+    def delete_stale(self, table: str, shop: str, ids: Sequence[int], column: str = "order_id") -> None:
+        """Delete the children (of these orders, or with these ``column`` ids) written with an
+        older order version than the stored header."""
+        for part in parts(list(ids), 20_000):
+            self._delete_stale(table, shop, id_list(part), column)
+
+    def delete_stale_lines(self, shop: str, order_ids: Sequence[int], resent: pl.Series) -> None:
+        """``delete_stale`` of these orders' lines, but for the lines the chunk sends again under
+        the same order (``resent``, line ids): the upsert that follows updates those in place.
+
+        The end state is the same as deleting them and inserting them again: such a line is
+        stored with at most the order's old version, below the new one, so the upsert's guard
+        takes it (and where it would not, the stale test would not have deleted it either).
+        Deleted and re-inserted, a 5,000-order daily's lines cost MariaDB about 1 s at its
+        default 128 MB buffer pool (docs/benchmarks.md, session 13). The candidates come
+        from the (shop, order_id) index alone; the header join runs on those left over,
+        usually lines dropped from their order and those of a later chunk."""
+        if not order_ids:
+            return
+        stored = rows_for_orders(self.conn, "SELECT line_item_id FROM order_line_item", shop,
+                                 pl.Series(order_ids, dtype=pl.Int64))
+        candidates = pl.Series([r[0] for r in stored], dtype=pl.Int64)
+        stale = candidates.filter(~candidates.is_in(resent.cast(pl.Int64).implode()))
+        self.delete_stale("order_line_item", shop, stale.sort().to_list(), column="line_item_id")
 
     def _upsert(self, spec: TableSpec, frame: pl.DataFrame) -> None:
         raise NotImplementedError
 
-    def _delete_stale(self, table: str, shop: str, ids: str) -> None:
+    def _delete_stale(self, table: str, shop: str, ids: str, column: str) -> None:
         run_uncached(
             self.conn,
-            f"DELETE FROM {table} WHERE shop = :shop AND order_id IN ({ids}) AND order_updated_at < "
+            f"DELETE FROM {table} WHERE shop = :shop AND {column} IN ({ids}) AND order_updated_at < "
             f"(SELECT h.updated_at FROM order_header h WHERE h.shop = {table}.shop "
             f"AND h.order_id = {table}.order_id)",
             shop,
@@ -265,11 +285,11 @@ def scaled_money(col: str) -> pl.Expr:
 
 
 class SqliteWriter(BulkWriter):
-    def _delete_stale(self, table: str, shop: str, ids: str) -> None:
+    def _delete_stale(self, table: str, shop: str, ids: str, column: str) -> None:
         # A constant statement with a JSON array: Python's sqlite3 caches the last 128 prepared
         # statements, and distinct literal id lists made that cache grow with the file.
         self.conn.exec_driver_sql(
-            f"DELETE FROM {table} WHERE shop = ? AND order_id IN (SELECT value FROM json_each(?)) "
+            f"DELETE FROM {table} WHERE shop = ? AND {column} IN (SELECT value FROM json_each(?)) "
             f"AND order_updated_at < (SELECT h.updated_at FROM order_header h WHERE h.shop = {table}.shop "
             f"AND h.order_id = {table}.order_id)",
             (shop, f"[{ids}]"),
@@ -369,15 +389,15 @@ class PostgresWriter(BulkWriter):
                 _copy_csv(copy, frame)
             cur.execute(f"INSERT INTO {spec.name} ({cols}) SELECT {cols} FROM {stage} {_on_conflict(spec)}")
 
-    def delete_stale(self, table: str, shop: str, order_ids: Sequence[int]) -> None:
-        if not order_ids:
+    def delete_stale(self, table: str, shop: str, ids: Sequence[int], column: str = "order_id") -> None:
+        if not ids:
             return
         self.conn.execute(
             sa.text(
                 f"DELETE FROM {table} c USING order_header h WHERE h.shop = c.shop AND h.order_id = c.order_id "
-                "AND c.shop = :shop AND c.order_id = ANY(:ids) AND c.order_updated_at < h.updated_at"
+                f"AND c.shop = :shop AND c.{column} = ANY(:ids) AND c.order_updated_at < h.updated_at"
             ),
-            {"shop": shop, "ids": [int(i) for i in order_ids]},
+            {"shop": shop, "ids": [int(i) for i in ids]},
         )
 
 
@@ -442,11 +462,11 @@ class MysqlWriter(BulkWriter):
         finally:
             cur.close()
 
-    def _delete_stale(self, table: str, shop: str, ids: str) -> None:
+    def _delete_stale(self, table: str, shop: str, ids: str, column: str) -> None:
         run_uncached(
             self.conn,
             f"DELETE c FROM {table} c JOIN order_header h ON h.shop = c.shop AND h.order_id = c.order_id "
-            f"WHERE c.shop = :shop AND c.order_id IN ({ids}) AND c.order_updated_at < h.updated_at",
+            f"WHERE c.shop = :shop AND c.{column} IN ({ids}) AND c.order_updated_at < h.updated_at",
             shop,
         )
 

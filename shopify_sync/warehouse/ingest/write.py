@@ -150,13 +150,15 @@ def _retryable(exc: BaseException) -> bool:
 
 
 def _write_rows(conn: Connection, decision: Decision, shop: str, statement_bytes: int, insert_fresh: bool,
-                clock: Clock) -> None:
+                resent: pl.Series, clock: Clock) -> None:
     """One chunk's writes. Rows of *fresh* orders (no stored header when the chunk began)
     can only be new, so with ``insert_fresh`` they take the backend's plain bulk insert
     (PostgreSQL: ``COPY`` straight into the table), cheaper than the guarded upsert. Should
     one exist after all (a concurrent sync of the same shop, a child id repeated in the
     file), the insert raises ``FreshRowExists`` and the caller redoes the chunk with
-    ``insert_fresh=False``: the upsert path for every row."""
+    ``insert_fresh=False``: the upsert path for every row. ``resent``: the stored lines the
+    chunk sends again under the same order, which the line upsert updates in place
+    (``BulkWriter.delete_stale_lines``)."""
     writer = upsert.writer_for(conn, statement_bytes)
 
     def write(spec: upsert.TableSpec, frame: pl.DataFrame) -> None:
@@ -172,7 +174,7 @@ def _write_rows(conn: Connection, decision: Decision, shop: str, statement_bytes
     write(upsert.HEADERS, decision.applied)
     clock.lap("upsert_order_header")
     replaced_ids = decision.replaced_ids
-    writer.delete_stale("order_line_item", shop, replaced_ids)
+    writer.delete_stale_lines(shop, replaced_ids, resent)
     writer.delete_stale("order_refund", shop, replaced_ids)
     clock.lap("delete_stale")
     write(upsert.REFUNDS, decision.refunds)
@@ -182,10 +184,11 @@ def _write_rows(conn: Connection, decision: Decision, shop: str, statement_bytes
 
 
 def _touched_orders(conn: Connection, shop: str, decision: Decision, insert_fresh: bool
-                    ) -> tuple[pl.DataFrame, pl.Series]:
+                    ) -> tuple[pl.DataFrame, pl.Series, pl.Series]:
     """For ``measurement_day_sum``: the chunk's orders whose stored lines after the chunk are
     exactly their lines in it (headers), and the ids of the stored orders whose counted lines
-    it may change, to read before and after the writes.
+    it may change, to read before and after the writes. Third, from the same read, the
+    chunk's lines stored under the same order (line ids), for the stale-line delete.
 
     A new order's rows are inserted: had any of its lines existed, the insert would have
     failed (``FreshRowExists``); without that guarantee (the chunk redone with upserts) its
@@ -208,7 +211,8 @@ def _touched_orders(conn: Connection, shop: str, decision: Decision, insert_fres
                           | pl.col("stored_version").ne_missing(pl.col("order_updated_at")))
     touched = pl.concat([newer, moved.get_column("order_id"),
                          moved.get_column("stored_order_id").drop_nulls()]).unique()
-    return fresh, touched.filter(~touched.is_in(fresh.get_column("order_id").implode())).sort()
+    resent = stored.filter(pl.col("stored_order_id") == pl.col("order_id")).get_column("line_item_id")
+    return fresh, touched.filter(~touched.is_in(fresh.get_column("order_id").implode())).sort(), resent
 
 
 class ChunkWriter:
@@ -227,11 +231,14 @@ class ChunkWriter:
         with chunk_transaction(self.engine, self._checkpointer) as conn:
             rollup.lock_shop(conn, self.shop)  # before any read: chunks of a shop commit in turn
             decision = decide_chunk(conn, frames, parents, self.shop, self.path, self.clock)
-            fresh, stored_ids = _touched_orders(conn, self.shop, decision, insert_fresh)
+            fresh, stored_ids, resent = _touched_orders(conn, self.shop, decision, insert_fresh)
+            self.clock.lap("line_versions")
             before = rollup_lines.lines_of_orders(conn, self.shop, stored_ids)
-            _write_rows(conn, decision, self.shop, statement_bytes, insert_fresh, self.clock)
+            self.clock.lap("lines_before")
+            _write_rows(conn, decision, self.shop, statement_bytes, insert_fresh, resent, self.clock)
             after = pl.concat([rollup_lines.lines_of_orders(conn, self.shop, stored_ids),
                                rollup_lines.lines_of_frames(fresh, decision.lines)])
+            self.clock.lap("lines_after")
             rollup.apply(conn, self.shop, before, after)
             self.clock.lap("day_sums")
             # With the rows: a crash before the transform leaves the days pending, never lost.
