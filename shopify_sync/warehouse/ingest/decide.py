@@ -10,6 +10,7 @@ so ``Parents`` keeps a compact frame of every order seen so far.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -180,6 +181,33 @@ class Decision:
         replaced = self.applied.filter(pl.col("stored_updated_at").is_not_null()
                                        & (pl.col("updated_at") > pl.col("stored_updated_at")))
         return replaced.get_column("order_id").to_list()
+
+    def pieces(self, stored_per_piece: int) -> list[Decision]:
+        """The decision cut by order id into ranges holding at most ``stored_per_piece`` of
+        the applied orders that are stored already, each range with every row of its orders.
+
+        Written piece by piece, the passes over a range's stored rows (line versions, lines
+        before, the writes, lines after) find its pages still cached. All at once, the pages
+        of a day's edits scattered over a large warehouse (5,000 orders: about 11,000 pages)
+        outgrow a small cache (MariaDB's default pool holds 8,192), and every pass reads
+        them from disk again (docs/benchmarks.md, session 14). A first load stores nothing
+        yet: one piece. ``changes`` and ``dirty`` stay with the whole decision.
+        """
+        stored = self.applied.filter(pl.col("stored_updated_at").is_not_null()).get_column("order_id").sort()
+        if stored.len() <= stored_per_piece:
+            return [self]
+        bounds = [None, *stored.gather(range(stored_per_piece, stored.len(), stored_per_piece)).to_list(), None]
+        out = []
+        for low, high in itertools.pairwise(bounds):
+            within = pl.lit(True)
+            if low is not None:
+                within &= pl.col("order_id") >= low
+            if high is not None:
+                within &= pl.col("order_id") < high
+            out.append(Decision(decided=self.decided.filter(within), applied=self.applied.filter(within),
+                                lines=self.lines.filter(within), refunds=self.refunds.filter(within),
+                                changes=self.changes.clear(), dirty=[]))
+        return out
 
 
 def decide_chunk(conn: Connection, frames: ChunkFrames, parents: Parents, shop: str, path: Path,

@@ -37,6 +37,9 @@ _WAL_RESTART_FRAMES = 16_384
 _MIN_STATEMENT_BYTES = 16 << 10
 _MAX_SIZE_RETRIES = 8
 _MAX_ATTEMPTS = 4
+# Stored orders a chunk writes at a time (``Decision.pieces``): about 1,100 orders' pages
+# fitted MariaDB's default 128 MB pool in session 13's chunk-size experiment.
+STORED_ORDERS_PER_PIECE = 1000
 
 
 @dataclass(frozen=True)
@@ -183,27 +186,26 @@ def _write_rows(conn: Connection, decision: Decision, shop: str, statement_bytes
     clock.lap("upsert_order_line_item")
 
 
-def _touched_orders(conn: Connection, shop: str, decision: Decision, insert_fresh: bool
-                    ) -> tuple[pl.DataFrame, pl.Series, pl.Series]:
-    """For ``measurement_day_sum``: the chunk's orders whose stored lines after the chunk are
-    exactly their lines in it (headers), and the ids of the stored orders whose counted lines
-    it may change, to read before and after the writes. Third, from the same read, the
-    chunk's lines stored under the same order (line ids), for the stale-line delete.
+def _touched_orders(conn: Connection, shop: str, decision: Decision, fresh_ids: pl.Series
+                    ) -> tuple[pl.Series, pl.Series]:
+    """For ``measurement_day_sum``: the ids of the stored orders whose counted lines the
+    decision's writes may change, to read before and after them. Second, from the same read,
+    the decision's lines stored under the same order (line ids), for the stale-line delete.
 
-    A new order's rows are inserted: had any of its lines existed, the insert would have
-    failed (``FreshRowExists``); without that guarantee (the chunk redone with upserts) its
-    lines count as upserted. A stored order changes with a newer version of its header, or
-    with a line upserted that is not stored yet, is stored under another order (whose order
-    is read too) or with another order version. An equal version rewriting the same rows
-    changes nothing, as for ``measurement_dirty``: a replay or an overlapping backfill reads
-    no lines here (docs/benchmarks.md, session 8)."""
+    ``fresh_ids``: the chunk's new orders, whose rows are inserted: had any of their lines
+    existed, the insert would have failed (``FreshRowExists``); without that guarantee (the
+    chunk redone with upserts) none are fresh and their lines count as upserted. A stored
+    order changes with a newer version of its header, or with a line upserted that is not
+    stored yet, is stored under another order (whose order is read too) or with another
+    order version. An equal version rewriting the same rows changes nothing, as for
+    ``measurement_dirty``: a replay or an overlapping backfill reads no lines here
+    (docs/benchmarks.md, session 8)."""
     applied, lines = decision.applied, decision.lines
-    fresh = applied.filter(pl.col("fresh")) if insert_fresh else applied.clear()
     newer = applied.filter(pl.col("stored_updated_at").is_not_null()
                            & (pl.col("updated_at") > pl.col("stored_updated_at"))).get_column("order_id")
     # Every line but those of this chunk's new orders (a new order's lines in a later chunk
     # are not stored yet: that makes its order read).
-    upserted = lines.filter(~pl.col("order_id").is_in(fresh.get_column("order_id").implode())).select(
+    upserted = lines.filter(~pl.col("order_id").is_in(fresh_ids.implode())).select(
         "line_item_id", "order_id", "order_updated_at")
     stored = upserted.join(rollup_lines.stored_line_versions(conn, shop, upserted.get_column("line_item_id")),
                            on="line_item_id", how="left")
@@ -212,7 +214,41 @@ def _touched_orders(conn: Connection, shop: str, decision: Decision, insert_fres
     touched = pl.concat([newer, moved.get_column("order_id"),
                          moved.get_column("stored_order_id").drop_nulls()]).unique()
     resent = stored.filter(pl.col("stored_order_id") == pl.col("order_id")).get_column("line_item_id")
-    return fresh, touched.filter(~touched.is_in(fresh.get_column("order_id").implode())).sort(), resent
+    return touched.filter(~touched.is_in(fresh_ids.implode())).sort(), resent
+
+
+class _StoredLines:
+    """The counted lines of the stored orders a chunk's pieces touch, before and after.
+
+    Only the pieces that touch an order change its lines (``_touched_orders``), so its
+    lines before are those read by the first piece touching it, and after, those read by
+    the last."""
+
+    def __init__(self) -> None:
+        self.seen = pl.Series("order_id", [], pl.Int64())
+        self.before: list[pl.DataFrame] = []
+        self.after: list[pl.DataFrame] = []
+        self.touched: list[pl.DataFrame] = []
+
+    def read_before(self, conn: Connection, shop: str, order_ids: pl.Series) -> None:
+        self.before.append(rollup_lines.lines_of_orders(conn, shop, order_ids.filter(
+            ~order_ids.is_in(self.seen.implode()))))
+        self.seen = pl.concat([self.seen, order_ids])
+
+    def read_after(self, conn: Connection, shop: str, order_ids: pl.Series) -> None:
+        piece = len(self.after)
+        self.after.append(rollup_lines.lines_of_orders(conn, shop, order_ids).with_columns(piece=pl.lit(piece)))
+        self.touched.append(pl.DataFrame({"order_id": order_ids, "piece": piece}, schema_overrides={
+            "order_id": pl.Int64(), "piece": pl.Int32()}))
+
+    def lines_before(self) -> pl.DataFrame:
+        return pl.concat(self.before)
+
+    def lines_after(self) -> pl.DataFrame:
+        if len(self.after) == 1:
+            return self.after[0].drop("piece")
+        last = pl.concat(self.touched).group_by("order_id").agg(pl.col("piece").max())
+        return pl.concat(self.after).join(last, on=["order_id", "piece"], how="semi").drop("piece")
 
 
 class ChunkWriter:
@@ -224,22 +260,32 @@ class ChunkWriter:
         self.engine, self.shop, self.path, self.statement_bytes, self.clock = engine, shop, path, statement_bytes, clock
         self.size_retries = 0
         self.fresh_conflicts = 0
+        self.stored_per_piece = STORED_ORDERS_PER_PIECE
         self._checkpointer = WalCheckpointer(engine) if wal_mode(engine) else None
+
+    def _write_pieces(self, conn: Connection, decision: Decision, fresh_ids: pl.Series, statement_bytes: int,
+                      insert_fresh: bool) -> _StoredLines:
+        """The chunk's writes, piece by piece (``Decision.pieces``), with the stored lines they change."""
+        stored = _StoredLines()
+        for piece in decision.pieces(self.stored_per_piece):
+            stored_ids, resent = _touched_orders(conn, self.shop, piece, fresh_ids)
+            self.clock.lap("line_versions")
+            stored.read_before(conn, self.shop, stored_ids)
+            self.clock.lap("lines_before")
+            _write_rows(conn, piece, self.shop, statement_bytes, insert_fresh, resent, self.clock)
+            stored.read_after(conn, self.shop, stored_ids)
+            self.clock.lap("lines_after")
+        return stored
 
     def _attempt(self, frames: ChunkFrames, parents: Parents, mark: JobMark | None, statement_bytes: int,
                  insert_fresh: bool) -> Committed:
         with chunk_transaction(self.engine, self._checkpointer) as conn:
             rollup.lock_shop(conn, self.shop)  # before any read: chunks of a shop commit in turn
             decision = decide_chunk(conn, frames, parents, self.shop, self.path, self.clock)
-            fresh, stored_ids, resent = _touched_orders(conn, self.shop, decision, insert_fresh)
-            self.clock.lap("line_versions")
-            before = rollup_lines.lines_of_orders(conn, self.shop, stored_ids)
-            self.clock.lap("lines_before")
-            _write_rows(conn, decision, self.shop, statement_bytes, insert_fresh, resent, self.clock)
-            after = pl.concat([rollup_lines.lines_of_orders(conn, self.shop, stored_ids),
-                               rollup_lines.lines_of_frames(fresh, decision.lines)])
-            self.clock.lap("lines_after")
-            rollup.apply(conn, self.shop, before, after)
+            fresh = decision.applied.filter(pl.col("fresh")) if insert_fresh else decision.applied.clear()
+            stored = self._write_pieces(conn, decision, fresh.get_column("order_id"), statement_bytes, insert_fresh)
+            after = pl.concat([stored.lines_after(), rollup_lines.lines_of_frames(fresh, decision.lines)])
+            rollup.apply(conn, self.shop, stored.lines_before(), after)
             self.clock.lap("day_sums")
             # With the rows: a crash before the transform leaves the days pending, never lost.
             mark_days(conn, self.shop, decision.dirty)
