@@ -184,16 +184,17 @@ class Decision:
 
     def pieces(self, stored_per_piece: int) -> list[Decision]:
         """The decision cut by order id into ranges holding at most ``stored_per_piece`` of
-        the applied orders that are stored already, each range with every row of its orders.
+        the orders it replaces (``replaced_ids``), each range with every row of its orders.
 
         Written piece by piece, the passes over a range's stored rows (line versions, lines
         before, the writes, lines after) find its pages still cached. All at once, the pages
         of a day's edits scattered over a large warehouse (5,000 orders: about 11,000 pages)
         outgrow a small cache (MariaDB's default pool holds 8,192), and every pass reads
-        them from disk again (docs/benchmarks.md, session 14). A first load stores nothing
-        yet: one piece. ``changes`` and ``dirty`` stay with the whole decision.
+        them from disk again (docs/benchmarks.md, session 14). A first load, a replay or an
+        overlapping backfill replaces nothing: one piece. ``changes`` and ``dirty`` stay
+        with the whole decision.
         """
-        stored = self.applied.filter(pl.col("stored_updated_at").is_not_null()).get_column("order_id").sort()
+        stored = pl.Series("order_id", self.replaced_ids, pl.Int64()).sort()
         if stored.len() <= stored_per_piece:
             return [self]
         bounds = [None, *stored.gather(range(stored_per_piece, stored.len(), stored_per_piece)).to_list(), None]

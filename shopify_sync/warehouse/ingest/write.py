@@ -30,6 +30,7 @@ from shopify_sync.warehouse.ingest.decide import Decision, Parents, decide_chunk
 from shopify_sync.warehouse.ingest.model import ChunkFrames, Clock
 from shopify_sync.warehouse.jobs import record_chunk
 from shopify_sync.warehouse.rollup import lines as rollup_lines
+from shopify_sync.warehouse.sizing import cache_footprint
 
 # 64 MB of 4 KB pages: the WAL file's size while a bulk load runs.
 _WAL_RESTART_FRAMES = 16_384
@@ -37,8 +38,9 @@ _WAL_RESTART_FRAMES = 16_384
 _MIN_STATEMENT_BYTES = 16 << 10
 _MAX_SIZE_RETRIES = 8
 _MAX_ATTEMPTS = 4
-# Stored orders a chunk writes at a time (``Decision.pieces``): about 1,100 orders' pages
-# fitted MariaDB's default 128 MB pool in session 13's chunk-size experiment.
+# Stored orders a chunk writes at a time (``Decision.pieces``) where the pages it reads outgrow
+# the database's cache: about 1,100 orders' pages fitted MariaDB's default 128 MB pool in
+# session 13's chunk-size experiment; 500 and 2,000 did no better (docs/benchmarks.md).
 STORED_ORDERS_PER_PIECE = 1000
 
 
@@ -145,6 +147,16 @@ def chunk_transaction(engine: Engine, checkpointer: WalCheckpointer | None) -> I
                 cur.close()
             except Exception:  # noqa: BLE001 - a dead connection is discarded by the pool
                 pass
+
+
+def stored_per_piece(engine: Engine) -> int | None:
+    """``STORED_ORDERS_PER_PIECE`` where InnoDB's buffer pool is smaller than the order tables,
+    else None (a chunk's writes at once). Only there do the passes over a day's edits read
+    their pages from disk again; where the pages stay cached (a pool that holds the tables;
+    PostgreSQL and SQLite, read through the operating system's cache) the pieces' extra
+    statements cost 5-20 % of a re-ingest of newer versions (docs/benchmarks.md, session 14)."""
+    footprint = cache_footprint(engine)
+    return STORED_ORDERS_PER_PIECE if footprint is not None and footprint.shortfall() is not None else None
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -260,14 +272,14 @@ class ChunkWriter:
         self.engine, self.shop, self.path, self.statement_bytes, self.clock = engine, shop, path, statement_bytes, clock
         self.size_retries = 0
         self.fresh_conflicts = 0
-        self.stored_per_piece = STORED_ORDERS_PER_PIECE
+        self.stored_per_piece = stored_per_piece(engine)
         self._checkpointer = WalCheckpointer(engine) if wal_mode(engine) else None
 
     def _write_pieces(self, conn: Connection, decision: Decision, fresh_ids: pl.Series, statement_bytes: int,
                       insert_fresh: bool) -> _StoredLines:
         """The chunk's writes, piece by piece (``Decision.pieces``), with the stored lines they change."""
         stored = _StoredLines()
-        for piece in decision.pieces(self.stored_per_piece):
+        for piece in decision.pieces(self.stored_per_piece) if self.stored_per_piece else [decision]:
             stored_ids, resent = _touched_orders(conn, self.shop, piece, fresh_ids)
             self.clock.lap("line_versions")
             stored.read_before(conn, self.shop, stored_ids)
