@@ -68,6 +68,7 @@ class TableSpec:
 HEADERS = TableSpec("order_header", HEADER_COLUMNS, ("shop", "order_id"), "updated_at", ("synced_at",))
 LINES = TableSpec("order_line_item", LINE_COLUMNS, ("shop", "line_item_id"), "order_updated_at")
 REFUNDS = TableSpec("order_refund", REFUND_COLUMNS, ("shop", "refund_id"), "order_updated_at")
+LINES_BY_ORDER_INDEX = "FORCE INDEX (ix_order_line_item_shop_order)"  # MySQL, ``rows_for_orders(by_index=True)``
 
 
 class FreshRowExists(Exception):
@@ -165,14 +166,13 @@ class BulkWriter:
         The end state is the same as deleting them and inserting them again: such a line is
         stored with at most the order's old version, below the new one, so the upsert's guard
         takes it (and where it would not, the stale test would not have deleted it either).
-        Deleted and re-inserted, a 5,000-order daily's lines cost MariaDB about 1 s at its
-        default 128 MB buffer pool (docs/benchmarks.md, session 13). The candidates come
-        from the (shop, order_id) index alone; the header join runs on those left over,
-        usually lines dropped from their order and those of a later chunk."""
+        Deleted and re-inserted, a 5,000-order daily's lines cost MariaDB about 1 s at 128 MB
+        (docs/benchmarks.md, session 13). Candidates come from the (shop, order_id) index; the
+        header join runs on those left over (lines dropped, or of a later chunk)."""
         if not order_ids:
             return
-        hint = f" {LINES_BY_ORDER_INDEX}" if self.conn.dialect.name in ("mysql", "mariadb") else ""
-        stored = rows_for_orders(self.conn, f"SELECT line_item_id FROM order_line_item{hint}", shop,
+        hint = LINES_BY_ORDER_INDEX if self.conn.dialect.name in ("mysql", "mariadb") else ""
+        stored = rows_for_orders(self.conn, f"SELECT line_item_id FROM order_line_item {hint}", shop,
                                  pl.Series(order_ids, dtype=pl.Int64), by_index=True)
         candidates = pl.Series([r[0] for r in stored], dtype=pl.Int64)
         stale = candidates.filter(~candidates.is_in(resent.cast(pl.Int64).implode()))
@@ -203,15 +203,6 @@ def run_uncached(conn: Connection, sql: str, shop: str) -> sa.CursorResult[tuple
     return conn.exec_driver_sql(sql.replace(":shop", placeholder), params)
 
 
-# Children looked up by their order on MySQL: the (shop, order_id) index, named, whatever
-# the table's statistics say (``rows_for_orders``).
-LINES_BY_ORDER_INDEX = "FORCE INDEX (ix_order_line_item_shop_order)"
-# MariaDB turns an IN list of 1,000 values or more (in_predicate_conversion_threshold) into
-# a join with a table of the values, planned from the statistics; below that, the list is
-# one range per value.
-_MYSQL_POINT_LIST = 999
-
-
 def rows_for_orders(conn: Connection, select: str, shop: str, order_ids: pl.Series, alias: str = "",
                     suffix: str = "", column: str = "order_id", by_index: bool = False) -> list[Sequence[object]]:
     """``{select} WHERE {alias}shop = <shop> AND {alias}{column} IN <order_ids>{suffix}``: the rows.
@@ -223,12 +214,9 @@ def rows_for_orders(conn: Connection, select: str, shop: str, order_ids: pl.Seri
     literal IN lists made that cache grow with the file), MySQL as inline lists of 20,000
     (docs/benchmarks.md).
 
-    ``by_index``: on MySQL, the caller's ``select`` names a secondary index to read by
-    (``LINES_BY_ORDER_INDEX``), and the ids go in lists of 999, which MariaDB reads as one
-    index lookup per id. Left to the statistics, which lag a bulk load, MariaDB read a
-    30,000-order shop's children of 200 orders by scanning every line of the shop once per
-    order: 5 s against 6 ms (docs/benchmarks.md, session 14).
-    """
+    ``by_index``: the ``select`` names the index (``LINES_BY_ORDER_INDEX``) and MySQL gets 999 ids
+    at a time (under ``in_predicate_conversion_threshold``): a lookup per id, whatever the
+    statistics say (200 orders' lines: 5 s against 6 ms; docs/benchmarks.md, session 14)."""
     if order_ids.len() == 0:
         return []
     dialect = conn.dialect.name
@@ -242,7 +230,7 @@ def rows_for_orders(conn: Connection, select: str, shop: str, order_ids: pl.Seri
         rows.extend(sqlite_rows(conn, f"{where.replace(':shop', '?')} IN (SELECT value FROM json_each(?)){suffix}",
                                 (shop, f"[{id_list(order_ids)}]")))
     else:
-        for part in parts(order_ids.to_list(), _MYSQL_POINT_LIST if by_index else 20_000):
+        for part in parts(order_ids.to_list(), 999 if by_index else 20_000):
             rows.extend(run_uncached(conn, f"{where} IN ({id_list(part)}){suffix}", shop).all())
     return rows
 
