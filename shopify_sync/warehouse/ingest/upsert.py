@@ -68,7 +68,11 @@ class TableSpec:
 HEADERS = TableSpec("order_header", HEADER_COLUMNS, ("shop", "order_id"), "updated_at", ("synced_at",))
 LINES = TableSpec("order_line_item", LINE_COLUMNS, ("shop", "line_item_id"), "order_updated_at")
 REFUNDS = TableSpec("order_refund", REFUND_COLUMNS, ("shop", "refund_id"), "order_updated_at")
-LINES_BY_ORDER_INDEX = "FORCE INDEX (ix_order_line_item_shop_order)"  # MySQL, ``rows_for_orders(by_index=True)``
+
+
+def lines_by_order_index(dialect: str) -> str:
+    """The index hint that follows ``order_line_item`` in a read by order (MySQL; ``rows_for_orders``)."""
+    return "FORCE INDEX (ix_order_line_item_shop_order)" if dialect in ("mysql", "mariadb") else ""
 
 
 class FreshRowExists(Exception):
@@ -171,7 +175,7 @@ class BulkWriter:
         header join runs on those left over (lines dropped, or of a later chunk)."""
         if not order_ids:
             return
-        hint = LINES_BY_ORDER_INDEX if self.conn.dialect.name in ("mysql", "mariadb") else ""
+        hint = lines_by_order_index(self.conn.dialect.name)
         stored = rows_for_orders(self.conn, f"SELECT line_item_id FROM order_line_item {hint}", shop,
                                  pl.Series(order_ids, dtype=pl.Int64), by_index=True)
         candidates = pl.Series([r[0] for r in stored], dtype=pl.Int64)
@@ -207,16 +211,13 @@ def rows_for_orders(conn: Connection, select: str, shop: str, order_ids: pl.Seri
                     suffix: str = "", column: str = "order_id", by_index: bool = False) -> list[Sequence[object]]:
     """``{select} WHERE {alias}shop = <shop> AND {alias}{column} IN <order_ids>{suffix}``: the rows.
 
-    The ids go the way each backend takes a long list best: PostgreSQL as one array
-    parameter (a long literal IN list is planned slowly; psycopg's per-element list
-    adaptation cost more than the lookup, so polars renders the array text), SQLite as one
-    JSON array (Python's sqlite3 keeps the last 128 prepared statements, and distinct
-    literal IN lists made that cache grow with the file), MySQL as inline lists of 20,000
-    (docs/benchmarks.md).
-
-    ``by_index``: the ``select`` names the index (``LINES_BY_ORDER_INDEX``) and MySQL gets 999 ids
-    at a time (under ``in_predicate_conversion_threshold``): a lookup per id, whatever the
-    statistics say (200 orders' lines: 5 s against 6 ms; docs/benchmarks.md, session 14)."""
+    The ids go the way each backend takes a long list best (docs/benchmarks.md): PostgreSQL as
+    one array parameter (a long literal IN list is planned slowly; psycopg's per-element
+    adaptation cost more than the lookup), SQLite as one JSON array (sqlite3's statement cache
+    grew with distinct literal lists), MySQL as inline lists of 20,000. ``by_index``: the
+    ``select`` names the index (``lines_by_order_index``) and MySQL gets 999 ids at a time (under
+    ``in_predicate_conversion_threshold``): a lookup per id, whatever the statistics say (200
+    orders' lines: 5 s against 6 ms; session 14)."""
     if order_ids.len() == 0:
         return []
     dialect = conn.dialect.name

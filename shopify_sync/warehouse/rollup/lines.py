@@ -60,13 +60,13 @@ def _processed_at(dialect: str) -> str:
 def _select(dialect: str) -> str:
     # MySQL: the lines of an order by the (shop, order_id) index, whether the orders come as
     # a list or from a day's range of order_header (``upsert.rows_for_orders``).
-    hint = f" {upsert.LINES_BY_ORDER_INDEX}" if dialect in ("mysql", "mariadb") else ""
+    hint = upsert.lines_by_order_index(dialect)
     return (
         f"SELECT li.order_id, {_processed_at(dialect)}, li.product_id, COALESCE(li.variant_id, 0), "
         "COALESCE(li.currency_code, oh.currency_code, ''), li.line_item_id, li.sku, li.title, li.quantity, "
         f"li.current_quantity, {_scaled(dialect, 'li.original_unit_price')}, "
         f"{_scaled(dialect, 'li.discounted_unit_price')} "
-        f"FROM order_line_item li{hint} JOIN order_header oh ON oh.shop = li.shop AND oh.order_id = li.order_id"
+        f"FROM order_line_item li {hint} JOIN order_header oh ON oh.shop = li.shop AND oh.order_id = li.order_id"
     )
 
 
