@@ -111,6 +111,44 @@ def test_db_upgrade_and_status_on_an_empty_warehouse(clean_env, capsys) -> None:
     assert (clean_env / "home" / "dagster_home").is_dir()  # DAGSTER_HOME default, created
 
 
+_QUICK_EXIT = """
+import atexit, sys, threading, time
+from pathlib import Path
+from shopify_sync import cli
+
+out = Path(sys.argv[1])
+def late_thread():
+    time.sleep(0.3)
+    (out / "thread").write_text("joined")
+threading.Thread(target=late_thread).start()
+atexit.register(lambda: (out / "atexit").write_text("ran"))
+cli.main = lambda: (print("ok      the outcome line"), print("a warning", file=sys.stderr), 3)[-1]
+cli.entry()
+"""
+
+
+def test_the_command_exits_with_mains_code_after_what_an_exit_must_do(tmp_path: Path) -> None:
+    # entry() skips the interpreter's teardown (os._exit): the piped, buffered output, a
+    # running thread's work and the atexit handlers must survive it, and the code is main's.
+    done = subprocess.run([sys.executable, "-c", _QUICK_EXIT, str(tmp_path)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 3
+    assert done.stdout == "ok      the outcome line\n"
+    assert done.stderr == "a warning\n"
+    assert (tmp_path / "thread").read_text() == "joined"
+    assert (tmp_path / "atexit").read_text() == "ran"
+
+
+def test_the_console_script_and_python_m_run_entry() -> None:
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["shopify-sync"] == "shopify_sync.cli:entry"
+    done = subprocess.run([sys.executable, "-m", "shopify_sync.cli", "replay"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert done.returncode == 2 and "error" in done.stderr
+
+
 def _exited_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait(timeout=30)
