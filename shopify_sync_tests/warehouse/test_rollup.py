@@ -208,3 +208,43 @@ def test_mismatched_rows_names_a_table_that_drifted_from_its_lines(engine, tmp_p
     with engine.begin() as conn:
         conn.execute(t.delete().where(t.c.day == day, t.c.variant_key != -1))
     assert rollup.mismatched_rows(engine, "DEMO", day) > 1
+
+
+def test_the_counted_lines_read_back_as_stored(engine, tmp_path: Path) -> None:
+    """``lines_of_orders`` and ``lines_of_days`` (each backend's own read: MySQL packs the
+    numbers into one text field) equal a plain typed read of the same rows, with NULL
+    numbers, a line without SKU or variant and a title with spaces and commas included."""
+    from decimal import Decimal
+
+    from shopify_sync.warehouse.rollup.lines import LINES_SCHEMA, lines_of_days, lines_of_orders
+    from shopify_sync.warehouse.tables import order_header, order_line_item
+
+    orders = [Ord(1, lines=[Line(11, quantity=3, price="12.3456", discounted="11.5"),
+                            Line(12, sku=None, variant=None, title="Blue  mug, 0.5 l — ☕ ")]),
+              Ord(2, processed_at="2026-11-20T23:59:59Z", lines=[Line(21, quantity=2), Line(22, product=None)]),
+              Ord(3, processed_at="2026-11-21T00:00:00Z", lines=[Line(31)])]
+    ingest_jsonl(engine, write(tmp_path / "lines.jsonl", orders), shop="DEMO", job_id=None, chunk_rows=100)
+    li, oh = order_line_item, order_header
+    with engine.begin() as conn:  # NULL numbers, as a row written by other means may hold
+        conn.execute(li.update().where(li.c.line_item_id == 21).values(
+            quantity=None, original_unit_price=None))
+
+    def scaled(value: Decimal | None) -> int | None:
+        return None if value is None else int(value * 10_000)
+
+    with engine.connect() as conn:
+        plain = conn.execute(
+            sa.select(li.c.order_id, oh.c.processed_at, li.c.product_id, li.c.variant_id, li.c.currency_code,
+                      oh.c.currency_code, li.c.line_item_id, li.c.sku, li.c.title, li.c.quantity, li.c.current_quantity,
+                      li.c.original_unit_price, li.c.discounted_unit_price)
+            .join_from(li, oh, sa.and_(oh.c.shop == li.c.shop, oh.c.order_id == li.c.order_id))
+            .where(li.c.shop == "DEMO", li.c.product_id.is_not(None))).all()
+        expected = pl.DataFrame(
+            [(r[0], r[1], r[2], r[3] or 0, r[4] or r[5] or "", r[6], r[7], r[8], r[9], r[10], scaled(r[11]),
+              scaled(r[12])) for r in plain], schema=LINES_SCHEMA, orient="row").sort("line_item_id")
+        nulled = expected.filter(pl.col("line_item_id") == 21)
+        assert expected.height == 4 and nulled["quantity"].is_null().all() and nulled["current_quantity"].item() == 2
+        by_orders = lines_of_orders(conn, "DEMO", pl.Series([1, 2, 3], dtype=pl.Int64))
+        by_days = lines_of_days(conn, "DEMO", date(2026, 11, 20), date(2026, 11, 21))
+    assert by_orders.schema == LINES_SCHEMA and by_orders.sort("line_item_id").equals(expected)
+    assert by_days.sort("line_item_id").equals(expected)

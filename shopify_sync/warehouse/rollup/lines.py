@@ -57,17 +57,31 @@ def _processed_at(dialect: str) -> str:
     return "oh.processed_at"
 
 
+# The integer columns of LINES_SCHEMA, packed into one text field on MySQL (``_select``).
+_PACKED = ("order_id", "processed_at", "product_id", "variant_key", "line_item_id", "quantity", "current_quantity",
+           "original_unit_price", "discounted_unit_price")
+
+
 def _select(dialect: str) -> str:
     # MySQL: the lines of an order by the (shop, order_id) index, whether the orders come as
     # a list or from a day's range of order_header (``upsert.rows_for_orders``).
     hint = upsert.lines_by_order_index(dialect)
-    return (
-        f"SELECT li.order_id, {_processed_at(dialect)}, li.product_id, COALESCE(li.variant_id, 0), "
-        "COALESCE(li.currency_code, oh.currency_code, ''), li.line_item_id, li.sku, li.title, li.quantity, "
-        f"li.current_quantity, {_scaled(dialect, 'li.original_unit_price')}, "
-        f"{_scaled(dialect, 'li.discounted_unit_price')} "
-        f"FROM order_line_item li {hint} JOIN order_header oh ON oh.shop = li.shop AND oh.order_id = li.order_id"
-    )
+    column = {
+        "order_id": "li.order_id", "processed_at": _processed_at(dialect), "product_id": "li.product_id",
+        "variant_key": "COALESCE(li.variant_id, 0)", "currency_code": "COALESCE(li.currency_code, oh.currency_code, '')",
+        "line_item_id": "li.line_item_id", "sku": "li.sku", "title": "li.title", "quantity": "li.quantity",
+        "current_quantity": "li.current_quantity", "original_unit_price": _scaled(dialect, "li.original_unit_price"),
+        "discounted_unit_price": _scaled(dialect, "li.discounted_unit_price"),
+    }
+    fields = [column[name] for name in LINES_SCHEMA]
+    if dialect in ("mysql", "mariadb"):
+        # The numbers as one text field ('' for NULL), split by polars (``_frame``): PyMySQL
+        # converts every field in Python, and a day's 70k lines took 0.96-1.17 s a field
+        # each against 0.51-0.62 s packed (docs/benchmarks.md, session 15).
+        packed = ", ".join(f"IFNULL({column[name]}, '')" for name in _PACKED)
+        fields = [f"CONCAT_WS(' ', {packed})", *(column[name] for name in LINES_SCHEMA if name not in _PACKED)]
+    return (f"SELECT {', '.join(fields)} FROM order_line_item li {hint} "
+            "JOIN order_header oh ON oh.shop = li.shop AND oh.order_id = li.order_id")
 
 
 # Counted (SPEC §5): not a test, not cancelled, processed, a line with a product.
@@ -76,9 +90,15 @@ _COUNTED = (" AND NOT oh.test AND oh.cancelled_at IS NULL AND oh.processed_at IS
 
 
 def _frame(dialect: str, rows: Sequence[Sequence[object]]) -> pl.DataFrame:
-    if dialect in ("mysql", "mariadb"):  # processed_at as microseconds (``_processed_at``)
-        frame = pl.DataFrame(rows, schema={**LINES_SCHEMA, "processed_at": pl.Int64()}, orient="row")
-        return frame.with_columns(pl.col("processed_at").cast(pl.Datetime("us")))
+    if dialect in ("mysql", "mariadb"):  # the numbers packed (``_select``), processed_at in microseconds
+        texts = [name for name in LINES_SCHEMA if name not in _PACKED]
+        frame = pl.DataFrame(rows, schema={"packed": pl.String(), **{name: pl.String() for name in texts}},
+                             orient="row")
+        parts = pl.col("packed").str.split_exact(" ", len(_PACKED) - 1).struct
+        numbers = [pl.when(parts.field(f"field_{i}") != "").then(parts.field(f"field_{i}")).cast(pl.Int64).alias(name)
+                   for i, name in enumerate(_PACKED)]
+        frame = frame.select(*numbers, *texts).with_columns(pl.col("processed_at").cast(pl.Datetime("us")))
+        return frame.select(list(LINES_SCHEMA))
     if dialect != "sqlite":
         return pl.DataFrame(rows, schema=LINES_SCHEMA, orient="row")
     # Raw reads return SQLAlchemy's stored text format on SQLite.
